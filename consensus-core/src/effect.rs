@@ -1,0 +1,59 @@
+//! What the replica asks of its host. The host applies outputs strictly in order:
+//! a `PersistSignState` must be durable before any `Broadcast`/`Send` that follows it, and a
+//! `Commit` must be stored before anything after it is acted on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::input::SyncRequest;
+use crate::message::{Block, ConsensusMessage, Transaction, VoteKind};
+use crate::timer::Timer;
+use crate::types::{BlockHash, Height, NodeId, Round};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Make the last-signed state durable (fsync) before acting on any later output.
+    PersistSignState(SignState),
+    /// Send to every other validator of the current validator set (active or not: suspended
+    /// validators still follow the chain).
+    Broadcast(ConsensusMessage),
+    /// Send to one validator.
+    Send { to: NodeId, message: ConsensusMessage },
+    /// Forward a transaction, unmodified, to every validator except `except` (its origin).
+    BroadcastTx {
+        tx: Transaction,
+        except: Option<NodeId>,
+    },
+    /// Fire [`crate::Input::Timeout`] at `timer.deadline_ms`.
+    ScheduleTimer(Timer),
+    /// Store this block with its certificate (one atomic write), then continue.
+    Commit(Block),
+    /// Ask `peer` for blocks; its answer comes back as [`crate::Input::SyncResponse`].
+    RequestSync { peer: NodeId, request: SyncRequest },
+    /// Something observable happened (logs, metrics, simulator trace, `/events`).
+    Event(Event),
+}
+
+/// The last thing this validator signed, per step, so that after a crash it never signs a
+/// conflicting proposal or vote. Ordered by (height, round, step).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignState {
+    pub height: Height,
+    pub round: Round,
+    /// 0 = nothing signed at (height, round) yet, 1 = proposal, 2 = verification vote,
+    /// 3 = commit vote.
+    pub step: u8,
+    /// The proposal's or vote's target at that step (None = nil vote).
+    pub block_hash: Option<BlockHash>,
+}
+
+impl SignState {
+    pub const STEP_PROPOSAL: u8 = 1;
+
+    pub fn step_of(kind: VoteKind) -> u8 {
+        match kind {
+            VoteKind::Verification => 2,
+            VoteKind::Commit => 3,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Typed reasons for refusing input. Bad peer input is a rejection, never a panic.
+
+use thiserror::Error;
+
+use crate::message::VoteKind;
+use crate::types::{BlockHash, Hash32, Height, NodeId, Round};
+
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum CryptoError {
+    #[error("malformed public key")]
+    BadPublicKey,
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Why a consensus message from a peer was not processed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum RejectReason {
+    #[error("signer {signer} is not a validator of height {height}")]
+    UnknownSigner { signer: NodeId, height: Height },
+    #[error("signer {signer} is not in the active set of height {height}")]
+    InactiveSigner { signer: NodeId, height: Height },
+    #[error("bad signature from {signer}")]
+    BadSignature { signer: NodeId },
+    #[error("message for height {msg_height} is below the current height {current_height}")]
+    StaleHeight {
+        msg_height: Height,
+        current_height: Height,
+    },
+    #[error("message for height {msg_height} is too far ahead of {current_height}")]
+    FutureHeight {
+        msg_height: Height,
+        current_height: Height,
+    },
+    #[error("round {msg_round} is too far ahead of the current round {current_round}")]
+    FutureRound { msg_round: Round, current_round: Round },
+    #[error("round {round} exceeds the maximum accepted round")]
+    RoundTooLarge { round: Round },
+    #[error("proposal for round {round} is from {signer}, but the proposer is {expected}")]
+    WrongProposer {
+        round: Round,
+        signer: NodeId,
+        expected: NodeId,
+    },
+    #[error("proposal header ({header_height}, {header_round}) does not match the message")]
+    ProposalMismatch {
+        header_height: Height,
+        header_round: Round,
+    },
+    #[error("valid_round {valid_round} is not below the proposal round {round}")]
+    BadValidRound { valid_round: Round, round: Round },
+    #[error("buffer for messages ahead from {from} is full")]
+    FutureBufferFull { from: NodeId },
+    #[error("duplicate message")]
+    Duplicate,
+    #[error("invalid block: {0}")]
+    InvalidBlock(#[from] BlockError),
+    #[error("invalid transaction: {0}")]
+    InvalidTx(#[from] TxError),
+    #[error("consensus is halted: more than 1/3 of validators are Byzantine")]
+    Halted,
+}
+
+/// Why a block (proposed or synced) is not valid.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum BlockError {
+    #[error("block height {block_height}, expected {expected_height}")]
+    WrongHeight {
+        block_height: Height,
+        expected_height: Height,
+    },
+    #[error("block links to {block_prev}, expected {expected_prev}")]
+    WrongPrevHash {
+        block_prev: BlockHash,
+        expected_prev: BlockHash,
+    },
+    #[error("unsupported block version {version}")]
+    WrongVersion { version: u16 },
+    #[error("block proposer {block_proposer} for round {round}, expected {expected}")]
+    WrongProposer {
+        round: Round,
+        block_proposer: NodeId,
+        expected: NodeId,
+    },
+    #[error("timestamp {block_ts} is before the previous block's {prev_ts}")]
+    TimestampRegressed { block_ts: u64, prev_ts: u64 },
+    #[error("tx root does not match the transactions")]
+    WrongTxRoot,
+    #[error("validator set hash {block_vsh} does not match {expected_vsh}")]
+    WrongValidatorSet {
+        block_vsh: Hash32,
+        expected_vsh: Hash32,
+    },
+    #[error("{count} transactions exceed the block limit")]
+    TooManyTxs { count: usize },
+    #[error("transaction {index}: {error}")]
+    Tx { index: usize, error: TxError },
+    #[error("duplicate transaction in block at index {index}")]
+    DuplicateTx { index: usize },
+    #[error("missing commit certificate")]
+    MissingCertificate,
+    #[error("certificate has {valid} valid signatures, quorum is {quorum}")]
+    CertificateShort { valid: usize, quorum: usize },
+    #[error("certificate signature by {voter}: {reason}")]
+    CertificateSignature { voter: NodeId, reason: String },
+}
+
+/// Why a transaction is not valid.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum TxError {
+    #[error("bad signature")]
+    BadSignature,
+    #[error("payload of {size} bytes exceeds the limit")]
+    PayloadTooLarge { size: usize },
+    #[error("transaction timestamp {tx_ts} is outside the window around {now_ms}")]
+    Expired { tx_ts: u64, now_ms: u64 },
+    #[error("already committed")]
+    AlreadyCommitted,
+    #[error("{kind:?} transactions must be signed by an active validator")]
+    NotAValidator { kind: crate::message::TxKind },
+    #[error("malformed {kind:?} payload: {reason}")]
+    MalformedPayload {
+        kind: crate::message::TxKind,
+        reason: String,
+    },
+    #[error("mempool is full")]
+    MempoolFull,
+    #[error("already pending")]
+    Duplicate,
+}
+
+/// Why a sync response was not applied.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum SyncError {
+    #[error("no sync request to {from} is outstanding")]
+    Unsolicited { from: NodeId },
+    #[error("response carries {count} blocks, more than the limit")]
+    TooManyBlocks { count: usize },
+    #[error("block {height}: {error}")]
+    Block { height: Height, error: BlockError },
+    #[error("conflicting certified block at height {height}")]
+    Conflict { height: Height },
+}
+
+/// A vote that conflicts with one already counted, kept for the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteConflict {
+    pub voter: NodeId,
+    pub height: Height,
+    pub round: Round,
+    pub kind: VoteKind,
+}

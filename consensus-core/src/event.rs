@@ -1,0 +1,125 @@
+//! Typed events: one stream feeds tracing logs, metrics, the simulator trace and `/events`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::VoteKind;
+use crate::types::{BlockHash, Height, NodeId, Round};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    ProposalSent {
+        height: Height,
+        round: Round,
+        block_hash: BlockHash,
+        txs: usize,
+    },
+    ProposalReceived {
+        height: Height,
+        round: Round,
+        proposer: NodeId,
+        block_hash: BlockHash,
+    },
+    VoteSent {
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+        block_hash: Option<BlockHash>,
+    },
+    QuorumReached {
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+        block_hash: Option<BlockHash>,
+    },
+    Locked {
+        height: Height,
+        round: Round,
+        block_hash: BlockHash,
+    },
+    Committed {
+        height: Height,
+        round: Round,
+        block_hash: BlockHash,
+        txs: usize,
+        /// From entering the height to committing it, by this node's clock.
+        height_ms: u64,
+    },
+    RoundChanged {
+        height: Height,
+        round: Round,
+        reason: RoundChangeReason,
+    },
+    TimeoutFired {
+        kind: crate::timer::TimerKind,
+        height: Height,
+        round: Round,
+    },
+    NewRoundSent {
+        height: Height,
+        round: Round,
+    },
+    PeerDelinquent {
+        peer: NodeId,
+        failures: u32,
+    },
+    PeerRecovered {
+        peer: NodeId,
+    },
+    MembershipRequested {
+        kind: crate::message::TxKind,
+        target: String,
+    },
+    ValidatorSuspended {
+        node: NodeId,
+        from_height: Height,
+    },
+    ValidatorReadmitted {
+        node: NodeId,
+        from_height: Height,
+    },
+    ValidatorJoined {
+        node: NodeId,
+        from_height: Height,
+    },
+    /// A security event: a validator signed two different votes for one step.
+    Equivocation {
+        voter: NodeId,
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+    },
+    /// A security event: a message was refused (bad signature, unknown signer, ...).
+    Rejected {
+        from: NodeId,
+        reason: String,
+    },
+    SyncRequested {
+        peer: NodeId,
+        from_height: Height,
+    },
+    SyncApplied {
+        peer: NodeId,
+        blocks: usize,
+        height: Height,
+    },
+    /// Critical: the 1/3 bound is broken (two certificates at one height, or evidence
+    /// against more than f validators). Committing has stopped.
+    ByzantineOverload {
+        height: Height,
+        detail: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundChangeReason {
+    /// A new height started at round 0.
+    NewHeight,
+    /// The commit timeout expired (Algorithm 1, line 65).
+    CommitTimeout,
+    /// A quorum of NewRound votes for the round before.
+    NewRoundQuorum,
+    /// f+1 messages from a higher round (line 55).
+    SkipAhead,
+}

@@ -1,0 +1,40 @@
+//! Hard limits on everything a peer (or a client) can make this node hold.
+//!
+//! Every collection that grows with peer input is bounded by one of these constants; the
+//! compile-time assertions at the bottom keep them mutually consistent.
+
+/// Most validators a chain can ever register (genesis plus joins). Also the width of [`crate::types::NodeSet`].
+pub const VALIDATORS_MAX: usize = 64;
+/// Most transactions in one block.
+pub const BLOCK_TXS_MAX: usize = 512;
+/// Largest transaction payload in bytes.
+pub const TX_PAYLOAD_BYTES_MAX: usize = 16 * 1024;
+/// Most transactions waiting in the mempool.
+pub const MEMPOOL_TXS_MAX: usize = 10_000;
+/// Most rounds of one height for which votes are kept. Votes for rounds further ahead than
+/// this past the current round are dropped (a Byzantine peer cannot make us allocate rounds).
+pub const ROUNDS_AHEAD_MAX: u32 = 8;
+/// Most distinct rounds of vote state kept for the current height.
+pub const ROUNDS_KEPT_MAX: usize = 32;
+/// Most proposals kept per round (the proposer's, and evidence of a second one).
+pub const PROPOSALS_PER_ROUND_MAX: usize = 2;
+/// Most messages buffered per peer for the next height (arrive before we commit this one).
+pub const FUTURE_MESSAGES_PER_PEER_MAX: usize = 64;
+/// Most equivocation evidence items kept in memory.
+pub const EVIDENCE_MAX: usize = 256;
+/// Most blocks in one sync response.
+pub const SYNC_BLOCKS_MAX: usize = 64;
+/// Most membership requests (suspend/readmit/approve) pending at once.
+pub const MEMBERSHIP_REQUESTS_MAX: usize = 256;
+/// How long (ms) a committed transaction hash is remembered to refuse a replay of it.
+/// Transactions older than this (by their own timestamp, against the block's) are invalid.
+pub const TX_REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// Largest address string of a validator.
+pub const ADDRESS_BYTES_MAX: usize = 256;
+/// Highest round number accepted from a peer.
+pub const ROUND_MAX: u32 = 10_000;
+
+const _: () = assert!(VALIDATORS_MAX <= 64, "NodeSet is a u64 bitset");
+const _: () = assert!(PROPOSALS_PER_ROUND_MAX >= 2, "need room for equivocation evidence");
+const _: () = assert!(ROUNDS_AHEAD_MAX as usize <= ROUNDS_KEPT_MAX);
+const _: () = assert!(SYNC_BLOCKS_MAX >= 1);

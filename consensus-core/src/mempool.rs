@@ -1,0 +1,146 @@
+//! Pending transactions: de-duplicated by hash, bounded, in arrival order, with the peer
+//! each came from so a rebroadcast skips its origin (Req 10.6).
+
+use std::collections::BTreeMap;
+
+use crate::error::TxError;
+use crate::message::Transaction;
+use crate::types::{NodeId, TxHash};
+
+struct Entry {
+    tx: Transaction,
+    origin: Option<NodeId>,
+    seq: u64,
+}
+
+pub struct Mempool {
+    capacity: usize,
+    by_hash: BTreeMap<TxHash, Entry>,
+    by_seq: BTreeMap<u64, TxHash>,
+    next_seq: u64,
+}
+
+impl Mempool {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            by_hash: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Adds a transaction the caller has validated. `Err(Duplicate)` if already pending.
+    pub fn add(&mut self, tx: Transaction, origin: Option<NodeId>) -> Result<TxHash, TxError> {
+        let hash = tx.hash();
+        if self.by_hash.contains_key(&hash) {
+            return Err(TxError::Duplicate);
+        }
+        if self.by_hash.len() >= self.capacity {
+            return Err(TxError::MempoolFull);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_seq.insert(seq, hash);
+        self.by_hash.insert(hash, Entry { tx, origin, seq });
+        Ok(hash)
+    }
+
+    pub fn contains(&self, hash: &TxHash) -> bool {
+        self.by_hash.contains_key(hash)
+    }
+
+    pub fn origin(&self, hash: &TxHash) -> Option<NodeId> {
+        self.by_hash.get(hash).and_then(|e| e.origin)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Up to `max` pending transactions, oldest first, that `keep` accepts.
+    pub fn select(&self, max: usize, mut keep: impl FnMut(&Transaction) -> bool) -> Vec<Transaction> {
+        self.by_seq
+            .values()
+            .filter_map(|h| self.by_hash.get(h))
+            .map(|e| &e.tx)
+            .filter(|tx| keep(tx))
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    pub fn remove(&mut self, hash: &TxHash) -> bool {
+        match self.by_hash.remove(hash) {
+            Some(e) => {
+                self.by_seq.remove(&e.seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops every pending transaction `keep` rejects (committed elsewhere, expired).
+    pub fn retain(&mut self, mut keep: impl FnMut(&Transaction) -> bool) {
+        let drop: Vec<TxHash> = self
+            .by_hash
+            .iter()
+            .filter(|(_, e)| !keep(&e.tx))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in drop {
+            self.remove(&h);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
+        self.by_seq.values().filter_map(|h| self.by_hash.get(h)).map(|e| &e.tx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::message::TxKind;
+
+    fn tx(nonce: u64) -> Transaction {
+        Transaction::new_signed(&Keypair::from_secret([9; 32]), TxKind::Message, vec![1, 2], nonce, 1000)
+    }
+
+    #[test]
+    fn duplicates_are_refused_and_origin_is_kept() {
+        let mut m = Mempool::new(10);
+        let h = m.add(tx(1), Some(NodeId(2))).expect("first add");
+        assert_eq!(m.add(tx(1), Some(NodeId(3))), Err(TxError::Duplicate));
+        assert_eq!(m.origin(&h), Some(NodeId(2)));
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn capacity_is_a_hard_limit() {
+        let mut m = Mempool::new(2);
+        m.add(tx(1), None).expect("room");
+        m.add(tx(2), None).expect("room");
+        assert_eq!(m.add(tx(3), None), Err(TxError::MempoolFull));
+    }
+
+    #[test]
+    fn select_is_in_arrival_order_and_remove_frees_room() {
+        let mut m = Mempool::new(3);
+        let h3 = m.add(tx(3), None).expect("room");
+        m.add(tx(1), None).expect("room");
+        m.add(tx(2), None).expect("room");
+        let nonces: Vec<u64> = m.select(2, |_| true).iter().map(|t| t.nonce).collect();
+        assert_eq!(nonces, vec![3, 1]);
+        assert!(m.remove(&h3));
+        m.add(tx(4), None).expect("room again");
+        m.retain(|t| t.nonce != 1);
+        let left: Vec<u64> = m.iter().map(|t| t.nonce).collect();
+        assert_eq!(left, vec![2, 4]);
+    }
+}

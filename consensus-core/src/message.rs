@@ -1,0 +1,515 @@
+//! Protocol data: blocks, transactions, votes, proposals, new-round votes, certificates.
+//!
+//! Each signed type has `signing_bytes(chain_id)` (the fixed binary encoding a signature
+//! covers) and is checked with `verify(chain_id, key)`. JSON is only the node's wire
+//! encoding; no signature ever covers JSON text.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, merkle_root, Keypair, SigningBytes, PROTOCOL_VERSION};
+use crate::error::CryptoError;
+use crate::types::{hex_vec, BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature, TxHash};
+
+/// The two voting phases of a round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoteKind {
+    /// Phase 2 ("prepare", Tendermint's prevote): endpoint `/VerificationVote`.
+    Verification,
+    /// Phase 3 ("commit", Tendermint's precommit): endpoint `/CommitVote`.
+    Commit,
+}
+
+impl VoteKind {
+    pub fn domain(self) -> &'static str {
+        match self {
+            VoteKind::Verification => "verification_vote",
+            VoteKind::Commit => "commit_vote",
+        }
+    }
+}
+
+/// A signed verification or commit vote. `block_hash = None` is a nil vote.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Vote {
+    pub kind: VoteKind,
+    pub height: Height,
+    pub round: Round,
+    #[serde(rename = "blockHash")]
+    pub block_hash: Option<BlockHash>,
+    pub voter: NodeId,
+    pub signature: Signature,
+}
+
+impl Vote {
+    pub fn signing_bytes(
+        chain_id: &Hash32,
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+        block_hash: &Option<BlockHash>,
+        voter: NodeId,
+    ) -> SigningBytes {
+        let mut b = SigningBytes::new(kind.domain());
+        b.hash(chain_id)
+            .u64(height)
+            .u32(round)
+            .opt_hash(block_hash)
+            .u16(voter.0);
+        b
+    }
+    pub fn new_signed(
+        chain_id: &Hash32,
+        key: &Keypair,
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+        block_hash: Option<BlockHash>,
+        voter: NodeId,
+    ) -> Self {
+        let signature = key.sign(&Self::signing_bytes(
+            chain_id,
+            kind,
+            height,
+            round,
+            &block_hash,
+            voter,
+        ));
+        Self {
+            kind,
+            height,
+            round,
+            block_hash,
+            voter,
+            signature,
+        }
+    }
+    pub fn verify(&self, chain_id: &Hash32, key: &PublicKey) -> Result<(), CryptoError> {
+        let bytes = Self::signing_bytes(
+            chain_id,
+            self.kind,
+            self.height,
+            self.round,
+            &self.block_hash,
+            self.voter,
+        );
+        crypto::verify(key, &bytes, &self.signature)
+    }
+}
+
+/// One commit signature inside a certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CommitSig {
+    pub voter: NodeId,
+    pub signature: Signature,
+}
+
+/// A block's commit certificate: at least a quorum of distinct, valid commit votes for
+/// (height, round, block hash) from the active set of that height.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Certificate {
+    pub round: Round,
+    pub signatures: Vec<CommitSig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockHeader {
+    pub version: u16,
+    pub height: Height,
+    pub round: Round,
+    pub prev_hash: BlockHash,
+    pub proposer: NodeId,
+    pub timestamp_ms: u64,
+    pub tx_root: Hash32,
+    pub validator_set_hash: Hash32,
+}
+
+impl BlockHeader {
+    pub fn signing_bytes(&self) -> SigningBytes {
+        let mut b = SigningBytes::new("block_header");
+        b.u16(self.version)
+            .u64(self.height)
+            .u32(self.round)
+            .hash(&self.prev_hash)
+            .u16(self.proposer.0)
+            .u64(self.timestamp_ms)
+            .hash(&self.tx_root)
+            .hash(&self.validator_set_hash);
+        b
+    }
+    /// The block hash: SHA-256 of the header's signing bytes.
+    pub fn hash(&self) -> BlockHash {
+        self.signing_bytes().digest()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    pub txs: Vec<Transaction>,
+    /// Attached when the block commits; `None` on a proposal and on genesis.
+    pub commit: Option<Certificate>,
+}
+
+impl Block {
+    pub fn hash(&self) -> BlockHash {
+        self.header.hash()
+    }
+    pub fn height(&self) -> Height {
+        self.header.height
+    }
+    pub fn compute_tx_root(txs: &[Transaction]) -> Hash32 {
+        let hashes: Vec<TxHash> = txs.iter().map(Transaction::hash).collect();
+        merkle_root(&hashes)
+    }
+}
+
+/// What a transaction asks for. The membership kinds are per-validator signed requests that
+/// take effect once a quorum of distinct active validators' requests are committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxKind {
+    /// An opaque family payload.
+    Message,
+    /// Add a new validator (payload: [`JoinRequest`] as JSON).
+    ApproveNode,
+    /// Suspend a validator from the active set (payload: its 32-byte public key).
+    SuspendNode,
+    /// Bring a suspended validator back (payload: its 32-byte public key).
+    ReadmitNode,
+    /// Proof of equivocation (payload: [`EquivocationEvidence`] as JSON).
+    Evidence,
+}
+
+impl TxKind {
+    pub const ALL: [TxKind; 5] = [
+        TxKind::Message,
+        TxKind::ApproveNode,
+        TxKind::SuspendNode,
+        TxKind::ReadmitNode,
+        TxKind::Evidence,
+    ];
+    pub fn code(self) -> u8 {
+        match self {
+            TxKind::Message => 0,
+            TxKind::ApproveNode => 1,
+            TxKind::SuspendNode => 2,
+            TxKind::ReadmitNode => 3,
+            TxKind::Evidence => 4,
+        }
+    }
+    pub fn is_membership(self) -> bool {
+        !matches!(self, TxKind::Message)
+    }
+}
+
+/// A client or validator transaction, signed by its sender and forwarded unmodified.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Transaction {
+    pub kind: TxKind,
+    #[serde(with = "hex_vec")]
+    pub payload: Vec<u8>,
+    pub sender: PublicKey,
+    pub nonce: u64,
+    pub timestamp_ms: u64,
+    pub signature: Signature,
+}
+
+impl Transaction {
+    /// Transactions are not bound to a chain id: a client signs once and any node accepts it.
+    /// Replays are refused by hash within [`crate::limits::TX_REPLAY_WINDOW_MS`] and by age.
+    pub fn signing_bytes(
+        kind: TxKind,
+        payload: &[u8],
+        sender: &PublicKey,
+        nonce: u64,
+        timestamp_ms: u64,
+    ) -> SigningBytes {
+        let mut b = SigningBytes::new("transaction");
+        b.u8(kind.code())
+            .bytes(payload)
+            .key(sender)
+            .u64(nonce)
+            .u64(timestamp_ms);
+        b
+    }
+    pub fn new_signed(
+        key: &Keypair,
+        kind: TxKind,
+        payload: Vec<u8>,
+        nonce: u64,
+        timestamp_ms: u64,
+    ) -> Self {
+        let sender = key.public();
+        let signature = key.sign(&Self::signing_bytes(
+            kind,
+            &payload,
+            &sender,
+            nonce,
+            timestamp_ms,
+        ));
+        Self {
+            kind,
+            payload,
+            sender,
+            nonce,
+            timestamp_ms,
+            signature,
+        }
+    }
+    fn own_signing_bytes(&self) -> SigningBytes {
+        Self::signing_bytes(
+            self.kind,
+            &self.payload,
+            &self.sender,
+            self.nonce,
+            self.timestamp_ms,
+        )
+    }
+    /// The transaction hash: SHA-256 of its signing bytes (the signature is not malleable
+    /// under strict verification, so it need not be hashed).
+    pub fn hash(&self) -> TxHash {
+        self.own_signing_bytes().digest()
+    }
+    pub fn verify(&self) -> Result<(), CryptoError> {
+        crypto::verify(&self.sender, &self.own_signing_bytes(), &self.signature)
+    }
+}
+
+/// Payload of an `approve_node` transaction: the joining node's key and address, and the
+/// invitation that vouches for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub public_key: PublicKey,
+    pub address: String,
+}
+
+/// Two conflicting signed votes by one validator for the same (height, round, kind).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EquivocationEvidence {
+    pub first: Vote,
+    pub second: Vote,
+}
+
+impl EquivocationEvidence {
+    pub fn offender(&self) -> NodeId {
+        self.first.voter
+    }
+    /// Structurally conflicting: same voter, kind, height and round; different targets.
+    pub fn is_conflict(&self) -> bool {
+        let (a, b) = (&self.first, &self.second);
+        a.voter == b.voter
+            && a.kind == b.kind
+            && a.height == b.height
+            && a.round == b.round
+            && a.block_hash != b.block_hash
+    }
+}
+
+/// A proposal for (height, round). `valid_round` is set when the proposer re-proposes a block
+/// that gathered a verification quorum in that earlier round (Tendermint's validRound).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Proposal {
+    pub height: Height,
+    pub round: Round,
+    #[serde(rename = "blockData")]
+    pub block: Block,
+    pub valid_round: Option<Round>,
+    pub proposer: NodeId,
+    pub signature: Signature,
+}
+
+impl Proposal {
+    pub fn signing_bytes(
+        chain_id: &Hash32,
+        height: Height,
+        round: Round,
+        block_hash: &BlockHash,
+        valid_round: Option<Round>,
+        proposer: NodeId,
+    ) -> SigningBytes {
+        let mut b = SigningBytes::new("proposal");
+        b.hash(chain_id)
+            .u64(height)
+            .u32(round)
+            .hash(block_hash)
+            .opt_u32(valid_round)
+            .u16(proposer.0);
+        b
+    }
+    pub fn new_signed(
+        chain_id: &Hash32,
+        key: &Keypair,
+        round: Round,
+        block: Block,
+        valid_round: Option<Round>,
+        proposer: NodeId,
+    ) -> Self {
+        let height = block.height();
+        let signature = key.sign(&Self::signing_bytes(
+            chain_id,
+            height,
+            round,
+            &block.hash(),
+            valid_round,
+            proposer,
+        ));
+        Self {
+            height,
+            round,
+            block,
+            valid_round,
+            proposer,
+            signature,
+        }
+    }
+    pub fn verify(&self, chain_id: &Hash32, key: &PublicKey) -> Result<(), CryptoError> {
+        let bytes = Self::signing_bytes(
+            chain_id,
+            self.height,
+            self.round,
+            &self.block.hash(),
+            self.valid_round,
+            self.proposer,
+        );
+        crypto::verify(key, &bytes, &self.signature)
+    }
+}
+
+/// The view-change vote (`/MissingProposer`): "I gave up waiting in (height, round)".
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NewRound {
+    pub height: Height,
+    pub round: Round,
+    pub voter: NodeId,
+    pub signature: Signature,
+}
+
+impl NewRound {
+    pub fn signing_bytes(
+        chain_id: &Hash32,
+        height: Height,
+        round: Round,
+        voter: NodeId,
+    ) -> SigningBytes {
+        let mut b = SigningBytes::new("new_round");
+        b.hash(chain_id).u64(height).u32(round).u16(voter.0);
+        b
+    }
+    pub fn new_signed(
+        chain_id: &Hash32,
+        key: &Keypair,
+        height: Height,
+        round: Round,
+        voter: NodeId,
+    ) -> Self {
+        let signature = key.sign(&Self::signing_bytes(chain_id, height, round, voter));
+        Self {
+            height,
+            round,
+            voter,
+            signature,
+        }
+    }
+    pub fn verify(&self, chain_id: &Hash32, key: &PublicKey) -> Result<(), CryptoError> {
+        crypto::verify(
+            key,
+            &Self::signing_bytes(chain_id, self.height, self.round, self.voter),
+            &self.signature,
+        )
+    }
+}
+
+/// Every consensus message a validator sends to its peers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
+pub enum ConsensusMessage {
+    Proposal(Proposal),
+    Vote(Vote),
+    NewRound(NewRound),
+}
+
+impl ConsensusMessage {
+    pub fn height(&self) -> Height {
+        match self {
+            ConsensusMessage::Proposal(p) => p.height,
+            ConsensusMessage::Vote(v) => v.height,
+            ConsensusMessage::NewRound(v) => v.height,
+        }
+    }
+    pub fn round(&self) -> Round {
+        match self {
+            ConsensusMessage::Proposal(p) => p.round,
+            ConsensusMessage::Vote(v) => v.round,
+            ConsensusMessage::NewRound(v) => v.round,
+        }
+    }
+    /// The validator whose signature the message carries.
+    pub fn signer(&self) -> NodeId {
+        match self {
+            ConsensusMessage::Proposal(p) => p.proposer,
+            ConsensusMessage::Vote(v) => v.voter,
+            ConsensusMessage::NewRound(v) => v.voter,
+        }
+    }
+    /// The wire type name (`type` field of the node's envelope).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ConsensusMessage::Proposal(_) => "proposal",
+            ConsensusMessage::Vote(v) => v.kind.domain(),
+            ConsensusMessage::NewRound(_) => "new_round",
+        }
+    }
+}
+
+/// A validator as the chain knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Validator {
+    pub id: NodeId,
+    pub public_key: PublicKey,
+    pub address: String,
+}
+
+/// The genesis file every node of a chain shares. Its block hash is the chain id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    pub chain_name: String,
+    pub time_ms: u64,
+    pub validators: Vec<Validator>,
+}
+
+impl Genesis {
+    pub fn validator_set_hash(validators: &[Validator]) -> Hash32 {
+        let mut b = SigningBytes::new("validator_set");
+        b.u32(validators.len() as u32);
+        for v in validators {
+            b.u16(v.id.0).key(&v.public_key).bytes(v.address.as_bytes());
+        }
+        b.digest()
+    }
+    /// The genesis block (height 0, proposer 0, no certificate), built the same way by
+    /// every node from the shared file.
+    pub fn block(&self) -> Block {
+        let mut name = SigningBytes::new("genesis");
+        name.bytes(self.chain_name.as_bytes()).u64(self.time_ms);
+        Block {
+            header: BlockHeader {
+                version: PROTOCOL_VERSION,
+                height: 0,
+                round: 0,
+                prev_hash: Hash32::ZERO,
+                proposer: NodeId(0),
+                timestamp_ms: self.time_ms,
+                tx_root: name.digest(),
+                validator_set_hash: Self::validator_set_hash(&self.validators),
+            },
+            txs: Vec::new(),
+            commit: None,
+        }
+    }
+    pub fn chain_id(&self) -> Hash32 {
+        self.block().hash()
+    }
+}

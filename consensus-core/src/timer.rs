@@ -1,0 +1,105 @@
+//! Timers leave the replica as data and come back as inputs; the replica ignores stale ones.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Height, Round};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// No valid proposal in time: vote nil and send NewRound (Algorithm 1, line 57).
+    Propose,
+    /// A quorum of mixed verification votes: commit-vote nil when it expires (line 61).
+    Verification,
+    /// A quorum of mixed commit votes: go to the next round when it expires (line 65).
+    Commit,
+    /// `create_empty_blocks = false`: the heartbeat after which an empty block is proposed.
+    Heartbeat,
+    /// An outstanding sync request got no (usable) answer: ask another peer.
+    Sync,
+}
+
+/// A timer: fires `deadline_ms` for (height, round). Hosts may keep several; stale ones are
+/// ignored by the replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timer {
+    pub kind: TimerKind,
+    pub height: Height,
+    pub round: Round,
+    pub deadline_ms: u64,
+}
+
+/// Timeout lengths: `base * speed * backoff^round`, capped; base adapts to peer round trips.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutConfig {
+    pub propose_ms: u64,
+    pub verification_ms: u64,
+    pub commit_ms: u64,
+    /// Per-round growth in percent (150 = x1.5 each round).
+    pub backoff_percent: u64,
+    /// Upper bound of any single timeout, before the speed modifier.
+    pub max_ms: u64,
+    pub heartbeat_ms: u64,
+    pub sync_ms: u64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self {
+            propose_ms: 1_000,
+            verification_ms: 500,
+            commit_ms: 500,
+            backoff_percent: 150,
+            max_ms: 20_000,
+            heartbeat_ms: 60_000,
+            sync_ms: 2_000,
+        }
+    }
+}
+
+impl TimeoutConfig {
+    /// Duration of a `kind` timeout in `round`. `speed_permille` scales everything (1000 =
+    /// as configured; the requirements' speed modifier). `rtt_ms` is the observed peer round
+    /// trip: a timeout never drops below three of them, so slow links do not churn rounds.
+    pub fn duration_ms(&self, kind: TimerKind, round: Round, speed_permille: u64, rtt_ms: u64) -> u64 {
+        let base = match kind {
+            TimerKind::Propose => self.propose_ms,
+            TimerKind::Verification => self.verification_ms,
+            TimerKind::Commit => self.commit_ms,
+            TimerKind::Heartbeat => return self.heartbeat_ms.saturating_mul(speed_permille) / 1000,
+            TimerKind::Sync => self.sync_ms,
+        };
+        let mut t = base.max(rtt_ms.saturating_mul(3));
+        // Integer growth (not powf) so native and wasm compute identical deadlines.
+        for _ in 0..round.min(64) {
+            t = t.saturating_mul(self.backoff_percent) / 100;
+            if t >= self.max_ms {
+                break;
+            }
+        }
+        t.min(self.max_ms).saturating_mul(speed_permille) / 1000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_grow_exponentially_and_cap() {
+        let c = TimeoutConfig::default();
+        let d: Vec<u64> = (0..4)
+            .map(|r| c.duration_ms(TimerKind::Propose, r, 1000, 0))
+            .collect();
+        assert_eq!(d, vec![1000, 1500, 2250, 3375]);
+        assert_eq!(c.duration_ms(TimerKind::Propose, 1000, 1000, 0), c.max_ms);
+    }
+
+    #[test]
+    fn speed_modifier_scales_and_rtt_raises_the_floor() {
+        let c = TimeoutConfig::default();
+        assert_eq!(c.duration_ms(TimerKind::Commit, 0, 2000, 0), 1000);
+        assert_eq!(c.duration_ms(TimerKind::Commit, 0, 500, 0), 250);
+        assert_eq!(c.duration_ms(TimerKind::Commit, 0, 1000, 400), 1200);
+    }
+}

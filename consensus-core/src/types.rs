@@ -1,0 +1,175 @@
+//! Newtypes shared by the whole crate.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+use crate::limits::VALIDATORS_MAX;
+
+/// A block height; the genesis block is height 0.
+pub type Height = u64;
+/// A round within a height (the requirements' "proposer offset").
+pub type Round = u32;
+
+/// A validator's stable index in the chain's validator registry (genesis order, then joins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(pub u16);
+
+impl NodeId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "n{}", self.0)
+    }
+}
+
+macro_rules! hex_bytes {
+    ($(#[$doc:meta])* $name:ident, $len:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            pub const ZERO: Self = Self([0u8; $len]);
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+            pub fn from_hex(s: &str) -> Result<Self, hex::FromHexError> {
+                let mut out = [0u8; $len];
+                hex::decode_to_slice(s, &mut out)?;
+                Ok(Self(out))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", &self.to_hex()[..8])
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::from_hex(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hex_bytes!(
+    /// A SHA-256 digest: block hashes, transaction hashes, the chain id.
+    Hash32,
+    32
+);
+hex_bytes!(
+    /// An Ed25519 public key.
+    PublicKey,
+    32
+);
+hex_bytes!(
+    /// An Ed25519 signature.
+    Signature,
+    64
+);
+
+pub type BlockHash = Hash32;
+pub type TxHash = Hash32;
+
+/// A set of validators as a bitset over [`NodeId`] (fixed capacity, no allocation).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeSet(pub u64);
+
+impl NodeSet {
+    pub const EMPTY: Self = Self(0);
+
+    pub fn first_n(n: usize) -> Self {
+        assert!(n <= VALIDATORS_MAX);
+        if n == 64 {
+            Self(u64::MAX)
+        } else {
+            Self((1u64 << n) - 1)
+        }
+    }
+    pub fn contains(self, id: NodeId) -> bool {
+        id.index() < VALIDATORS_MAX && self.0 & (1u64 << id.index()) != 0
+    }
+    /// Adds `id`; returns whether it was new. Ids out of range are refused (returns false).
+    pub fn insert(&mut self, id: NodeId) -> bool {
+        if id.index() >= VALIDATORS_MAX {
+            return false;
+        }
+        let was = self.contains(id);
+        self.0 |= 1u64 << id.index();
+        !was
+    }
+    pub fn remove(&mut self, id: NodeId) -> bool {
+        let was = self.contains(id);
+        if was {
+            self.0 &= !(1u64 << id.index());
+        }
+        was
+    }
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = NodeId> {
+        (0..VALIDATORS_MAX as u16)
+            .map(NodeId)
+            .filter(move |id| self.contains(*id))
+    }
+    pub fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+}
+
+impl fmt::Debug for NodeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter().map(|i| i.0)).finish()
+    }
+}
+
+impl FromIterator<NodeId> for NodeSet {
+    fn from_iter<T: IntoIterator<Item = NodeId>>(iter: T) -> Self {
+        let mut s = Self::EMPTY;
+        for id in iter {
+            s.insert(id);
+        }
+        s
+    }
+}
+
+/// Hex serde for byte payloads (transaction payloads).
+pub mod hex_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(s.as_ref()).map_err(serde::de::Error::custom)
+    }
+}

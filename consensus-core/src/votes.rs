@@ -1,0 +1,337 @@
+//! The vote keeper of one height: counts each (voter, round, kind) once, reports each
+//! threshold exactly once, and keeps equivocations as evidence.
+
+use std::collections::BTreeMap;
+
+use crate::limits::{EVIDENCE_MAX, ROUNDS_KEPT_MAX};
+use crate::message::{EquivocationEvidence, Vote, VoteKind};
+use crate::types::{BlockHash, Height, NodeId, NodeSet, Round};
+
+/// A threshold crossed by the vote just added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Threshold {
+    /// A quorum of votes of any mix (starts the verification or commit timeout).
+    Any,
+    /// A quorum for one value (`None` = nil).
+    Value(Option<BlockHash>),
+}
+
+/// What adding a vote did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// The same vote again: ignored (Req 2.7).
+    Duplicate,
+    /// A different vote from a voter that already voted in this (round, kind): neither
+    /// counts again; the pair is evidence (Req 3.6).
+    Equivocation(EquivocationEvidence),
+    /// Counted; the thresholds it crossed for the first time (possibly none).
+    Counted(Vec<Threshold>),
+    /// The round is outside the window the keeper holds.
+    RoundOutOfWindow,
+}
+
+#[derive(Default)]
+struct KindVotes {
+    by_voter: BTreeMap<NodeId, Vote>,
+    per_value: BTreeMap<Option<BlockHash>, NodeSet>,
+    any: NodeSet,
+    reported_any: bool,
+    reported_values: Vec<Option<BlockHash>>,
+}
+
+impl KindVotes {
+    fn add(&mut self, vote: Vote, quorum: usize) -> AddOutcome {
+        if let Some(prev) = self.by_voter.get(&vote.voter) {
+            if prev.block_hash == vote.block_hash {
+                return AddOutcome::Duplicate;
+            }
+            return AddOutcome::Equivocation(EquivocationEvidence {
+                first: prev.clone(),
+                second: vote,
+            });
+        }
+        let value = vote.block_hash;
+        self.any.insert(vote.voter);
+        let voters = self.per_value.entry(value).or_default();
+        voters.insert(vote.voter);
+        let value_count = voters.len();
+        self.by_voter.insert(vote.voter, vote);
+
+        let mut crossed = Vec::new();
+        if !self.reported_any && self.any.len() >= quorum {
+            self.reported_any = true;
+            crossed.push(Threshold::Any);
+        }
+        if value_count >= quorum && !self.reported_values.contains(&value) {
+            self.reported_values.push(value);
+            crossed.push(Threshold::Value(value));
+        }
+        AddOutcome::Counted(crossed)
+    }
+}
+
+#[derive(Default)]
+struct RoundVotes {
+    verification: KindVotes,
+    commit: KindVotes,
+    /// Signers of any message in this round (votes, proposal, NewRound): the f+1 skip rule.
+    signers: NodeSet,
+    new_round: NodeSet,
+}
+
+impl RoundVotes {
+    fn kind(&self, kind: VoteKind) -> &KindVotes {
+        match kind {
+            VoteKind::Verification => &self.verification,
+            VoteKind::Commit => &self.commit,
+        }
+    }
+    fn kind_mut(&mut self, kind: VoteKind) -> &mut KindVotes {
+        match kind {
+            VoteKind::Verification => &mut self.verification,
+            VoteKind::Commit => &mut self.commit,
+        }
+    }
+}
+
+/// Votes of one height, by round. The caller verifies signatures and membership first.
+pub struct VoteKeeper {
+    height: Height,
+    quorum: usize,
+    rounds: BTreeMap<Round, RoundVotes>,
+    evidence: Vec<EquivocationEvidence>,
+}
+
+impl VoteKeeper {
+    pub fn new(height: Height, quorum: usize) -> Self {
+        Self {
+            height,
+            quorum,
+            rounds: BTreeMap::new(),
+            evidence: Vec::new(),
+        }
+    }
+
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    pub fn quorum(&self) -> usize {
+        self.quorum
+    }
+
+    /// Changes the quorum used for thresholds from now on (the test-only local-quorum rule).
+    pub fn set_quorum(&mut self, quorum: usize) {
+        self.quorum = quorum;
+    }
+
+    /// Makes room for `round`, dropping the lowest rounds past [`ROUNDS_KEPT_MAX`] (never
+    /// `keep_from` or above: the caller's current round).
+    fn round_entry(&mut self, round: Round, keep_from: Round) -> Option<&mut RoundVotes> {
+        if !self.rounds.contains_key(&round) && self.rounds.len() >= ROUNDS_KEPT_MAX {
+            let lowest = *self.rounds.keys().next()?;
+            if lowest >= keep_from || lowest > round {
+                return None;
+            }
+            self.rounds.remove(&lowest);
+        }
+        Some(self.rounds.entry(round).or_default())
+    }
+
+    /// Adds a verified vote of this height. `current_round` guards the memory window.
+    pub fn add_vote(&mut self, vote: Vote, current_round: Round) -> AddOutcome {
+        let quorum = self.quorum;
+        let Some(rv) = self.round_entry(vote.round, current_round) else {
+            return AddOutcome::RoundOutOfWindow;
+        };
+        rv.signers.insert(vote.voter);
+        let kind = vote.kind;
+        let outcome = rv.kind_mut(kind).add(vote, quorum);
+        if let AddOutcome::Equivocation(ev) = &outcome {
+            if self.evidence.len() < EVIDENCE_MAX && !self.evidence.contains(ev) {
+                self.evidence.push(ev.clone());
+            }
+        }
+        outcome
+    }
+
+    /// Records that `signer` sent a proposal or NewRound in `round` (f+1 skip rule).
+    pub fn note_signer(&mut self, round: Round, signer: NodeId, current_round: Round) {
+        if let Some(rv) = self.round_entry(round, current_round) {
+            rv.signers.insert(signer);
+        }
+    }
+
+    /// Adds a NewRound vote; returns how many distinct validators sent one for `round`.
+    pub fn add_new_round(&mut self, round: Round, voter: NodeId, current_round: Round) -> usize {
+        match self.round_entry(round, current_round) {
+            Some(rv) => {
+                rv.signers.insert(voter);
+                rv.new_round.insert(voter);
+                rv.new_round.len()
+            }
+            None => 0,
+        }
+    }
+
+    pub fn has_quorum_for(&self, round: Round, kind: VoteKind, value: Option<BlockHash>) -> bool {
+        self.voters_for(round, kind, value).len() >= self.quorum
+    }
+
+    pub fn has_quorum_any(&self, round: Round, kind: VoteKind) -> bool {
+        self.rounds
+            .get(&round)
+            .is_some_and(|rv| rv.kind(kind).any.len() >= self.quorum)
+    }
+
+    pub fn voters_for(&self, round: Round, kind: VoteKind, value: Option<BlockHash>) -> NodeSet {
+        self.rounds
+            .get(&round)
+            .and_then(|rv| rv.kind(kind).per_value.get(&value).copied())
+            .unwrap_or_default()
+    }
+
+    /// The votes for `value` in (round, kind), in voter order (a commit certificate).
+    pub fn votes_for(&self, round: Round, kind: VoteKind, value: Option<BlockHash>) -> Vec<Vote> {
+        self.rounds
+            .get(&round)
+            .map(|rv| {
+                rv.kind(kind)
+                    .by_voter
+                    .values()
+                    .filter(|v| v.block_hash == value)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Rounds holding a quorum of `kind` votes for some block (not nil), with that block.
+    pub fn value_quorums(&self, kind: VoteKind) -> Vec<(Round, BlockHash)> {
+        let mut out = Vec::new();
+        for (round, rv) in &self.rounds {
+            for (value, voters) in &rv.kind(kind).per_value {
+                if let Some(hash) = value {
+                    if voters.len() >= self.quorum {
+                        out.push((*round, *hash));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn new_round_count(&self, round: Round) -> usize {
+        self.rounds.get(&round).map_or(0, |rv| rv.new_round.len())
+    }
+
+    /// Distinct signers of any message in `round`.
+    pub fn round_signers(&self, round: Round) -> NodeSet {
+        self.rounds.get(&round).map(|rv| rv.signers).unwrap_or_default()
+    }
+
+    /// Rounds above `round` that have at least one message.
+    pub fn rounds_above(&self, round: Round) -> impl Iterator<Item = Round> + '_ {
+        self.rounds.range(round + 1..).map(|(r, _)| *r)
+    }
+
+    pub fn evidence(&self) -> &[EquivocationEvidence] {
+        &self.evidence
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::types::Hash32;
+
+    fn vote(voter: u16, kind: VoteKind, round: Round, hash: Option<u8>) -> Vote {
+        let key = Keypair::from_secret([voter as u8 + 1; 32]);
+        Vote::new_signed(
+            &Hash32::ZERO,
+            &key,
+            kind,
+            1,
+            round,
+            hash.map(|b| Hash32([b; 32])),
+            NodeId(voter),
+        )
+    }
+
+    #[test]
+    fn n4_quorum_for_a_value_is_reported_exactly_once() {
+        let mut k = VoteKeeper::new(1, 3);
+        let v = VoteKind::Verification;
+        assert_eq!(k.add_vote(vote(0, v, 0, Some(1)), 0), AddOutcome::Counted(vec![]));
+        assert_eq!(k.add_vote(vote(1, v, 0, Some(1)), 0), AddOutcome::Counted(vec![]));
+        assert_eq!(
+            k.add_vote(vote(2, v, 0, Some(1)), 0),
+            AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(Some(Hash32([1; 32])))])
+        );
+        assert_eq!(k.add_vote(vote(3, v, 0, Some(1)), 0), AddOutcome::Counted(vec![]));
+        assert!(k.has_quorum_for(0, v, Some(Hash32([1; 32]))));
+    }
+
+    #[test]
+    fn n4_duplicates_count_once() {
+        let mut k = VoteKeeper::new(1, 3);
+        let c = VoteKind::Commit;
+        for _ in 0..5 {
+            k.add_vote(vote(0, c, 0, Some(1)), 0);
+        }
+        assert_eq!(k.add_vote(vote(0, c, 0, Some(1)), 0), AddOutcome::Duplicate);
+        assert_eq!(k.voters_for(0, c, Some(Hash32([1; 32]))).len(), 1);
+        assert!(!k.has_quorum_any(0, c));
+    }
+
+    #[test]
+    fn n4_equivocation_is_kept_as_evidence_and_not_counted() {
+        let mut k = VoteKeeper::new(1, 3);
+        let v = VoteKind::Verification;
+        k.add_vote(vote(3, v, 0, Some(1)), 0);
+        let out = k.add_vote(vote(3, v, 0, Some(2)), 0);
+        let AddOutcome::Equivocation(ev) = out else {
+            panic!("expected equivocation, got {out:?}");
+        };
+        assert!(ev.is_conflict());
+        assert_eq!(ev.offender(), NodeId(3));
+        assert_eq!(k.evidence().len(), 1);
+        assert!(k.voters_for(0, v, Some(Hash32([2; 32]))).is_empty());
+        // The same conflicting vote again is still equivocation but not a second record.
+        k.add_vote(vote(3, v, 0, Some(2)), 0);
+        assert_eq!(k.evidence().len(), 1);
+    }
+
+    #[test]
+    fn n4_mixed_votes_reach_any_but_no_value() {
+        let mut k = VoteKeeper::new(1, 3);
+        let v = VoteKind::Verification;
+        k.add_vote(vote(0, v, 0, Some(1)), 0);
+        k.add_vote(vote(1, v, 0, None), 0);
+        assert_eq!(
+            k.add_vote(vote(2, v, 0, Some(2)), 0),
+            AddOutcome::Counted(vec![Threshold::Any])
+        );
+        assert!(k.value_quorums(v).is_empty());
+    }
+
+    #[test]
+    fn n4_nil_quorum_is_a_value_threshold() {
+        let mut k = VoteKeeper::new(1, 3);
+        let v = VoteKind::Verification;
+        k.add_vote(vote(0, v, 2, None), 2);
+        k.add_vote(vote(1, v, 2, None), 2);
+        let out = k.add_vote(vote(2, v, 2, None), 2);
+        assert_eq!(out, AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(None)]));
+    }
+
+    #[test]
+    fn rounds_are_bounded() {
+        let mut k = VoteKeeper::new(1, 3);
+        for r in 0..(ROUNDS_KEPT_MAX as u32 * 3) {
+            k.add_vote(vote(0, VoteKind::Verification, r, Some(1)), 0);
+        }
+        assert!(k.rounds.len() <= ROUNDS_KEPT_MAX);
+    }
+}
