@@ -194,7 +194,12 @@ impl ChainState {
     /// Checks one transaction for inclusion in a block with timestamp `block_ts`, or for
     /// admission at local time `block_ts`. `verified` skips the signature check for a
     /// transaction this node already verified (it sits in the mempool).
-    pub fn validate_tx(&self, tx: &Transaction, block_ts: u64, verified: bool) -> Result<(), TxError> {
+    pub fn validate_tx(
+        &self,
+        tx: &Transaction,
+        block_ts: u64,
+        verified: bool,
+    ) -> Result<(), TxError> {
         if tx.payload.len() > TX_PAYLOAD_BYTES_MAX {
             return Err(TxError::PayloadTooLarge {
                 size: tx.payload.len(),
@@ -352,7 +357,10 @@ impl ChainState {
 
     /// Validates a block at the next height that carries its certificate (sync, restore).
     pub fn verify_certified_block(&self, block: &Block) -> Result<(), BlockError> {
-        let cert = block.commit.as_ref().ok_or(BlockError::MissingCertificate)?;
+        let cert = block
+            .commit
+            .as_ref()
+            .ok_or(BlockError::MissingCertificate)?;
         self.verify_certificate(&block.hash(), cert)?;
         self.validate_proposal_block(block, |_| false)
     }
@@ -404,9 +412,13 @@ impl ChainState {
                 }
             }
         }
-        self.requests
-            .retain(|_, r| height.saturating_sub(r.first_height) < MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS);
-        let horizon = block.header.timestamp_ms.saturating_sub(TX_REPLAY_WINDOW_MS);
+        self.requests.retain(|_, r| {
+            height.saturating_sub(r.first_height) < MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS
+        });
+        let horizon = block
+            .header
+            .timestamp_ms
+            .saturating_sub(TX_REPLAY_WINDOW_MS);
         self.recent_txs.retain(|_, ts| *ts >= horizon);
         self.height = height;
         self.last_hash = block.hash();
@@ -419,7 +431,13 @@ impl ChainState {
         events
     }
 
-    fn apply_membership(&mut self, op: MembershipOp, active: &mut NodeSet, height: Height, events: &mut Vec<Event>) {
+    fn apply_membership(
+        &mut self,
+        op: MembershipOp,
+        active: &mut NodeSet,
+        height: Height,
+        events: &mut Vec<Event>,
+    ) {
         match op {
             MembershipOp::Suspend(key) => {
                 // Never empty the active set: the chain must stay able to decide.

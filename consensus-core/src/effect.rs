@@ -18,7 +18,10 @@ pub enum Output {
     /// validators still follow the chain).
     Broadcast(ConsensusMessage),
     /// Send to one validator.
-    Send { to: NodeId, message: ConsensusMessage },
+    Send {
+        to: NodeId,
+        message: ConsensusMessage,
+    },
     /// Forward a transaction, unmodified, to every validator except `except` (its origin).
     BroadcastTx {
         tx: Transaction,

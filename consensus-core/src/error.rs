@@ -33,7 +33,10 @@ pub enum RejectReason {
         current_height: Height,
     },
     #[error("round {msg_round} is too far ahead of the current round {current_round}")]
-    FutureRound { msg_round: Round, current_round: Round },
+    FutureRound {
+        msg_round: Round,
+        current_round: Round,
+    },
     #[error("round {round} exceeds the maximum accepted round")]
     RoundTooLarge { round: Round },
     #[error("proposal for round {round} is from {signer}, but the proposer is {expected}")]

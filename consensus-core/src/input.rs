@@ -13,7 +13,10 @@ pub enum Input {
     Start,
     /// A consensus message a peer sent; `from` is the transport-authenticated sender
     /// (the signer inside the message may differ for relayed messages).
-    Message { from: NodeId, message: ConsensusMessage },
+    Message {
+        from: NodeId,
+        message: ConsensusMessage,
+    },
     /// A timer the replica scheduled has fired.
     Timeout(Timer),
     /// A transaction from a client (`origin = None`) or rebroadcast by a peer.
@@ -22,7 +25,10 @@ pub enum Input {
         origin: Option<NodeId>,
     },
     /// A peer's answer to an [`crate::Output::RequestSync`].
-    SyncResponse { from: NodeId, response: SyncResponse },
+    SyncResponse {
+        from: NodeId,
+        response: SyncResponse,
+    },
     /// The transport's report of one exchange with a peer: delinquency bookkeeping.
     PeerReport {
         peer: NodeId,

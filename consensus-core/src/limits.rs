@@ -35,6 +35,9 @@ pub const ADDRESS_BYTES_MAX: usize = 256;
 pub const ROUND_MAX: u32 = 10_000;
 
 const _: () = assert!(VALIDATORS_MAX <= 64, "NodeSet is a u64 bitset");
-const _: () = assert!(PROPOSALS_PER_ROUND_MAX >= 2, "need room for equivocation evidence");
+const _: () = assert!(
+    PROPOSALS_PER_ROUND_MAX >= 2,
+    "need room for equivocation evidence"
+);
 const _: () = assert!(ROUNDS_AHEAD_MAX as usize <= ROUNDS_KEPT_MAX);
 const _: () = assert!(SYNC_BLOCKS_MAX >= 1);

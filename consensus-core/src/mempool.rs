@@ -63,7 +63,11 @@ impl Mempool {
     }
 
     /// Up to `max` pending transactions, oldest first, that `keep` accepts.
-    pub fn select(&self, max: usize, mut keep: impl FnMut(&Transaction) -> bool) -> Vec<Transaction> {
+    pub fn select(
+        &self,
+        max: usize,
+        mut keep: impl FnMut(&Transaction) -> bool,
+    ) -> Vec<Transaction> {
         self.by_seq
             .values()
             .filter_map(|h| self.by_hash.get(h))
@@ -98,7 +102,10 @@ impl Mempool {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Transaction> {
-        self.by_seq.values().filter_map(|h| self.by_hash.get(h)).map(|e| &e.tx)
+        self.by_seq
+            .values()
+            .filter_map(|h| self.by_hash.get(h))
+            .map(|e| &e.tx)
     }
 }
 
@@ -109,7 +116,13 @@ mod tests {
     use crate::message::TxKind;
 
     fn tx(nonce: u64) -> Transaction {
-        Transaction::new_signed(&Keypair::from_secret([9; 32]), TxKind::Message, vec![1, 2], nonce, 1000)
+        Transaction::new_signed(
+            &Keypair::from_secret([9; 32]),
+            TxKind::Message,
+            vec![1, 2],
+            nonce,
+            1000,
+        )
     }
 
     #[test]

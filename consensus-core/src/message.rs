@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, merkle_root, Keypair, SigningBytes, PROTOCOL_VERSION};
 use crate::error::CryptoError;
-use crate::types::{hex_vec, BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature, TxHash};
+use crate::types::{
+    hex_vec, BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature, TxHash,
+};
 
 /// The two voting phases of a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -157,7 +157,7 @@ pub struct Replica {
     missing_block: Option<BlockHash>,
     convicted_this_height: NodeSet,
 
-    /// Messages of the next height, per transport sender, replayed on entering it.
+    /// Messages of the next height, per signer, replayed on entering it.
     future: BTreeMap<NodeId, Vec<ConsensusMessage>>,
     mempool: Mempool,
     health: PeerHealth,
@@ -443,6 +443,8 @@ impl Replica {
         self.ahead = NodeSet::EMPTY;
         self.missing_block = None;
         self.convicted_this_height = NodeSet::EMPTY;
+        // Timers of the old height are ignored when they fire; nothing may wait on them.
+        self.sync = SyncState::default();
     }
 
     fn on_start(&mut self, now_ms: u64, out: &mut Out) {
@@ -542,7 +544,9 @@ impl Replica {
             valid_round,
             me,
         );
-        out.push(Output::Broadcast(ConsensusMessage::Proposal(proposal.clone())));
+        out.push(Output::Broadcast(ConsensusMessage::Proposal(
+            proposal.clone(),
+        )));
         out.push(Output::Event(Event::ProposalSent {
             height: self.current_height(),
             round,
@@ -562,9 +566,9 @@ impl Replica {
     fn build_block(&self, now_ms: u64, me: NodeId) -> Block {
         let timestamp_ms = now_ms.max(self.chain.last_timestamp_ms());
         let max = self.config.block_txs_max.min(BLOCK_TXS_MAX);
-        let txs = self
-            .mempool
-            .select(max, |tx| self.chain.validate_tx(tx, timestamp_ms, true).is_ok());
+        let txs = self.mempool.select(max, |tx| {
+            self.chain.validate_tx(tx, timestamp_ms, true).is_ok()
+        });
         Block {
             header: BlockHeader {
                 version: crate::crypto::PROTOCOL_VERSION,
@@ -714,7 +718,9 @@ impl Replica {
             .collect();
         block.commit = Some(Certificate { round, signatures });
         self.commit_block(now_ms, block, round, out);
-        self.enter_height(now_ms, out);
+        if self.halted.is_none() {
+            self.enter_height(now_ms, out);
+        }
     }
 
     /// Stores a certified block and advances the chain state (no round is started).
@@ -917,7 +923,12 @@ impl Replica {
             // Line 65.
             TimerKind::Commit => {
                 if timer.round == self.round && self.round < ROUND_MAX {
-                    self.start_round(now_ms, self.round + 1, RoundChangeReason::CommitTimeout, out);
+                    self.start_round(
+                        now_ms,
+                        self.round + 1,
+                        RoundChangeReason::CommitTimeout,
+                        out,
+                    );
                 }
             }
             TimerKind::Heartbeat => {
@@ -956,18 +967,20 @@ impl Replica {
                 self.reject(from, reason, out);
                 return;
             }
-            self.ahead.insert(message.signer());
+            let signer = message.signer();
+            self.ahead.insert(signer);
             if msg_height == height + 1 {
-                let queue = self.future.entry(from).or_default();
+                // Keyed by signer (a validator id, so at most VALIDATORS_MAX queues).
+                let queue = self.future.entry(signer).or_default();
                 if queue.len() >= FUTURE_MESSAGES_PER_PEER_MAX {
                     self.reject(from, RejectReason::FutureBufferFull { from }, out);
                     return;
                 }
                 queue.push(message);
             }
-            // f+1 signers ahead include an honest node: we missed a commit. Give the
-            // votes in flight a moment (the sync timer), then fetch the blocks.
-            if msg_height > height + 1 || self.ahead.len() >= self.f_plus_one() {
+            // f+1 signers ahead include an honest node: we missed a commit. One height
+            // ahead, give the votes in flight a moment (the sync timer); further, fetch now.
+            if self.ahead.len() >= self.f_plus_one() {
                 self.arm_sync(now_ms, out, msg_height > height + 1);
             }
             return;
@@ -1051,11 +1064,7 @@ impl Replica {
             if existing.proposal.block.hash() != hash {
                 // A second, different proposal for one round: the proposer equivocates.
                 // The first one stands; votes decide which block (if any) commits.
-                self.reject(
-                    from,
-                    RejectReason::Duplicate,
-                    out,
-                );
+                self.reject(from, RejectReason::Duplicate, out);
             }
             return;
         }
@@ -1137,10 +1146,20 @@ impl Replica {
         }
     }
 
-    fn on_transaction(&mut self, now_ms: u64, tx: Transaction, origin: Option<NodeId>, out: &mut Out) {
+    fn on_transaction(
+        &mut self,
+        now_ms: u64,
+        tx: Transaction,
+        origin: Option<NodeId>,
+        out: &mut Out,
+    ) {
         if let Err(e) = self.check_transaction(now_ms, &tx) {
             if e != TxError::Duplicate {
-                self.reject(origin.unwrap_or(NodeId(u16::MAX)), RejectReason::InvalidTx(e), out);
+                self.reject(
+                    origin.unwrap_or(NodeId(u16::MAX)),
+                    RejectReason::InvalidTx(e),
+                    out,
+                );
             }
             return;
         }
@@ -1154,13 +1173,22 @@ impl Replica {
                     self.begin_propose(now_ms, out);
                 }
             }
-            Err(e) => {
-                self.reject(origin.unwrap_or(NodeId(u16::MAX)), RejectReason::InvalidTx(e), out)
-            }
+            Err(e) => self.reject(
+                origin.unwrap_or(NodeId(u16::MAX)),
+                RejectReason::InvalidTx(e),
+                out,
+            ),
         }
     }
 
-    fn on_peer_report(&mut self, now_ms: u64, peer: NodeId, ok: bool, rtt_ms: Option<u64>, out: &mut Out) {
+    fn on_peer_report(
+        &mut self,
+        now_ms: u64,
+        peer: NodeId,
+        ok: bool,
+        rtt_ms: Option<u64>,
+        out: &mut Out,
+    ) {
         if Some(peer) == self.id || self.chain.validator(peer).is_none() {
             return;
         }
@@ -1269,7 +1297,13 @@ impl Replica {
         );
     }
 
-    fn send_sync_request(&mut self, now_ms: u64, peer: NodeId, request: SyncRequest, out: &mut Out) {
+    fn send_sync_request(
+        &mut self,
+        now_ms: u64,
+        peer: NodeId,
+        request: SyncRequest,
+        out: &mut Out,
+    ) {
         self.sync.outstanding = Some(peer);
         out.push(Output::Event(Event::SyncRequested {
             peer,
@@ -1282,16 +1316,31 @@ impl Replica {
         }
     }
 
-    fn on_sync_response(&mut self, now_ms: u64, from: NodeId, response: SyncResponse, out: &mut Out) {
+    fn on_sync_response(
+        &mut self,
+        now_ms: u64,
+        from: NodeId,
+        response: SyncResponse,
+        out: &mut Out,
+    ) {
         if self.sync.outstanding != Some(from) {
-            self.reject(from, RejectReason::InvalidBlock(BlockError::MissingCertificate), out);
+            self.reject(
+                from,
+                RejectReason::InvalidBlock(BlockError::MissingCertificate),
+                out,
+            );
             return;
         }
         self.sync.outstanding = None;
         let (blocks, more) = match response {
             SyncResponse::NoCommonHash => {
                 // Req 4.10: no shared hash: page through the entire chain.
-                self.send_sync_request(now_ms, from, SyncRequest::EntireChain { from_height: 1 }, out);
+                self.send_sync_request(
+                    now_ms,
+                    from,
+                    SyncRequest::EntireChain { from_height: 1 },
+                    out,
+                );
                 return;
             }
             SyncResponse::MissingBlocks { mut blocks } => {
@@ -1314,6 +1363,9 @@ impl Replica {
         match self.apply_synced(from, blocks, out) {
             Ok(0) => {}
             Ok(applied) => {
+                if self.halted.is_some() {
+                    return;
+                }
                 out.push(Output::Event(Event::SyncApplied {
                     peer: from,
                     blocks: applied,
@@ -1334,16 +1386,25 @@ impl Replica {
             Err(e) => {
                 // Req 4.6: a peer serving bad blocks counts toward its delinquency.
                 self.health.report(from, false, None);
-                self.reject(from, RejectReason::InvalidBlock(match e {
-                    SyncError::Block { error, .. } => error,
-                    _ => BlockError::MissingCertificate,
-                }), out);
+                self.reject(
+                    from,
+                    RejectReason::InvalidBlock(match e {
+                        SyncError::Block { error, .. } => error,
+                        _ => BlockError::MissingCertificate,
+                    }),
+                    out,
+                );
             }
         }
     }
 
     /// Validates and commits synced blocks, oldest first. Returns how many were applied.
-    fn apply_synced(&mut self, _from: NodeId, blocks: Vec<Block>, out: &mut Out) -> Result<usize, SyncError> {
+    fn apply_synced(
+        &mut self,
+        _from: NodeId,
+        blocks: Vec<Block>,
+        out: &mut Out,
+    ) -> Result<usize, SyncError> {
         let mut applied = 0;
         for block in blocks {
             let height = block.height();

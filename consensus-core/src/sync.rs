@@ -23,7 +23,10 @@ pub fn serve(store: &impl BlockStore, request: &SyncRequest) -> SyncResponse {
             None => SyncResponse::NoCommonHash,
             Some(h) => {
                 let last = store.tip_height().min(h + SYNC_BLOCKS_MAX as u64);
-                let blocks = (h + 1..=last).rev().filter_map(|i| store.block(i)).collect();
+                let blocks = (h + 1..=last)
+                    .rev()
+                    .filter_map(|i| store.block(i))
+                    .collect();
                 SyncResponse::MissingBlocks { blocks }
             }
         },

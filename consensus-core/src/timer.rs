@@ -61,7 +61,13 @@ impl TimeoutConfig {
     /// Duration of a `kind` timeout in `round`. `speed_permille` scales everything (1000 =
     /// as configured; the requirements' speed modifier). `rtt_ms` is the observed peer round
     /// trip: a timeout never drops below three of them, so slow links do not churn rounds.
-    pub fn duration_ms(&self, kind: TimerKind, round: Round, speed_permille: u64, rtt_ms: u64) -> u64 {
+    pub fn duration_ms(
+        &self,
+        kind: TimerKind,
+        round: Round,
+        speed_permille: u64,
+        rtt_ms: u64,
+    ) -> u64 {
         let base = match kind {
             TimerKind::Propose => self.propose_ms,
             TimerKind::Verification => self.verification_ms,

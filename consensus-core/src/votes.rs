@@ -227,7 +227,10 @@ impl VoteKeeper {
 
     /// Distinct signers of any message in `round`.
     pub fn round_signers(&self, round: Round) -> NodeSet {
-        self.rounds.get(&round).map(|rv| rv.signers).unwrap_or_default()
+        self.rounds
+            .get(&round)
+            .map(|rv| rv.signers)
+            .unwrap_or_default()
     }
 
     /// Rounds above `round` that have at least one message.
@@ -263,13 +266,25 @@ mod tests {
     fn n4_quorum_for_a_value_is_reported_exactly_once() {
         let mut k = VoteKeeper::new(1, 3);
         let v = VoteKind::Verification;
-        assert_eq!(k.add_vote(vote(0, v, 0, Some(1)), 0), AddOutcome::Counted(vec![]));
-        assert_eq!(k.add_vote(vote(1, v, 0, Some(1)), 0), AddOutcome::Counted(vec![]));
+        assert_eq!(
+            k.add_vote(vote(0, v, 0, Some(1)), 0),
+            AddOutcome::Counted(vec![])
+        );
+        assert_eq!(
+            k.add_vote(vote(1, v, 0, Some(1)), 0),
+            AddOutcome::Counted(vec![])
+        );
         assert_eq!(
             k.add_vote(vote(2, v, 0, Some(1)), 0),
-            AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(Some(Hash32([1; 32])))])
+            AddOutcome::Counted(vec![
+                Threshold::Any,
+                Threshold::Value(Some(Hash32([1; 32])))
+            ])
         );
-        assert_eq!(k.add_vote(vote(3, v, 0, Some(1)), 0), AddOutcome::Counted(vec![]));
+        assert_eq!(
+            k.add_vote(vote(3, v, 0, Some(1)), 0),
+            AddOutcome::Counted(vec![])
+        );
         assert!(k.has_quorum_for(0, v, Some(Hash32([1; 32]))));
     }
 
@@ -323,7 +338,10 @@ mod tests {
         k.add_vote(vote(0, v, 2, None), 2);
         k.add_vote(vote(1, v, 2, None), 2);
         let out = k.add_vote(vote(2, v, 2, None), 2);
-        assert_eq!(out, AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(None)]));
+        assert_eq!(
+            out,
+            AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(None)])
+        );
     }
 
     #[test]

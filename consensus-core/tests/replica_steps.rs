@@ -1,0 +1,751 @@
+//! Step-function tests of the replica, named by topology: `n4f1_...` is four validators
+//! tolerating one fault. A tiny in-test harness delivers messages instantly and in order,
+//! and fires timers only when a test asks, so each test states exactly which event happens.
+
+use consensus_core::crypto::Keypair;
+use consensus_core::event::{Event, RoundChangeReason};
+use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Validator, Vote, VoteKind};
+use consensus_core::replica::Step;
+use consensus_core::timer::{Timer, TimerKind};
+use consensus_core::types::{Hash32, NodeId, Signature};
+use consensus_core::{
+    ConsensusMessage, Input, NewRound, Output, Replica, ReplicaConfig, SignState,
+};
+
+fn key(i: usize) -> Keypair {
+    Keypair::from_secret([i as u8 + 1; 32])
+}
+
+fn genesis(n: usize) -> Genesis {
+    Genesis {
+        chain_name: "test".into(),
+        time_ms: 0,
+        validators: (0..n)
+            .map(|i| Validator {
+                id: NodeId(i as u16),
+                public_key: key(i).public(),
+                address: format!("127.0.0.1:{}", 9000 + i),
+            })
+            .collect(),
+    }
+}
+
+/// N replicas, an instant in-order network, and the timers each one scheduled.
+struct Net {
+    nodes: Vec<Replica>,
+    /// Nodes that neither send nor receive.
+    down: Vec<bool>,
+    timers: Vec<Vec<Timer>>,
+    events: Vec<Vec<Event>>,
+    committed: Vec<Vec<Block>>,
+    sent: Vec<Vec<ConsensusMessage>>,
+    now: u64,
+    /// Messages above this height are not delivered, so an instant network with
+    /// `create_empty_blocks` does not run forever.
+    max_height: u64,
+}
+
+impl Net {
+    fn new(n: usize) -> Self {
+        Self::with_config(n, ReplicaConfig::default())
+    }
+
+    fn with_config(n: usize, config: ReplicaConfig) -> Self {
+        let g = genesis(n);
+        Self {
+            nodes: (0..n)
+                .map(|i| Replica::new(config.clone(), &g, key(i), i as u64))
+                .collect(),
+            down: vec![false; n],
+            timers: vec![Vec::new(); n],
+            events: vec![Vec::new(); n],
+            committed: vec![Vec::new(); n],
+            sent: vec![Vec::new(); n],
+            now: 1_000,
+            max_height: 1,
+        }
+    }
+
+    fn start(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.input(i, Input::Start);
+        }
+    }
+
+    /// Feeds one input and delivers everything that follows, breadth first.
+    fn input(&mut self, to: usize, input: Input) {
+        let mut queue = std::collections::VecDeque::from([(to, input)]);
+        while let Some((to, input)) = queue.pop_front() {
+            if self.down[to] {
+                continue;
+            }
+            if matches!(&input, Input::Message { message, .. } if message.height() > self.max_height)
+            {
+                continue;
+            }
+            let outputs = self.nodes[to].handle(self.now, input);
+            for o in outputs {
+                match o {
+                    Output::Broadcast(m) => {
+                        self.sent[to].push(m.clone());
+                        for j in 0..self.nodes.len() {
+                            if j != to {
+                                queue.push_back((
+                                    j,
+                                    Input::Message {
+                                        from: NodeId(to as u16),
+                                        message: m.clone(),
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                    Output::Send { to: peer, message } => queue.push_back((
+                        peer.index(),
+                        Input::Message {
+                            from: NodeId(to as u16),
+                            message,
+                        },
+                    )),
+                    Output::ScheduleTimer(t) => self.timers[to].push(t),
+                    Output::Commit(b) => self.committed[to].push(b),
+                    Output::Event(e) => self.events[to].push(e),
+                    Output::BroadcastTx { .. }
+                    | Output::RequestSync { .. }
+                    | Output::PersistSignState(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Fires every pending timer of `kind` at node `i` (advancing the clock to it).
+    fn fire(&mut self, i: usize, kind: TimerKind) {
+        let due: Vec<Timer> = self.timers[i]
+            .iter()
+            .filter(|t| t.kind == kind)
+            .copied()
+            .collect();
+        self.timers[i].retain(|t| t.kind != kind);
+        for t in due {
+            self.now = self.now.max(t.deadline_ms);
+            self.input(i, Input::Timeout(t));
+        }
+    }
+
+    fn heights(&self) -> Vec<u64> {
+        self.nodes.iter().map(|r| r.height()).collect()
+    }
+}
+
+fn proposal(
+    g: &Genesis,
+    proposer: usize,
+    height: u64,
+    round: u32,
+    prev: Hash32,
+    ts: u64,
+) -> Proposal {
+    let chain = consensus_core::chain::ChainState::genesis(g);
+    let block = Block {
+        header: BlockHeader {
+            version: 1,
+            height,
+            round,
+            prev_hash: prev,
+            proposer: NodeId(proposer as u16),
+            timestamp_ms: ts,
+            tx_root: Block::compute_tx_root(&[]),
+            validator_set_hash: chain.active_set_hash(),
+        },
+        txs: vec![],
+        commit: None,
+    };
+    Proposal::new_signed(
+        &g.chain_id(),
+        &key(proposer),
+        round,
+        block,
+        None,
+        NodeId(proposer as u16),
+    )
+}
+
+#[test]
+fn n4f1_all_honest_commit_height_1_in_round_0() {
+    let mut net = Net::new(4);
+    net.start();
+    assert_eq!(net.heights(), vec![1, 1, 1, 1]);
+    let first: Vec<Hash32> = net.committed.iter().map(|c| c[0].hash()).collect();
+    assert!(first.windows(2).all(|w| w[0] == w[1]));
+    let block = &net.committed[0][0];
+    assert_eq!(
+        block.header.proposer,
+        NodeId(1),
+        "genesis proposer 0 -> node 1 proposes height 1"
+    );
+    let cert = block
+        .commit
+        .as_ref()
+        .expect("committed blocks carry a certificate");
+    assert!(cert.signatures.len() >= 3);
+}
+
+#[test]
+fn n1_single_node_commits_alone() {
+    let mut net = Net::new(1);
+    net.start();
+    assert!(
+        net.heights()[0] >= 1,
+        "single-node mode is always proposer and quorum"
+    );
+    assert_eq!(net.committed[0][0].header.proposer, NodeId(0));
+}
+
+#[test]
+fn n4f1_proposer_silent_moves_to_round_1() {
+    let mut net = Net::new(4);
+    net.down[1] = true; // proposer of (1, 0)
+    net.start();
+    assert_eq!(net.heights(), vec![0, 0, 0, 0]);
+    for i in [0, 2, 3] {
+        net.fire(i, TimerKind::Propose);
+    }
+    // Nil verification votes and NewRound votes from three nodes: quorum moves all to round 1,
+    // whose proposer (node 2) proposes; the three live nodes commit height 1.
+    for i in [0, 2, 3] {
+        assert!(
+            net.nodes[i].height() >= 1,
+            "node {i} at {:?}",
+            net.heights()
+        );
+        assert_eq!(net.committed[i][0].header.round, 1);
+        assert_eq!(net.committed[i][0].header.proposer, NodeId(2));
+        assert!(net.events[i].iter().any(|e| matches!(
+            e,
+            Event::RoundChanged {
+                round: 1,
+                reason: RoundChangeReason::NewRoundQuorum,
+                ..
+            }
+        )));
+    }
+}
+
+#[test]
+fn n4f1_two_crashed_nodes_stop_progress_without_forking() {
+    let mut net = Net::new(4);
+    net.down[2] = true;
+    net.down[3] = true;
+    net.start();
+    for _ in 0..3 {
+        for i in [0, 1] {
+            for k in [
+                TimerKind::Propose,
+                TimerKind::Verification,
+                TimerKind::Commit,
+            ] {
+                net.fire(i, k);
+            }
+        }
+    }
+    assert_eq!(
+        net.heights(),
+        vec![0, 0, 0, 0],
+        "two of four is not a quorum"
+    );
+}
+
+/// Rejection table: each row is a message a replica must refuse, with the reason it names.
+#[test]
+fn n4f1_bad_messages_are_rejected_with_a_reason() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let genesis_hash = g.block().hash();
+    let good = proposal(&g, 1, 1, 0, genesis_hash, 5);
+    let mut forged = good.clone();
+    forged.signature = Signature([7; 64]);
+    let wrong_proposer = proposal(&g, 2, 1, 0, genesis_hash, 5);
+    let unknown = Vote::new_signed(
+        &chain_id,
+        &key(9),
+        VoteKind::Verification,
+        1,
+        0,
+        None,
+        NodeId(9),
+    );
+    let impostor = Vote::new_signed(
+        &chain_id,
+        &key(9),
+        VoteKind::Verification,
+        1,
+        0,
+        None,
+        NodeId(2),
+    );
+    let far_round = Vote::new_signed(
+        &chain_id,
+        &key(2),
+        VoteKind::Verification,
+        1,
+        500,
+        None,
+        NodeId(2),
+    );
+    let other_chain = Vote::new_signed(
+        &Hash32([1; 32]),
+        &key(2),
+        VoteKind::Verification,
+        1,
+        0,
+        None,
+        NodeId(2),
+    );
+    let bad_prev = proposal(&g, 1, 1, 0, Hash32([3; 32]), 5);
+
+    let rows: Vec<(&str, ConsensusMessage, &str)> = vec![
+        (
+            "forged proposal signature",
+            ConsensusMessage::Proposal(forged),
+            "bad signature",
+        ),
+        (
+            "proposal from the wrong proposer",
+            ConsensusMessage::Proposal(wrong_proposer),
+            "but the proposer is",
+        ),
+        (
+            "vote from an unknown validator id",
+            ConsensusMessage::Vote(unknown),
+            "not a validator",
+        ),
+        (
+            "vote signed by a key that is not the voter's",
+            ConsensusMessage::Vote(impostor),
+            "bad signature",
+        ),
+        (
+            "vote for a round far ahead",
+            ConsensusMessage::Vote(far_round),
+            "too far ahead",
+        ),
+        (
+            "vote signed for another chain",
+            ConsensusMessage::Vote(other_chain),
+            "bad signature",
+        ),
+        (
+            "block not linked to the tip",
+            ConsensusMessage::Proposal(bad_prev),
+            "links to",
+        ),
+    ];
+    for (what, message, reason) in rows {
+        let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+        r.handle(1, Input::Start);
+        let out = r.handle(
+            2,
+            Input::Message {
+                from: NodeId(3),
+                message,
+            },
+        );
+        let rejected: Vec<&String> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Event(Event::Rejected { reason, .. }) => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            rejected.iter().any(|r| r.contains(reason)),
+            "{what}: expected a rejection containing {reason:?}, got {rejected:?}"
+        );
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Broadcast(ConsensusMessage::Vote(v)) if v.block_hash.is_some())),
+            "{what}: no vote for a rejected proposal"
+        );
+    }
+}
+
+#[test]
+fn n4f1_duplicate_votes_count_once() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let p = proposal(&g, 1, 1, 0, g.block().hash(), 5);
+    let hash = p.block.hash();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    r.handle(
+        2,
+        Input::Message {
+            from: NodeId(1),
+            message: ConsensusMessage::Proposal(p),
+        },
+    );
+    assert_eq!(
+        r.step(),
+        Step::Verification,
+        "node 0 verification-voted the proposal"
+    );
+    // One peer's vote five times, plus ours: two distinct voters, not a quorum of three.
+    let v = Vote::new_signed(
+        &chain_id,
+        &key(2),
+        VoteKind::Verification,
+        1,
+        0,
+        Some(hash),
+        NodeId(2),
+    );
+    for _ in 0..5 {
+        r.handle(
+            3,
+            Input::Message {
+                from: NodeId(2),
+                message: ConsensusMessage::Vote(v.clone()),
+            },
+        );
+    }
+    assert_eq!(
+        r.step(),
+        Step::Verification,
+        "a duplicate is not a second voter"
+    );
+    let v3 = Vote::new_signed(
+        &chain_id,
+        &key(3),
+        VoteKind::Verification,
+        1,
+        0,
+        Some(hash),
+        NodeId(3),
+    );
+    r.handle(
+        4,
+        Input::Message {
+            from: NodeId(3),
+            message: ConsensusMessage::Vote(v3),
+        },
+    );
+    assert_eq!(
+        r.step(),
+        Step::Commit,
+        "third distinct voter: lock and commit-vote"
+    );
+}
+
+#[test]
+fn n4f1_equivocating_voter_is_reported_and_evidence_is_submitted() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let a = Vote::new_signed(
+        &chain_id,
+        &key(3),
+        VoteKind::Commit,
+        1,
+        0,
+        Some(Hash32([1; 32])),
+        NodeId(3),
+    );
+    let b = Vote::new_signed(
+        &chain_id,
+        &key(3),
+        VoteKind::Commit,
+        1,
+        0,
+        Some(Hash32([2; 32])),
+        NodeId(3),
+    );
+    r.handle(
+        2,
+        Input::Message {
+            from: NodeId(3),
+            message: ConsensusMessage::Vote(a),
+        },
+    );
+    let out = r.handle(
+        3,
+        Input::Message {
+            from: NodeId(3),
+            message: ConsensusMessage::Vote(b),
+        },
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Equivocation {
+            voter: NodeId(3),
+            ..
+        })
+    )));
+    assert!(
+        out.iter().any(|o| matches!(o, Output::BroadcastTx { tx, .. } if tx.kind == consensus_core::TxKind::Evidence)),
+        "evidence goes on chain"
+    );
+}
+
+#[test]
+fn n4f1_locked_node_votes_nil_for_a_different_fresh_proposal() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let genesis_hash = g.block().hash();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let p0 = proposal(&g, 1, 1, 0, genesis_hash, 5);
+    let x = p0.block.hash();
+    r.handle(
+        2,
+        Input::Message {
+            from: NodeId(1),
+            message: ConsensusMessage::Proposal(p0),
+        },
+    );
+    for voter in [1, 2] {
+        let v = Vote::new_signed(
+            &chain_id,
+            &key(voter),
+            VoteKind::Verification,
+            1,
+            0,
+            Some(x),
+            NodeId(voter as u16),
+        );
+        r.handle(
+            3,
+            Input::Message {
+                from: NodeId(voter as u16),
+                message: ConsensusMessage::Vote(v),
+            },
+        );
+    }
+    assert_eq!(r.step(), Step::Commit, "locked on X in round 0");
+    // Round 0 fails (commit quorum of mixed votes, then the commit timeout).
+    for voter in [1, 2] {
+        let v = Vote::new_signed(
+            &chain_id,
+            &key(voter),
+            VoteKind::Commit,
+            1,
+            0,
+            None,
+            NodeId(voter as u16),
+        );
+        r.handle(
+            4,
+            Input::Message {
+                from: NodeId(voter as u16),
+                message: ConsensusMessage::Vote(v),
+            },
+        );
+    }
+    r.handle(
+        5,
+        Input::Timeout(Timer {
+            kind: TimerKind::Commit,
+            height: 1,
+            round: 0,
+            deadline_ms: 5,
+        }),
+    );
+    assert_eq!(r.round(), 1);
+    // Round 1's proposer (node 2) proposes a different block without a valid round.
+    let p1 = proposal(&g, 2, 1, 1, genesis_hash, 6);
+    let out = r.handle(
+        6,
+        Input::Message {
+            from: NodeId(2),
+            message: ConsensusMessage::Proposal(p1),
+        },
+    );
+    let vote = out.iter().find_map(|o| match o {
+        Output::Broadcast(ConsensusMessage::Vote(v)) => Some(v.clone()),
+        _ => None,
+    });
+    let vote = vote.expect("a verification vote in round 1");
+    assert_eq!(vote.block_hash, None, "line 22: locked on X, so nil for Y");
+}
+
+#[test]
+fn n4f1_restart_never_signs_a_conflicting_vote() {
+    let g = genesis(4);
+    let genesis_hash = g.block().hash();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let p = proposal(&g, 1, 1, 0, genesis_hash, 5);
+    let out = r.handle(
+        2,
+        Input::Message {
+            from: NodeId(1),
+            message: ConsensusMessage::Proposal(p),
+        },
+    );
+    let persisted = out
+        .iter()
+        .find_map(|o| match o {
+            Output::PersistSignState(s) => Some(*s),
+            _ => None,
+        })
+        .expect("sign state persisted before the vote");
+    let persist_at = out
+        .iter()
+        .position(|o| matches!(o, Output::PersistSignState(_)));
+    let send_at = out
+        .iter()
+        .position(|o| matches!(o, Output::Broadcast(ConsensusMessage::Vote(_))));
+    assert!(persist_at < send_at, "durable before it leaves");
+
+    // Crash and restart with that sign state; the proposal is lost, the propose timer fires:
+    // a nil vote at (1, 0) would conflict with the vote for the block, so none is signed.
+    let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    restarted
+        .restore(&[], persisted)
+        .expect("empty chain restores");
+    restarted.handle(10, Input::Start);
+    let out = restarted.handle(
+        20,
+        Input::Timeout(Timer {
+            kind: TimerKind::Propose,
+            height: 1,
+            round: 0,
+            deadline_ms: 20,
+        }),
+    );
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::Broadcast(ConsensusMessage::Vote(_)))),
+        "no second verification vote at (1, 0): {out:?}"
+    );
+    assert_eq!(restarted.sign_state(), persisted);
+}
+
+#[test]
+fn n4f1_f_plus_one_messages_from_a_higher_round_pull_a_lagging_node_forward() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let v = Vote::new_signed(
+        &chain_id,
+        &key(2),
+        VoteKind::Verification,
+        1,
+        3,
+        None,
+        NodeId(2),
+    );
+    r.handle(
+        2,
+        Input::Message {
+            from: NodeId(2),
+            message: ConsensusMessage::Vote(v),
+        },
+    );
+    assert_eq!(r.round(), 0, "one signer ahead may be Byzantine");
+    let v = Vote::new_signed(&chain_id, &key(3), VoteKind::Commit, 1, 3, None, NodeId(3));
+    r.handle(
+        3,
+        Input::Message {
+            from: NodeId(3),
+            message: ConsensusMessage::Vote(v),
+        },
+    );
+    assert_eq!(r.round(), 3, "line 55: f + 1 = 2 signers in round 3");
+}
+
+#[test]
+fn n4f1_new_round_votes_f_plus_one_join_and_a_quorum_moves_on() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let nr = NewRound::new_signed(&chain_id, &key(2), 1, 0, NodeId(2));
+    let out = r.handle(
+        2,
+        Input::Message {
+            from: NodeId(2),
+            message: ConsensusMessage::NewRound(nr),
+        },
+    );
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Broadcast(ConsensusMessage::NewRound(_)))));
+    assert_eq!(r.round(), 0);
+    let nr = NewRound::new_signed(&chain_id, &key(3), 1, 0, NodeId(3));
+    let out = r.handle(
+        3,
+        Input::Message {
+            from: NodeId(3),
+            message: ConsensusMessage::NewRound(nr),
+        },
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Broadcast(ConsensusMessage::NewRound(m)) if m.round == 0)),
+        "f + 1 NewRound votes: join them"
+    );
+    assert_eq!(
+        r.round(),
+        1,
+        "with ours, a quorum of three: round 1 for everyone"
+    );
+}
+
+#[test]
+fn n4f1_messages_of_the_next_height_wait_for_it() {
+    let mut net = Net::new(4);
+    net.max_height = 2;
+    // Node 3 misses heights 1 and 2, then sees the others' messages of height 2: it stays
+    // at 0 and arranges a sync rather than voting blindly.
+    net.down[3] = true;
+    net.start();
+    net.down[3] = false;
+    assert!(net.nodes[0].height() >= 1);
+    assert_eq!(net.nodes[3].height(), 0);
+    let next: Vec<ConsensusMessage> = net.sent[1]
+        .iter()
+        .chain(net.sent[2].iter())
+        .filter(|m| m.height() == 2)
+        .cloned()
+        .collect();
+    assert!(!next.is_empty());
+    net.input(3, Input::Start);
+    let mut requested_sync = false;
+    for m in next {
+        let out = net.nodes[3].handle(
+            net.now,
+            Input::Message {
+                from: m.signer(),
+                message: m,
+            },
+        );
+        requested_sync |= out.iter().any(|o| {
+            matches!(o, Output::ScheduleTimer(t) if t.kind == TimerKind::Sync)
+                || matches!(o, Output::RequestSync { .. })
+        });
+    }
+    assert!(requested_sync, "f + 1 validators ahead: a sync is arranged");
+    assert_eq!(
+        net.nodes[3].height(),
+        0,
+        "nothing committed without the block and its votes"
+    );
+}
+
+#[test]
+fn sign_state_orders_steps() {
+    let a = SignState {
+        height: 1,
+        round: 0,
+        step: 2,
+        block_hash: None,
+    };
+    let b = SignState {
+        height: 1,
+        round: 1,
+        step: 1,
+        block_hash: None,
+    };
+    assert!((a.height, a.round, a.step) < (b.height, b.round, b.step));
+}
