@@ -94,6 +94,7 @@ struct RoundFlags {
     /// Line 36 fired.
     lock_rule: bool,
     new_round_sent: bool,
+    rebroadcast_timer: bool,
 }
 
 /// A proposal with the validity of its block, checked once.
@@ -139,6 +140,8 @@ pub struct Replica {
     id: Option<NodeId>,
     started: bool,
     halted: Option<String>,
+    /// Time of the input being handled (the only clock the replica has).
+    now_ms: u64,
 
     // State of the height being decided (chain.height() + 1); reset by `enter_height`.
     round: Round,
@@ -156,6 +159,14 @@ pub struct Replica {
     /// Commit quorum seen for a block we do not hold.
     missing_block: Option<BlockHash>,
     convicted_this_height: NodeSet,
+    /// Highest round each validator was seen signing at this height (line 55).
+    round_seen: BTreeMap<NodeId, Round>,
+    /// What this node signed and sent in the current round, for the rebroadcast timer.
+    own_messages: Vec<ConsensusMessage>,
+    /// The block committed last, with its certificate, for peers one height behind.
+    last_commit: Option<Block>,
+    /// When each lagging peer was last sent the previous height's commit votes.
+    helped_at_ms: BTreeMap<NodeId, u64>,
 
     /// Messages of the next height, per signer, replayed on entering it.
     future: BTreeMap<NodeId, Vec<ConsensusMessage>>,
@@ -185,6 +196,7 @@ impl Replica {
             id,
             started: false,
             halted: None,
+            now_ms: 0,
             round: 0,
             step: Step::Propose,
             locked: None,
@@ -198,6 +210,10 @@ impl Replica {
             ahead: NodeSet::EMPTY,
             missing_block: None,
             convicted_this_height: NodeSet::EMPTY,
+            round_seen: BTreeMap::new(),
+            own_messages: Vec::new(),
+            last_commit: None,
+            helped_at_ms: BTreeMap::new(),
             future: BTreeMap::new(),
             sign_state: SignState::default(),
             sync: SyncState::default(),
@@ -326,6 +342,7 @@ impl Replica {
     /// Feeds one input; returns what the host must do, in order.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        self.now_ms = now_ms;
         if self.halted.is_some() {
             // Committing has stopped (Req 8.7); keep reporting peer health only.
             if let Input::PeerReport { peer, ok, rtt_ms } = input {
@@ -427,6 +444,19 @@ impl Replica {
         out.push(Output::PersistSignState(self.sign_state));
     }
 
+    /// Broadcasts a message this node signed in the current round and keeps it for the
+    /// rebroadcast timer (armed once per round).
+    fn broadcast_own(&mut self, message: ConsensusMessage, out: &mut Out) {
+        let now_ms = self.now_ms;
+        out.push(Output::Broadcast(message.clone()));
+        self.own_messages.push(message);
+        let round = self.round;
+        if !self.flags(round).rebroadcast_timer {
+            self.flags(round).rebroadcast_timer = true;
+            self.schedule(now_ms, TimerKind::Rebroadcast, round, out);
+        }
+    }
+
     // ----- height and round transitions ---------------------------------------------
 
     fn reset_height_state(&mut self, now_ms: u64) {
@@ -443,6 +473,9 @@ impl Replica {
         self.ahead = NodeSet::EMPTY;
         self.missing_block = None;
         self.convicted_this_height = NodeSet::EMPTY;
+        self.round_seen.clear();
+        self.own_messages.clear();
+        self.helped_at_ms.clear();
         // Timers of the old height are ignored when they fire; nothing may wait on them.
         self.sync = SyncState::default();
     }
@@ -486,6 +519,7 @@ impl Replica {
     fn start_round(&mut self, now_ms: u64, round: Round, reason: RoundChangeReason, out: &mut Out) {
         self.round = round;
         self.step = Step::Propose;
+        self.own_messages.clear();
         out.push(Output::Event(Event::RoundChanged {
             height: self.current_height(),
             round,
@@ -544,16 +578,13 @@ impl Replica {
             valid_round,
             me,
         );
-        out.push(Output::Broadcast(ConsensusMessage::Proposal(
-            proposal.clone(),
-        )));
+        self.broadcast_own(ConsensusMessage::Proposal(proposal.clone()), out);
         out.push(Output::Event(Event::ProposalSent {
             height: self.current_height(),
             round,
             block_hash: hash,
             txs,
         }));
-        self.votes.note_signer(round, me, self.round);
         self.proposals.insert(
             round,
             ReceivedProposal {
@@ -602,7 +633,7 @@ impl Replica {
             target,
             me,
         );
-        out.push(Output::Broadcast(ConsensusMessage::Vote(vote.clone())));
+        self.broadcast_own(ConsensusMessage::Vote(vote.clone()), out);
         out.push(Output::Event(Event::VoteSent {
             kind,
             height: self.current_height(),
@@ -625,7 +656,7 @@ impl Replica {
             round,
             me,
         );
-        out.push(Output::Broadcast(ConsensusMessage::NewRound(msg)));
+        self.broadcast_own(ConsensusMessage::NewRound(msg), out);
         out.push(Output::Event(Event::NewRoundSent {
             height: self.current_height(),
             round,
@@ -730,6 +761,7 @@ impl Replica {
         let txs = block.txs.len();
         let events = self.chain.apply(&block);
         out.push(Output::Commit(block.clone()));
+        self.last_commit = Some(block.clone());
         out.push(Output::Event(Event::Committed {
             height,
             round,
@@ -763,12 +795,17 @@ impl Replica {
     fn rule_round_skip(&mut self, now_ms: u64, out: &mut Out) {
         let f1 = self.f_plus_one();
         let q = self.quorum();
-        let skip_to = self
-            .votes
-            .rounds_above(self.round)
-            .filter(|r| self.votes.round_signers(*r).len() >= f1)
-            .max();
-        if let Some(r) = skip_to {
+        // The (f+1)-th highest round among the other validators: at least one honest
+        // validator has reached it. Rounds far beyond our vote window count here too, so
+        // two sides of a healed partition that drifted apart in rounds meet again.
+        let mut ahead: Vec<Round> = self
+            .round_seen
+            .values()
+            .copied()
+            .filter(|r| *r > self.round)
+            .collect();
+        ahead.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(r) = ahead.get(f1 - 1).copied() {
             self.start_round(now_ms, r, RoundChangeReason::SkipAhead, out);
         }
         let rounds: Vec<Round> = std::iter::once(self.round)
@@ -936,6 +973,14 @@ impl Replica {
                 self.heartbeat_due = true;
                 self.begin_propose(now_ms, out);
             }
+            TimerKind::Rebroadcast => {
+                if timer.round == self.round {
+                    for message in self.own_messages.clone() {
+                        out.push(Output::Broadcast(message));
+                    }
+                    self.schedule(now_ms, TimerKind::Rebroadcast, timer.round, out);
+                }
+            }
             TimerKind::Sync => {
                 self.sync.timer_armed = false;
                 self.sync.outstanding = None;
@@ -948,7 +993,11 @@ impl Replica {
         let height = self.current_height();
         let msg_height = message.height();
         if msg_height < height {
-            // Stale: normal for slow links, not a security event.
+            // Stale: normal for slow links, not a security event. A peer exactly one height
+            // behind may be missing commit votes that were lost: hand it ours.
+            if msg_height + 1 == height {
+                self.help_lagging_peer(now_ms, from, out);
+            }
             return;
         }
         if message.round() > ROUND_MAX {
@@ -995,19 +1044,16 @@ impl Replica {
             self.reject(from, reason, out);
             return;
         }
-        if message.round() > self.round.saturating_add(ROUNDS_AHEAD_MAX) {
-            self.reject(
-                from,
-                RejectReason::FutureRound {
-                    msg_round: message.round(),
-                    current_round: self.round,
-                },
-                out,
-            );
-            return;
-        }
         if let Err(reason) = self.check_message(&message) {
             self.reject(from, reason, out);
+            return;
+        }
+        if Some(signer) != self.id {
+            let seen = self.round_seen.entry(signer).or_insert(0);
+            *seen = (*seen).max(message.round());
+        }
+        if message.round() > self.round.saturating_add(ROUNDS_AHEAD_MAX) {
+            // Counted for the skip rule above; not kept (bounded vote memory).
             return;
         }
         match message {
@@ -1016,6 +1062,46 @@ impl Replica {
             ConsensusMessage::NewRound(nr) => {
                 self.votes.add_new_round(nr.round, nr.voter, self.round);
             }
+        }
+    }
+
+    /// Sends `peer` the commit votes of the block we committed last (its certificate, as
+    /// votes), at most once per propose timeout per peer. With them it decides, or learns
+    /// which voters to fetch the block from.
+    fn help_lagging_peer(&mut self, now_ms: u64, peer: NodeId, out: &mut Out) {
+        let Some(block) = &self.last_commit else {
+            return;
+        };
+        if Some(peer) == self.id || !self.chain.validator(peer).is_some() {
+            return;
+        }
+        let pause = self.config.timeouts.propose_ms * self.config.speed_permille / 1000;
+        if let Some(last) = self.helped_at_ms.get(&peer) {
+            if now_ms < last + pause {
+                return;
+            }
+        }
+        let Some(cert) = &block.commit else {
+            return;
+        };
+        let (height, hash) = (block.height(), block.hash());
+        let votes: Vec<ConsensusMessage> = cert
+            .signatures
+            .iter()
+            .map(|sig| {
+                ConsensusMessage::Vote(Vote {
+                    kind: VoteKind::Commit,
+                    height,
+                    round: cert.round,
+                    block_hash: Some(hash),
+                    voter: sig.voter,
+                    signature: sig.signature,
+                })
+            })
+            .collect();
+        self.helped_at_ms.insert(peer, now_ms);
+        for message in votes {
+            out.push(Output::Send { to: peer, message });
         }
     }
 
@@ -1058,7 +1144,6 @@ impl Replica {
                 return;
             }
         }
-        self.votes.note_signer(p.round, p.proposer, self.round);
         let hash = p.block.hash();
         if let Some(existing) = self.proposals.get(&p.round) {
             if existing.proposal.block.hash() != hash {

@@ -17,6 +17,10 @@ pub enum TimerKind {
     Heartbeat,
     /// An outstanding sync request got no (usable) answer: ask another peer.
     Sync,
+    /// Still in the same round: send this round's own messages again. Messages lost on the
+    /// way (or sent across a partition) are otherwise never repeated, and a round whose
+    /// quorum lost one vote would wait forever.
+    Rebroadcast,
 }
 
 /// A timer: fires `deadline_ms` for (height, round). Hosts may keep several; stale ones are
@@ -69,7 +73,7 @@ impl TimeoutConfig {
         rtt_ms: u64,
     ) -> u64 {
         let base = match kind {
-            TimerKind::Propose => self.propose_ms,
+            TimerKind::Propose | TimerKind::Rebroadcast => self.propose_ms,
             TimerKind::Verification => self.verification_ms,
             TimerKind::Commit => self.commit_ms,
             TimerKind::Heartbeat => return self.heartbeat_ms.saturating_mul(speed_permille) / 1000,

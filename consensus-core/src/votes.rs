@@ -74,8 +74,6 @@ impl KindVotes {
 struct RoundVotes {
     verification: KindVotes,
     commit: KindVotes,
-    /// Signers of any message in this round (votes, proposal, NewRound): the f+1 skip rule.
-    signers: NodeSet,
     new_round: NodeSet,
 }
 
@@ -144,7 +142,6 @@ impl VoteKeeper {
         let Some(rv) = self.round_entry(vote.round, current_round) else {
             return AddOutcome::RoundOutOfWindow;
         };
-        rv.signers.insert(vote.voter);
         let kind = vote.kind;
         let outcome = rv.kind_mut(kind).add(vote, quorum);
         if let AddOutcome::Equivocation(ev) = &outcome {
@@ -155,18 +152,10 @@ impl VoteKeeper {
         outcome
     }
 
-    /// Records that `signer` sent a proposal or NewRound in `round` (f+1 skip rule).
-    pub fn note_signer(&mut self, round: Round, signer: NodeId, current_round: Round) {
-        if let Some(rv) = self.round_entry(round, current_round) {
-            rv.signers.insert(signer);
-        }
-    }
-
     /// Adds a NewRound vote; returns how many distinct validators sent one for `round`.
     pub fn add_new_round(&mut self, round: Round, voter: NodeId, current_round: Round) -> usize {
         match self.round_entry(round, current_round) {
             Some(rv) => {
-                rv.signers.insert(voter);
                 rv.new_round.insert(voter);
                 rv.new_round.len()
             }
@@ -223,14 +212,6 @@ impl VoteKeeper {
 
     pub fn new_round_count(&self, round: Round) -> usize {
         self.rounds.get(&round).map_or(0, |rv| rv.new_round.len())
-    }
-
-    /// Distinct signers of any message in `round`.
-    pub fn round_signers(&self, round: Round) -> NodeSet {
-        self.rounds
-            .get(&round)
-            .map(|rv| rv.signers)
-            .unwrap_or_default()
     }
 
     /// Rounds above `round` that have at least one message.

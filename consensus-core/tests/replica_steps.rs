@@ -283,21 +283,21 @@ fn n4f1_bad_messages_are_rejected_with_a_reason() {
         None,
         NodeId(2),
     );
-    let far_round = Vote::new_signed(
-        &chain_id,
-        &key(2),
-        VoteKind::Verification,
-        1,
-        500,
-        None,
-        NodeId(2),
-    );
     let other_chain = Vote::new_signed(
         &Hash32([1; 32]),
         &key(2),
         VoteKind::Verification,
         1,
         0,
+        None,
+        NodeId(2),
+    );
+    let far_round = Vote::new_signed(
+        &chain_id,
+        &key(2),
+        VoteKind::Verification,
+        1,
+        20_000,
         None,
         NodeId(2),
     );
@@ -325,9 +325,9 @@ fn n4f1_bad_messages_are_rejected_with_a_reason() {
             "bad signature",
         ),
         (
-            "vote for a round far ahead",
+            "vote for a round beyond the protocol's maximum",
             ConsensusMessage::Vote(far_round),
-            "too far ahead",
+            "exceeds the maximum accepted round",
         ),
         (
             "vote signed for another chain",
@@ -655,6 +655,39 @@ fn n4f1_f_plus_one_messages_from_a_higher_round_pull_a_lagging_node_forward() {
 }
 
 #[test]
+fn n4f1_rounds_far_beyond_the_vote_window_still_pull_a_node_forward() {
+    // After a long partition the two sides may be many rounds apart; votes that far ahead
+    // are not stored, but their rounds count for the skip rule.
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    for (voter, round) in [(2u16, 500u32), (3, 40)] {
+        let v = Vote::new_signed(
+            &chain_id,
+            &key(voter as usize),
+            VoteKind::Verification,
+            1,
+            round,
+            None,
+            NodeId(voter),
+        );
+        r.handle(
+            2,
+            Input::Message {
+                from: NodeId(voter),
+                message: ConsensusMessage::Vote(v),
+            },
+        );
+    }
+    assert_eq!(
+        r.round(),
+        40,
+        "the second-highest round of f + 1 = 2 signers"
+    );
+}
+
+#[test]
 fn n4f1_new_round_votes_f_plus_one_join_and_a_quorum_moves_on() {
     let g = genesis(4);
     let chain_id = g.chain_id();
@@ -748,4 +781,77 @@ fn sign_state_orders_steps() {
         block_hash: None,
     };
     assert!((a.height, a.round, a.step) < (b.height, b.round, b.step));
+}
+
+#[test]
+fn n4f1_own_messages_are_sent_again_on_the_rebroadcast_timer() {
+    let g = genesis(4);
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let p = proposal(&g, 1, 1, 0, g.block().hash(), 5);
+    let out = r.handle(
+        2,
+        Input::Message {
+            from: NodeId(1),
+            message: ConsensusMessage::Proposal(p),
+        },
+    );
+    let sent: Vec<ConsensusMessage> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    let timer = out
+        .iter()
+        .find_map(|o| match o {
+            Output::ScheduleTimer(t) if t.kind == TimerKind::Rebroadcast => Some(*t),
+            _ => None,
+        })
+        .expect("the first message of a round arms the rebroadcast timer");
+    // The vote was lost in the network; the timer sends the very same signed vote again.
+    let out = r.handle(timer.deadline_ms, Input::Timeout(timer));
+    let again: Vec<ConsensusMessage> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Broadcast(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(again, sent);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::PersistSignState(_))),
+        "nothing new is signed"
+    );
+}
+
+#[test]
+fn n4f1_a_peer_one_height_behind_is_handed_the_commit_votes() {
+    let mut net = Net::new(4);
+    net.down[3] = true;
+    net.start();
+    assert_eq!(net.heights(), vec![1, 1, 1, 0]);
+    net.down[3] = false;
+    net.input(3, Input::Start);
+    // Node 3 times out at height 1 and says so; the others answer with height 1's commit
+    // votes, after which node 3 knows the block committed and fetches it.
+    net.fire(3, TimerKind::Propose);
+    assert!(
+        net.events[3].iter().any(|e| matches!(
+            e,
+            Event::QuorumReached {
+                kind: VoteKind::Commit,
+                height: 1,
+                ..
+            }
+        )),
+        "node 3 saw the commit quorum of height 1"
+    );
+    assert!(
+        net.events[3]
+            .iter()
+            .any(|e| matches!(e, Event::SyncRequested { .. })),
+        "and asks a voter for the block it lacks"
+    );
 }
