@@ -1072,7 +1072,7 @@ impl Replica {
         let Some(block) = &self.last_commit else {
             return;
         };
-        if Some(peer) == self.id || !self.chain.validator(peer).is_some() {
+        if Some(peer) == self.id || self.chain.validator(peer).is_none() {
             return;
         }
         let pause = self.config.timeouts.propose_ms * self.config.speed_permille / 1000;
