@@ -95,6 +95,7 @@ struct RoundFlags {
     lock_rule: bool,
     new_round_sent: bool,
     rebroadcast_timer: bool,
+    interval_timer: bool,
 }
 
 /// A proposal with the validity of its block, checked once.
@@ -545,8 +546,24 @@ impl Replica {
             }
             return;
         }
+        let proposer = self.is_active() && Some(self.chain.proposer(round)) == self.id;
+        if proposer && self.mempool.is_empty() && self.valid.is_none() {
+            let interval = self.config.timeouts.duration_ms(
+                TimerKind::BlockInterval,
+                round,
+                self.config.speed_permille,
+                0,
+            );
+            if now_ms < self.height_started_ms + interval {
+                if !self.flags(round).interval_timer {
+                    self.flags(round).interval_timer = true;
+                    self.schedule(self.height_started_ms, TimerKind::BlockInterval, round, out);
+                }
+                return;
+            }
+        }
         self.flags(round).propose_started = true;
-        if self.is_active() && Some(self.chain.proposer(round)) == self.id {
+        if proposer {
             self.propose(now_ms, out);
         } else {
             self.schedule(now_ms, TimerKind::Propose, round, out);
@@ -966,6 +983,11 @@ impl Replica {
                         RoundChangeReason::CommitTimeout,
                         out,
                     );
+                }
+            }
+            TimerKind::BlockInterval => {
+                if timer.round == self.round {
+                    self.begin_propose(now_ms, out);
                 }
             }
             TimerKind::Heartbeat => {

@@ -17,6 +17,9 @@ pub enum TimerKind {
     Heartbeat,
     /// An outstanding sync request got no (usable) answer: ask another peer.
     Sync,
+    /// A proposer with nothing to propose waits this long after entering a height before
+    /// proposing an empty block, so an idle chain (or a single node) does not spin.
+    BlockInterval,
     /// Still in the same round: send this round's own messages again. Messages lost on the
     /// way (or sent across a partition) are otherwise never repeated, and a round whose
     /// quorum lost one vote would wait forever.
@@ -45,6 +48,9 @@ pub struct TimeoutConfig {
     pub max_ms: u64,
     pub heartbeat_ms: u64,
     pub sync_ms: u64,
+    /// Least time between entering a height and proposing an empty block in it; keep it
+    /// well below `propose_ms`.
+    pub empty_block_interval_ms: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -57,6 +63,7 @@ impl Default for TimeoutConfig {
             max_ms: 20_000,
             heartbeat_ms: 60_000,
             sync_ms: 2_000,
+            empty_block_interval_ms: 100,
         }
     }
 }
@@ -77,6 +84,9 @@ impl TimeoutConfig {
             TimerKind::Verification => self.verification_ms,
             TimerKind::Commit => self.commit_ms,
             TimerKind::Heartbeat => return self.heartbeat_ms.saturating_mul(speed_permille) / 1000,
+            TimerKind::BlockInterval => {
+                return self.empty_block_interval_ms.saturating_mul(speed_permille) / 1000
+            }
             TimerKind::Sync => self.sync_ms,
         };
         let mut t = base.max(rtt_ms.saturating_mul(3));

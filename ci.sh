@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command: formatting, lints, the wasm build of the core, and every test.
+# Installs what it needs (rustup components and the wasm32 target) if they are missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+section() { printf '\n==> %s\n' "$*"; }
+
+started=$SECONDS
+
+section "toolchain"
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+fi
+for component in clippy rustfmt; do
+    if ! rustup component list --installed | grep -q "^${component}"; then
+        rustup component add "$component"
+    fi
+done
+cargo --version
+rustc --version
+
+section "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+section "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo build -p consensus-core --target wasm32-unknown-unknown"
+cargo build -p consensus-core --target wasm32-unknown-unknown
+
+section "cargo test --workspace"
+cargo test --workspace
+
+section "done"
+echo "ci.sh: all checks passed in $((SECONDS - started)) s"

@@ -1,0 +1,41 @@
+//! `tinyweb`: the TinyWeb PBFT command line (DESIGN §9).
+//!
+//! Exit status: 0 on success, 1 when a simulation found a violation (or the command failed),
+//! 2 on bad usage.
+
+mod sim_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tinyweb",
+    version,
+    about = "TinyWeb PBFT: a Byzantine-fault-tolerant family network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run seeded deterministic simulations of a cluster and check safety and liveness.
+    Sim(sim_cmd::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => sim_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
