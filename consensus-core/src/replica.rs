@@ -596,6 +596,12 @@ impl Replica {
             me,
         );
         self.broadcast_own(ConsensusMessage::Proposal(proposal.clone()), out);
+        if valid_round.is_some() {
+            // Line 28 needs the quorum of valid_round at every receiver: send it along.
+            for vote in self.valid_polka() {
+                out.push(Output::Broadcast(vote));
+            }
+        }
         out.push(Output::Event(Event::ProposalSent {
             height: self.current_height(),
             round,
@@ -700,6 +706,7 @@ impl Replica {
             self.rule_proposal(out);
             self.rule_verification_any(now_ms, out);
             self.rule_lock(out);
+            self.rule_valid_catch_up();
             self.rule_verification_nil(out);
             self.rule_commit_any(now_ms, out);
             if (self.chain.height(), self.round, self.step) == before {
@@ -926,6 +933,39 @@ impl Replica {
         self.valid = Some((round, block));
     }
 
+    /// Our addition to line 36's valid-value update: a verification quorum of an earlier
+    /// round of this height, learned late (relayed), for a block we hold, raises
+    /// validValue/validRound. Only what an honest proposer re-proposes changes, and every
+    /// receiver still checks that quorum itself (line 28), so safety is Algorithm 1's; it
+    /// lets the next honest proposer re-propose the block a locked validator can accept,
+    /// which Algorithm 1 gets from gossip relaying every vote.
+    fn rule_valid_catch_up(&mut self) {
+        let floor = self.valid.as_ref().map(|(r, _)| *r);
+        let best = self
+            .votes
+            .value_quorums(VoteKind::Verification)
+            .into_iter()
+            .filter(|(r, _)| *r <= self.round && floor.is_none_or(|f| *r > f))
+            .max_by_key(|(r, _)| *r);
+        if let Some((round, hash)) = best {
+            if let Some(block) = self.block_with_hash(&hash) {
+                self.valid = Some((round, block));
+            }
+        }
+    }
+
+    /// The verification votes behind our valid value (its "proof of lock").
+    fn valid_polka(&self) -> Vec<ConsensusMessage> {
+        let Some((round, block)) = &self.valid else {
+            return Vec::new();
+        };
+        self.votes
+            .votes_for(*round, VoteKind::Verification, Some(block.hash()))
+            .into_iter()
+            .map(ConsensusMessage::Vote)
+            .collect()
+    }
+
     /// Line 44: a nil verification quorum: commit-vote nil.
     fn rule_verification_nil(&mut self, out: &mut Out) {
         if self.step == Step::Verification
@@ -997,7 +1037,11 @@ impl Replica {
             }
             TimerKind::Rebroadcast => {
                 if timer.round == self.round {
-                    for message in self.own_messages.clone() {
+                    // Our own messages, and the votes behind our valid value: a validator
+                    // may have been shown only part of them (Byzantine voters do that).
+                    let mut messages = self.own_messages.clone();
+                    messages.extend(self.valid_polka());
+                    for message in messages {
                         out.push(Output::Broadcast(message));
                     }
                     self.schedule(now_ms, TimerKind::Rebroadcast, timer.round, out);
@@ -1065,6 +1109,12 @@ impl Replica {
             };
             self.reject(from, reason, out);
             return;
+        }
+        if let ConsensusMessage::Vote(v) = &message {
+            // Relayed votes arrive many times: skip the signature check for a known one.
+            if self.votes.contains(v) {
+                return;
+            }
         }
         if let Err(reason) = self.check_message(&message) {
             self.reject(from, reason, out);

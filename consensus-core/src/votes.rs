@@ -163,6 +163,14 @@ impl VoteKeeper {
         }
     }
 
+    /// Whether exactly this vote (same signature) is already held.
+    pub fn contains(&self, vote: &Vote) -> bool {
+        self.rounds
+            .get(&vote.round)
+            .and_then(|rv| rv.kind(vote.kind).by_voter.get(&vote.voter))
+            .is_some_and(|held| held == vote)
+    }
+
     pub fn has_quorum_for(&self, round: Round, kind: VoteKind, value: Option<BlockHash>) -> bool {
         self.voters_for(round, kind, value).len() >= self.quorum
     }
