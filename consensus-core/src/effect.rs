@@ -48,6 +48,20 @@ pub struct SignState {
     pub step: u8,
     /// The proposal's or vote's target at that step (None = nil vote).
     pub block_hash: Option<BlockHash>,
+    /// The votes signed in (height, round), so a restarted validator can send them again
+    /// (re-signing is deterministic: the very same signatures). Without them, a validator
+    /// that crashed mid-round is mute in that round, and the others may be waiting for
+    /// exactly its votes.
+    #[serde(default)]
+    pub verification: Option<VoteTarget>,
+    #[serde(default)]
+    pub commit: Option<VoteTarget>,
+}
+
+/// What a vote was for (`None` = nil).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoteTarget {
+    pub block_hash: Option<BlockHash>,
 }
 
 impl SignState {

@@ -436,13 +436,55 @@ impl Replica {
     }
 
     fn record_signed(&mut self, round: Round, step: u8, target: Option<BlockHash>, out: &mut Out) {
-        self.sign_state = SignState {
-            height: self.current_height(),
-            round,
-            step,
-            block_hash: target,
-        };
-        out.push(Output::PersistSignState(self.sign_state));
+        let height = self.current_height();
+        let mut state = self.sign_state;
+        if (state.height, state.round) != (height, round) {
+            state.verification = None;
+            state.commit = None;
+        }
+        let signed = Some(crate::effect::VoteTarget { block_hash: target });
+        if step == SignState::step_of(VoteKind::Verification) {
+            state.verification = signed;
+        } else if step == SignState::step_of(VoteKind::Commit) {
+            state.commit = signed;
+        }
+        state.height = height;
+        state.round = round;
+        state.step = step;
+        state.block_hash = target;
+        self.sign_state = state;
+        out.push(Output::PersistSignState(state));
+    }
+
+    /// After a restart in the round we last signed in: send those votes again (identical
+    /// signatures) and take up the step they imply.
+    fn resume_signed_votes(&mut self, out: &mut Out) {
+        let state = self.sign_state;
+        let Some(me) = self.id else { return };
+        if (state.height, state.round) != (self.current_height(), self.round) {
+            return;
+        }
+        for (kind, signed) in [
+            (VoteKind::Verification, state.verification),
+            (VoteKind::Commit, state.commit),
+        ] {
+            let Some(target) = signed else { continue };
+            let vote = Vote::new_signed(
+                &self.chain.chain_id(),
+                &self.key,
+                kind,
+                state.height,
+                state.round,
+                target.block_hash,
+                me,
+            );
+            self.broadcast_own(ConsensusMessage::Vote(vote.clone()), out);
+            self.count_vote(vote, out);
+            self.step = self.step.max(match kind {
+                VoteKind::Verification => Step::Verification,
+                VoteKind::Commit => Step::Commit,
+            });
+        }
     }
 
     /// Broadcasts a message this node signed in the current round and keeps it for the
@@ -489,6 +531,7 @@ impl Replica {
         self.height_started_ms = now_ms;
         let round = self.round;
         self.start_round(now_ms, round, RoundChangeReason::NewHeight, out);
+        self.resume_signed_votes(out);
     }
 
     /// Enters the next height after a commit (Algorithm 1, line 54: StartRound(0)), then

@@ -777,20 +777,72 @@ fn n4f1_messages_of_the_next_height_wait_for_it() {
 }
 
 #[test]
-fn sign_state_orders_steps() {
-    let a = SignState {
-        height: 1,
-        round: 0,
-        step: 2,
-        block_hash: None,
+fn n4f1_restarted_validator_sends_its_round_votes_again() {
+    // Crashed after voting nil twice in (1, 0): the others may be waiting for exactly
+    // these votes, so on restart it sends them again, with the very same signatures.
+    let g = genesis(4);
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let mut sent = Vec::new();
+    let mut state = SignState::default();
+    let mut collect = |out: Vec<Output>, sent: &mut Vec<ConsensusMessage>| {
+        for o in out {
+            match o {
+                Output::Broadcast(m @ ConsensusMessage::Vote(_)) => sent.push(m),
+                Output::PersistSignState(s) => state = s,
+                _ => {}
+            }
+        }
     };
-    let b = SignState {
-        height: 1,
-        round: 1,
-        step: 1,
-        block_hash: None,
+    let timer = |kind| {
+        Input::Timeout(Timer {
+            kind,
+            height: 1,
+            round: 0,
+            deadline_ms: 0,
+        })
     };
-    assert!((a.height, a.round, a.step) < (b.height, b.round, b.step));
+    collect(r.handle(2000, timer(TimerKind::Propose)), &mut sent);
+    // A mixed verification quorum arrives, the verification timeout fires: commit nil.
+    let chain_id = g.chain_id();
+    for voter in [1u16, 2] {
+        let v = Vote::new_signed(
+            &chain_id,
+            &key(voter as usize),
+            VoteKind::Verification,
+            1,
+            0,
+            None,
+            NodeId(voter),
+        );
+        collect(
+            r.handle(
+                2100,
+                Input::Message {
+                    from: NodeId(voter),
+                    message: ConsensusMessage::Vote(v),
+                },
+            ),
+            &mut sent,
+        );
+    }
+    assert_eq!(
+        sent.len(),
+        2,
+        "nil verification vote, then nil commit vote (line 44)"
+    );
+    assert!(state.verification.is_some() && state.commit.is_some());
+
+    let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    restarted.restore(&[], state).expect("restore");
+    let mut again = Vec::new();
+    for o in restarted.handle(5000, Input::Start) {
+        if let Output::Broadcast(m @ ConsensusMessage::Vote(_)) = o {
+            again.push(m);
+        }
+    }
+    assert_eq!(again, sent);
+    assert_eq!(restarted.step(), Step::Commit);
 }
 
 #[test]
