@@ -485,3 +485,242 @@ impl ChainState {
         self.convicted.len() > max_faulty(set.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+    use crate::message::{BlockHeader, Certificate, CommitSig};
+
+    fn key(i: usize) -> Keypair {
+        Keypair::from_secret([i as u8 + 1; 32])
+    }
+
+    fn genesis(n: usize) -> Genesis {
+        Genesis {
+            chain_name: "chain-test".into(),
+            time_ms: 0,
+            validators: (0..n)
+                .map(|i| Validator {
+                    id: NodeId(i as u16),
+                    public_key: key(i).public(),
+                    address: format!("127.0.0.1:{}", 9000 + i),
+                })
+                .collect(),
+        }
+    }
+
+    /// The next block with `txs`, certified by `signers`.
+    fn certified(state: &ChainState, txs: Vec<Transaction>, signers: &[usize]) -> Block {
+        let proposer = state.proposer(0);
+        let mut block = Block {
+            header: BlockHeader {
+                version: PROTOCOL_VERSION,
+                height: state.height() + 1,
+                round: 0,
+                prev_hash: state.last_hash(),
+                proposer,
+                timestamp_ms: state.last_timestamp_ms() + 1000,
+                tx_root: Block::compute_tx_root(&txs),
+                validator_set_hash: state.active_set_hash(),
+            },
+            txs,
+            commit: None,
+        };
+        let hash = block.hash();
+        let signatures = signers
+            .iter()
+            .map(|i| {
+                let v = Vote::new_signed(
+                    &state.chain_id(),
+                    &key(*i),
+                    VoteKind::Commit,
+                    block.height(),
+                    0,
+                    Some(hash),
+                    NodeId(*i as u16),
+                );
+                CommitSig {
+                    voter: v.voter,
+                    signature: v.signature,
+                }
+            })
+            .collect();
+        block.commit = Some(Certificate {
+            round: 0,
+            signatures,
+        });
+        block
+    }
+
+    fn request(from: usize, kind: TxKind, target: usize, ts: u64) -> Transaction {
+        Transaction::new_signed(&key(from), kind, key(target).public().0.to_vec(), 1, ts)
+    }
+
+    fn commit(state: &mut ChainState, block: Block) -> Vec<Event> {
+        state
+            .verify_certified_block(&block)
+            .expect("valid certified block");
+        state.apply(&block)
+    }
+
+    #[test]
+    fn n4_certificate_needs_a_quorum_of_distinct_active_signers() {
+        let g = genesis(4);
+        let s = ChainState::genesis(&g);
+        assert_eq!(
+            s.verify_certified_block(&certified(&s, vec![], &[0, 1])),
+            Err(BlockError::CertificateShort {
+                valid: 2,
+                quorum: 3
+            })
+        );
+        assert!(s
+            .verify_certified_block(&certified(&s, vec![], &[0, 0, 1]))
+            .is_err());
+        assert!(s
+            .verify_certified_block(&certified(&s, vec![], &[0, 1, 3]))
+            .is_ok());
+        let mut forged = certified(&s, vec![], &[0, 1, 2]);
+        if let Some(c) = forged.commit.as_mut() {
+            c.signatures[2].signature = c.signatures[0].signature;
+        }
+        assert!(matches!(
+            s.verify_certified_block(&forged),
+            Err(BlockError::CertificateSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn n4_f_requests_cannot_suspend_a_quorum_can_and_it_applies_from_the_next_height() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        // One (possibly Byzantine) validator asks twice: nothing happens.
+        let b1 = certified(
+            &s,
+            vec![request(3, TxKind::SuspendNode, 1, 500)],
+            &[0, 1, 2],
+        );
+        assert!(commit(&mut s, b1).is_empty());
+        let b2 = certified(
+            &s,
+            vec![request(3, TxKind::SuspendNode, 1, 600)],
+            &[0, 1, 2],
+        );
+        assert!(commit(&mut s, b2).is_empty());
+        assert_eq!(s.active().len(), 4);
+        // Two more distinct validators: three of four is a quorum.
+        let b3 = certified(
+            &s,
+            vec![
+                request(0, TxKind::SuspendNode, 1, 700),
+                request(2, TxKind::SuspendNode, 1, 700),
+            ],
+            &[0, 1, 2],
+        );
+        let events = commit(&mut s, b3);
+        assert_eq!(
+            events,
+            vec![Event::ValidatorSuspended {
+                node: NodeId(1),
+                from_height: 4
+            }]
+        );
+        assert!(!s.active().contains(NodeId(1)));
+        assert_eq!((s.active().len(), s.quorum(), s.max_faulty()), (3, 3, 0));
+        // The suspended validator's signature no longer counts toward a certificate.
+        assert!(s
+            .verify_certified_block(&certified(&s, vec![], &[0, 1, 2]))
+            .is_err());
+        // Readmission takes a quorum of the new active set.
+        let readmit: Vec<Transaction> = [0, 2, 3]
+            .iter()
+            .map(|i| request(*i, TxKind::ReadmitNode, 1, 900))
+            .collect();
+        let b4 = certified(&s, readmit, &[0, 2, 3]);
+        assert_eq!(
+            commit(&mut s, b4),
+            vec![Event::ValidatorReadmitted {
+                node: NodeId(1),
+                from_height: 5
+            }]
+        );
+        assert_eq!(s.active().len(), 4);
+    }
+
+    #[test]
+    fn membership_requests_from_non_validators_are_invalid() {
+        let g = genesis(4);
+        let s = ChainState::genesis(&g);
+        let outsider = request(7, TxKind::SuspendNode, 1, 0);
+        assert_eq!(
+            s.validate_tx(&outsider, 0, false),
+            Err(TxError::NotAValidator {
+                kind: TxKind::SuspendNode
+            })
+        );
+    }
+
+    #[test]
+    fn committed_evidence_suspends_the_equivocator_and_more_than_f_halts() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let chain_id = s.chain_id();
+        let evidence = |offender: usize| {
+            let vote = |b: u8| {
+                Vote::new_signed(
+                    &chain_id,
+                    &key(offender),
+                    VoteKind::Verification,
+                    1,
+                    0,
+                    Some(Hash32([b; 32])),
+                    NodeId(offender as u16),
+                )
+            };
+            let ev = EquivocationEvidence {
+                first: vote(1),
+                second: vote(2),
+            };
+            let payload = serde_json::to_vec(&ev).expect("serialisable");
+            Transaction::new_signed(&key(0), TxKind::Evidence, payload, offender as u64, 100)
+        };
+        let tx3 = evidence(3);
+        assert_eq!(s.validate_tx(&tx3, 100, false), Ok(()));
+        let b1 = certified(&s, vec![tx3], &[0, 1, 2]);
+        let events = commit(&mut s, b1);
+        assert!(events.contains(&Event::ValidatorSuspended {
+            node: NodeId(3),
+            from_height: 2
+        }));
+        assert!(!s.byzantine_overload(), "one of four is within f");
+        let tx2 = evidence(2);
+        let b2 = certified(&s, vec![tx2], &[0, 1, 2]);
+        commit(&mut s, b2);
+        assert!(
+            s.byzantine_overload(),
+            "two of four convicted: more than f = 1"
+        );
+    }
+
+    #[test]
+    fn a_committed_transaction_cannot_be_included_again() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let tx = Transaction::new_signed(&key(9), TxKind::Message, b"hi".to_vec(), 1, 500);
+        let b1 = certified(&s, vec![tx.clone()], &[0, 1, 2]);
+        commit(&mut s, b1);
+        assert_eq!(
+            s.validate_tx(&tx, 1500, false),
+            Err(TxError::AlreadyCommitted)
+        );
+        let replay = certified(&s, vec![tx], &[0, 1, 2]);
+        assert!(matches!(
+            s.verify_certified_block(&replay),
+            Err(BlockError::Tx {
+                error: TxError::AlreadyCommitted,
+                ..
+            })
+        ));
+    }
+}

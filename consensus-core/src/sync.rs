@@ -89,3 +89,88 @@ impl BlockStore for MemoryChain {
             .map(|i| i as Height)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::BlockHeader;
+    use crate::types::{Hash32, NodeId};
+
+    fn chain(len: u64) -> MemoryChain {
+        let block = |height: u64, prev: Hash32| Block {
+            header: BlockHeader {
+                version: 1,
+                height,
+                round: 0,
+                prev_hash: prev,
+                proposer: NodeId(0),
+                timestamp_ms: height,
+                tx_root: Hash32::ZERO,
+                validator_set_hash: Hash32::ZERO,
+            },
+            txs: vec![],
+            commit: None,
+        };
+        let mut c = MemoryChain::new(block(0, Hash32::ZERO));
+        for h in 1..len {
+            let prev = c.blocks().last().map(Block::hash).unwrap_or(Hash32::ZERO);
+            assert!(c.push(block(h, prev)));
+        }
+        c
+    }
+
+    fn heights(blocks: &[Block]) -> Vec<u64> {
+        blocks.iter().map(Block::height).collect()
+    }
+
+    #[test]
+    fn missing_blocks_come_newest_first_right_after_the_requesters_tip() {
+        let c = chain(6);
+        let last_hash = c.blocks()[2].hash();
+        match serve(&c, &SyncRequest::MissingBlocks { last_hash }) {
+            SyncResponse::MissingBlocks { blocks } => assert_eq!(heights(&blocks), vec![5, 4, 3]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_gap_is_served_one_page_at_a_time_from_the_oldest_missing() {
+        let c = chain(SYNC_BLOCKS_MAX as u64 + 10);
+        let last_hash = c.blocks()[0].hash();
+        match serve(&c, &SyncRequest::MissingBlocks { last_hash }) {
+            SyncResponse::MissingBlocks { blocks } => {
+                assert_eq!(blocks.len(), SYNC_BLOCKS_MAX);
+                assert_eq!(blocks.last().map(Block::height), Some(1));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_hash_means_no_common_hash_and_the_chain_is_paged() {
+        let c = chain(SYNC_BLOCKS_MAX as u64 + 5);
+        let unknown = SyncRequest::MissingBlocks {
+            last_hash: Hash32([9; 32]),
+        };
+        assert_eq!(serve(&c, &unknown), SyncResponse::NoCommonHash);
+        match serve(&c, &SyncRequest::EntireChain { from_height: 1 }) {
+            SyncResponse::ChainPage {
+                blocks,
+                chain_length,
+            } => {
+                assert_eq!(blocks.len(), SYNC_BLOCKS_MAX);
+                assert_eq!(blocks[0].height(), 1);
+                assert_eq!(chain_length, SYNC_BLOCKS_MAX as u64 + 5);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn memory_chain_refuses_a_block_that_does_not_extend_it() {
+        let mut c = chain(3);
+        let stray = c.blocks()[1].clone();
+        assert!(!c.push(stray));
+        assert_eq!(c.tip_height(), 2);
+    }
+}
