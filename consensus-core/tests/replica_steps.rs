@@ -917,3 +917,118 @@ fn n4f1_a_peer_one_height_behind_is_handed_the_commit_votes() {
         "and asks a voter for the block it lacks"
     );
 }
+
+#[test]
+fn n4f1_lagging_node_syncs_validated_blocks_and_falls_back_to_the_entire_chain() {
+    use consensus_core::{SyncRequest, SyncResponse};
+    let mut net = Net::new(4);
+    net.max_height = 3;
+    net.down[0] = true; // heights 1..=3 are proposed by nodes 1, 2, 3
+    net.start();
+    net.next_block();
+    net.next_block();
+    assert_eq!(net.nodes[1].height(), 3);
+    let chain = net.committed[1].clone();
+    let lagging = &mut net.nodes[0];
+    lagging.handle(net.now, Input::Start);
+
+    // Two validators are seen at height 4: f + 1 ahead, one of them honest. Sync.
+    let mut request = None;
+    for i in [1u16, 2] {
+        let v = Vote::new_signed(
+            &lagging.chain_id(),
+            &key(i as usize),
+            VoteKind::Verification,
+            5,
+            0,
+            None,
+            NodeId(i),
+        );
+        for o in lagging.handle(
+            net.now,
+            Input::Message {
+                from: NodeId(i),
+                message: ConsensusMessage::Vote(v),
+            },
+        ) {
+            if let Output::RequestSync { peer, request: r } = o {
+                request = Some((peer, r));
+            }
+        }
+    }
+    let (peer, req) = request.expect("two heights behind: sync right away");
+    assert!(matches!(req, SyncRequest::MissingBlocks { .. }));
+
+    // The peer does not know our hash (say, it pruned or forked): entire chain, paged.
+    let out = lagging.handle(
+        net.now,
+        Input::SyncResponse {
+            from: peer,
+            response: SyncResponse::NoCommonHash,
+        },
+    );
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RequestSync {
+            request: SyncRequest::EntireChain { from_height: 1 },
+            ..
+        }
+    )));
+
+    // A page with a tampered block is refused as a whole from that block on.
+    let mut tampered = chain.clone();
+    tampered[1].header.timestamp_ms += 1;
+    let out = lagging.handle(
+        net.now,
+        Input::SyncResponse {
+            from: peer,
+            response: SyncResponse::ChainPage {
+                blocks: tampered,
+                chain_length: 4,
+            },
+        },
+    );
+    assert_eq!(lagging.height(), 1, "block 1 is valid, block 2 is not");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
+
+    // The genuine blocks, newest first as /MissingBlockRequeset sends them, apply oldest first.
+    let out = lagging.handle(
+        net.now,
+        Input::Timeout(Timer {
+            kind: TimerKind::Sync,
+            height: 2,
+            round: 0,
+            deadline_ms: 0,
+        }),
+    );
+    let (peer, _) = out
+        .iter()
+        .find_map(|o| match o {
+            Output::RequestSync { peer, request } => Some((*peer, request.clone())),
+            _ => None,
+        })
+        .expect("retried on the sync timer");
+    let mut newest_first = chain[1..].to_vec();
+    newest_first.reverse();
+    let out = lagging.handle(
+        net.now,
+        Input::SyncResponse {
+            from: peer,
+            response: SyncResponse::MissingBlocks {
+                blocks: newest_first,
+            },
+        },
+    );
+    assert_eq!(lagging.height(), 3);
+    let stored: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Commit(b) => Some(b.height()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, vec![2, 3]);
+    assert_eq!(lagging.last_hash(), chain[2].hash());
+}
