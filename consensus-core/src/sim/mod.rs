@@ -29,12 +29,12 @@ pub mod byzantine;
 pub mod checker;
 pub mod cluster;
 pub mod network;
+pub mod report;
+mod trace;
 
 pub use checker::{SignedStep, Violation};
-pub use cluster::{
-    run, sweep, NodeView, Role, SimReport, Simulation, SweepProgress, SweepSummary, TraceEntry,
-    TraceKind, LIVENESS_BOUND_MS,
-};
+pub use cluster::{NodeView, Phase, Role, Simulation, TraceEntry, TraceKind, LIVENESS_BOUND_MS};
+pub use report::{run, sweep, SimReport, SweepProgress, SweepSummary};
 
 /// How the Byzantine validators (always the highest ids) behave. They collude: one
 /// coalition holds all their keys.
@@ -264,7 +264,10 @@ mod tests {
             byzantine: 4,
             ..SimConfig::default()
         };
-        assert!(matches!(bad.validate(), Err(SimConfigError::Byzantine { .. })));
+        assert!(matches!(
+            bad.validate(),
+            Err(SimConfigError::Byzantine { .. })
+        ));
         let bad = SimConfig {
             drop: 1.5,
             ..SimConfig::default()

@@ -150,7 +150,13 @@ pub struct Network {
 }
 
 impl Network {
-    pub fn new(nodes: usize, latency_ms_min: u64, latency_ms_max: u64, drop: f64, duplicate: f64) -> Self {
+    pub fn new(
+        nodes: usize,
+        latency_ms_min: u64,
+        latency_ms_max: u64,
+        drop: f64,
+        duplicate: f64,
+    ) -> Self {
         Self {
             latency_ms_min: latency_ms_min.min(latency_ms_max),
             latency_ms_max: latency_ms_max.max(latency_ms_min),

@@ -1,0 +1,1024 @@
+//! [`Simulation`]: the replicas, the network, the coalition, the fault schedule and the
+//! checker, driven one event at a time ([`super::run`] and [`super::sweep`] build on it).
+//!
+//! The simulator is the replicas' host and follows the host contract of [`Output`] to the
+//! letter: outputs are applied in order; `Commit` appends to the node's durable chain and
+//! `PersistSignState` replaces its durable sign state (both survive crashes); timers come
+//! back as `Input::Timeout` at their deadline; `RequestSync` travels to the peer, whose host
+//! answers with [`sync::serve`] over the network. The transport reports `PeerReport`s:
+//! `ok = false` when a message could not be delivered because a partition cuts the link or
+//! the target is down (random loss goes unnoticed), `ok = true` with the round trip
+//! otherwise, at most one report per (sender, peer) every [`REPORT_INTERVAL_MS`].
+//!
+//! A crash drops the replica and everything in memory; the durable chain and sign state
+//! stay. Half the crashes happen between steps, half are *torn*: they land in the middle of
+//! the node's next step, after a random prefix of its outputs was applied (so a vote may be
+//! lost after its sign state was persisted, never the other way round if the replica
+//! orders its outputs as the host contract demands). Restart is `Replica::new` +
+//! `restore(durable chain, sign state)` + `Input::Start`.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::Serialize;
+
+use crate::crypto::Keypair;
+use crate::effect::SignState;
+use crate::event::Event;
+use crate::input::Input;
+use crate::message::{Block, ConsensusMessage, Genesis, Transaction, TxKind, Validator};
+use crate::sync::{self, BlockStore, MemoryChain};
+use crate::timer::Timer;
+use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round, TxHash};
+use crate::{Output, QuorumRule, Replica, ReplicaConfig};
+
+use super::byzantine::{Action, Coalition};
+use super::checker::{Checker, Violation};
+use super::network::{random_partition, EventQueue, Fate, Network, Payload};
+use super::report::SimReport;
+use super::trace::Trace;
+use super::{below, between, chance, SimConfig, SimConfigError, Strategy};
+
+/// L1: after the fault phase, every honest node must commit a block above the highest
+/// honest height at the heal within this much virtual time. Generous on purpose: a fault
+/// phase can leave rounds at several seconds of timeout each (exponential back-off), a
+/// restarted node must sync first, and up to f rounds in a row may have a Byzantine
+/// proposer.
+pub const LIVENESS_BOUND_MS: u64 = 60_000;
+/// Most events waiting in the queue; messages beyond it are dropped (congestion).
+pub const QUEUE_EVENTS_MAX: usize = 200_000;
+/// Most trace entries kept for the visualizer.
+pub const TRACE_ENTRIES_MAX: usize = 2_048;
+/// Most client transactions whose commit latency is being tracked at once.
+pub const PENDING_TXS_MAX: usize = 4_096;
+/// The transport reports at most one exchange per (sender, peer) this often.
+pub const REPORT_INTERVAL_MS: u64 = 100;
+
+/// Everything the event queue can hold.
+#[derive(Clone, Debug)]
+enum SimEvent {
+    Boot(NodeId),
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        payload: Payload,
+    },
+    Timer {
+        node: NodeId,
+        incarnation: u32,
+        timer: Timer,
+    },
+    PeerReport {
+        node: NodeId,
+        incarnation: u32,
+        peer: NodeId,
+        ok: bool,
+        rtt_ms: Option<u64>,
+    },
+    ClientTx,
+    Crash(NodeId),
+    Restart(NodeId),
+    Partition(Vec<u8>),
+    Heal,
+    FaultsEnd,
+    LivenessDeadline,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Faults on; safety checked after every step.
+    Faults,
+    /// Faults healed; waiting for every honest node to commit (L1).
+    Liveness,
+    /// The run is decided (liveness met or its bound passed).
+    Done,
+}
+
+/// A node's part in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "role", content = "strategy", rename_all = "snake_case")]
+pub enum Role {
+    Honest,
+    Byzantine(Strategy),
+}
+
+/// One node as the visualizer shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeView {
+    pub id: u16,
+    pub role: Role,
+    /// False while crashed.
+    pub up: bool,
+    /// Last committed height (a crashed node: its durable tip; a silent member: 0).
+    pub height: Height,
+    pub round: Round,
+    /// Partition group (all 0 when the network is whole).
+    pub group: u8,
+}
+
+/// Something that happened in the run, for the visualizer's event log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum TraceKind {
+    /// An event an honest replica emitted.
+    Replica(Event),
+    Crashed,
+    Restarted,
+    Partitioned {
+        groups: Vec<u8>,
+    },
+    Healed,
+    /// The fault phase is over; `heal_height` is the highest honest height at that point.
+    FaultsEnded {
+        heal_height: Height,
+    },
+    /// Every honest node committed above `heal_height`.
+    LivenessMet,
+    Violation(Violation),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TraceEntry {
+    /// Position in the run's trace (increasing; the visualizer asks for entries after one).
+    pub seq: u64,
+    pub at_ms: u64,
+    pub node: Option<u16>,
+    pub kind: TraceKind,
+}
+
+struct HonestNode {
+    key: Keypair,
+    /// `None` while crashed.
+    replica: Option<Replica>,
+    /// Durable: survives crashes.
+    chain: MemoryChain,
+    /// Durable: survives crashes.
+    sign_state: SignState,
+    /// Bumped at each crash so timers and reports of the previous life are dropped.
+    incarnation: u32,
+    /// A crash is due in the middle of this node's next step.
+    torn_crash: bool,
+}
+
+struct PendingTx {
+    submitted_ms: u64,
+    committed_by: NodeSet,
+}
+
+fn tip_hash(chain: &MemoryChain) -> BlockHash {
+    chain.blocks().last().map_or(Hash32::ZERO, Block::hash)
+}
+
+/// A ChaCha8 stream of the seed: one per purpose, so that e.g. more client transactions
+/// do not shift the fault schedule.
+fn stream(seed: u64, id: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(id);
+    rng
+}
+
+/// A deterministic simulation of one cluster.
+pub struct Simulation {
+    cfg: SimConfig,
+    genesis: Genesis,
+    replica_config: ReplicaConfig,
+    now_ms: u64,
+    phase: Phase,
+    queue: EventQueue<SimEvent>,
+    net: Network,
+    net_rng: ChaCha8Rng,
+    client_rng: ChaCha8Rng,
+    seed_rng: ChaCha8Rng,
+    crash_rng: ChaCha8Rng,
+    honest: Vec<HonestNode>,
+    coalition: Coalition,
+    checker: Checker,
+    trace: Trace,
+    entries: VecDeque<TraceEntry>,
+    entry_seq: u64,
+    violations_seen: usize,
+    messages: u64,
+    /// Time of the last PeerReport per (sender, peer), `u64::MAX` = never.
+    last_report: Vec<u64>,
+    client_key: Keypair,
+    tx_count: u64,
+    pending_txs: BTreeMap<TxHash, PendingTx>,
+    tx_latencies: Vec<u64>,
+    /// Index h-1: time of the first honest commit of height h.
+    first_commit_ms: Vec<u64>,
+    pruned_below: Height,
+    heal_height: Height,
+    heal_ms: Option<u64>,
+    liveness_ms: Option<u64>,
+    /// Stop `run` at the first safety violation (sweeps); the visualizer keeps going.
+    stop_on_violation: bool,
+}
+
+impl Simulation {
+    pub fn new(cfg: &SimConfig) -> Result<Self, SimConfigError> {
+        cfg.validate()?;
+        let n = cfg.nodes;
+        let honest_n = n - cfg.byzantine;
+        let mut key_rng = stream(cfg.seed, 1);
+        let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate(&mut key_rng)).collect();
+        let client_key = Keypair::generate(&mut key_rng);
+        let genesis = Genesis {
+            chain_name: format!("tinyweb-sim-{}", cfg.seed),
+            time_ms: 0,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Validator {
+                    id: NodeId(i as u16),
+                    public_key: k.public(),
+                    address: format!("sim://node-{i}"),
+                })
+                .collect(),
+        };
+        let byz_config = ReplicaConfig {
+            create_empty_blocks: true,
+            ..ReplicaConfig::default()
+        };
+        let replica_config = ReplicaConfig {
+            quorum_rule: if cfg.unsafe_local_quorum {
+                QuorumRule::UnsafeLocallyAlive
+            } else {
+                QuorumRule::ActiveSetOnChain
+            },
+            ..byz_config.clone()
+        };
+        let mut seed_rng = stream(cfg.seed, 6);
+        let honest = keys[..honest_n]
+            .iter()
+            .map(|key| HonestNode {
+                key: key.clone(),
+                replica: Some(Replica::new(
+                    replica_config.clone(),
+                    &genesis,
+                    key.clone(),
+                    seed_rng.next_u64(),
+                )),
+                chain: MemoryChain::new(genesis.block()),
+                sign_state: SignState::default(),
+                incarnation: 0,
+                torn_crash: false,
+            })
+            .collect();
+        let coalition = Coalition::new(
+            &genesis,
+            n,
+            keys[honest_n..].to_vec(),
+            cfg.strategy,
+            &byz_config,
+            stream(cfg.seed, 4),
+        );
+        let mut sim = Self {
+            cfg: cfg.clone(),
+            checker: Checker::new(&genesis, honest_n),
+            genesis,
+            replica_config,
+            now_ms: 0,
+            phase: Phase::Faults,
+            queue: EventQueue::new(QUEUE_EVENTS_MAX),
+            net: Network::new(
+                n,
+                cfg.latency_ms_min,
+                cfg.latency_ms_max,
+                cfg.drop,
+                cfg.duplicate,
+            ),
+            net_rng: stream(cfg.seed, 3),
+            client_rng: stream(cfg.seed, 5),
+            seed_rng,
+            crash_rng: stream(cfg.seed, 7),
+            honest,
+            coalition,
+            trace: Trace::new(),
+            entries: VecDeque::new(),
+            entry_seq: 0,
+            violations_seen: 0,
+            messages: 0,
+            last_report: vec![u64::MAX; n * n],
+            client_key,
+            tx_count: 0,
+            pending_txs: BTreeMap::new(),
+            tx_latencies: Vec::new(),
+            first_commit_ms: Vec::new(),
+            pruned_below: 0,
+            heal_height: 0,
+            heal_ms: None,
+            liveness_ms: None,
+            stop_on_violation: false,
+        };
+        for i in 0..n {
+            sim.queue.push_control(0, SimEvent::Boot(NodeId(i as u16)));
+        }
+        sim.schedule_faults(stream(cfg.seed, 2));
+        sim.queue.push_control(cfg.duration_ms, SimEvent::FaultsEnd);
+        if cfg.tx_per_s > 0 {
+            sim.queue
+                .push_control(sim.tx_interval_ms(), SimEvent::ClientTx);
+        }
+        Ok(sim)
+    }
+
+    fn tx_interval_ms(&self) -> u64 {
+        (1000 / self.cfg.tx_per_s.max(1)).max(1)
+    }
+
+    fn n(&self) -> usize {
+        self.cfg.nodes
+    }
+
+    fn is_honest(&self, id: NodeId) -> bool {
+        id.index() < self.honest.len()
+    }
+
+    /// Draws the fault phase's partitions and crashes from the schedule stream.
+    fn schedule_faults(&mut self, mut rng: ChaCha8Rng) {
+        let d = self.cfg.duration_ms;
+        let n = self.n();
+        if self.cfg.partitions && n >= 2 {
+            let mut t = between(&mut rng, 500, 3_000);
+            while t + 1_000 < d {
+                let end = (t + between(&mut rng, 1_000, 6_000)).min(d - 1);
+                let groups = random_partition(&mut rng, n);
+                self.schedule_partition(t, groups, end);
+                t = end + between(&mut rng, 500, 4_000);
+            }
+        }
+        let honest = self.honest.len();
+        if self.cfg.crashes && honest > 0 {
+            // f independent lanes over disjoint nodes, so up to f honest nodes are down at
+            // once (together with f Byzantine ones that is more than the protocol can make
+            // progress with, which is fine: safety must still hold, and L1 is only checked
+            // after every node is back).
+            let lanes = self.cfg.max_faulty().clamp(1, honest);
+            for lane in 0..lanes {
+                let nodes: Vec<NodeId> = (0..honest)
+                    .filter(|i| i % lanes == lane)
+                    .map(|i| NodeId(i as u16))
+                    .collect();
+                let mut t = between(&mut rng, 300, 3_000);
+                while t + 500 < d {
+                    let node = nodes[below(&mut rng, nodes.len() as u64) as usize];
+                    let restart = (t + between(&mut rng, 200, 5_000)).min(d - 1);
+                    self.schedule_crash(node, t, restart);
+                    t = restart + between(&mut rng, 500, 4_000);
+                }
+            }
+        }
+    }
+
+    /// Scripted fault: cut the network into `groups` (one group number per node) from
+    /// `at_ms` until `heal_at_ms`. Only takes effect during the fault phase.
+    pub fn schedule_partition(&mut self, at_ms: u64, groups: Vec<u8>, heal_at_ms: u64) {
+        self.queue.push_control(at_ms, SimEvent::Partition(groups));
+        self.queue.push_control(heal_at_ms, SimEvent::Heal);
+    }
+
+    /// Scripted fault: crash honest `node` at `at_ms`, restart it at `restart_at_ms` (the
+    /// end of the fault phase restarts it in any case).
+    pub fn schedule_crash(&mut self, node: NodeId, at_ms: u64, restart_at_ms: u64) {
+        self.queue.push_control(at_ms, SimEvent::Crash(node));
+        self.queue
+            .push_control(restart_at_ms, SimEvent::Restart(node));
+    }
+
+    /// Makes [`Simulation::run_to_end`] stop at the first safety violation.
+    pub fn set_stop_on_violation(&mut self, stop: bool) {
+        self.stop_on_violation = stop;
+    }
+
+    // ---- stepping ----
+
+    /// Processes the next event. Returns false, doing nothing, once the run is decided
+    /// ([`Phase::Done`]: liveness met or its bound passed), so `while sim.step() {}` ends.
+    pub fn step(&mut self) -> bool {
+        if self.phase == Phase::Done {
+            return false;
+        }
+        let Some((at, ev)) = self.queue.pop() else {
+            return false;
+        };
+        self.now_ms = self.now_ms.max(at);
+        self.trace.u64(self.now_ms);
+        self.dispatch(ev);
+        self.collect_violations();
+        true
+    }
+
+    /// Runs every event due at or before `ms` (or until the run is decided), then sets the
+    /// clock to `ms`.
+    pub fn run_until(&mut self, ms: u64) {
+        while self.queue.peek_time().is_some_and(|t| t <= ms) {
+            if !self.step() {
+                break;
+            }
+        }
+        self.now_ms = self.now_ms.max(ms);
+    }
+
+    /// Runs until the run is decided (or, with [`Simulation::set_stop_on_violation`], until
+    /// the first safety violation).
+    pub fn run_to_end(&mut self) {
+        while !(self.stop_on_violation && self.checker.has_safety_violation()) {
+            if !self.step() {
+                break;
+            }
+        }
+    }
+
+    fn dispatch(&mut self, ev: SimEvent) {
+        match ev {
+            SimEvent::Boot(id) => {
+                self.trace.u8(1);
+                self.trace.u64(id.0 as u64);
+                if self.is_honest(id) {
+                    self.deliver_input(id, Input::Start);
+                } else {
+                    let actions = self.coalition.on_start(self.now_ms, id);
+                    self.apply_actions(actions);
+                }
+            }
+            SimEvent::Deliver { from, to, payload } => self.deliver(from, to, payload),
+            SimEvent::Timer {
+                node,
+                incarnation,
+                timer,
+            } => {
+                if self.is_honest(node) {
+                    if self.honest[node.index()].incarnation == incarnation {
+                        self.deliver_input(node, Input::Timeout(timer));
+                    }
+                } else {
+                    self.trace.u8(2);
+                    self.trace.json(&timer);
+                    let actions = self.coalition.on_timer(self.now_ms, node, timer);
+                    self.apply_actions(actions);
+                }
+            }
+            SimEvent::PeerReport {
+                node,
+                incarnation,
+                peer,
+                ok,
+                rtt_ms,
+            } => {
+                if self
+                    .honest
+                    .get(node.index())
+                    .is_some_and(|h| h.incarnation == incarnation)
+                {
+                    self.deliver_input(node, Input::PeerReport { peer, ok, rtt_ms });
+                }
+            }
+            SimEvent::ClientTx => self.client_tx(),
+            SimEvent::Crash(id) => {
+                if self.phase == Phase::Faults {
+                    // Half the crashes are clean (between steps), half are torn (in the
+                    // middle of the node's next step, see `deliver_input`).
+                    if chance(&mut self.crash_rng, 0.5) {
+                        self.crash(id);
+                    } else if let Some(node) = self.honest.get_mut(id.index()) {
+                        node.torn_crash = node.replica.is_some();
+                    }
+                }
+            }
+            SimEvent::Restart(id) => self.restart(id),
+            SimEvent::Partition(groups) => {
+                if self.phase == Phase::Faults {
+                    self.trace.u8(3);
+                    self.trace.json(&groups);
+                    self.net.partition(groups.clone());
+                    self.record(None, TraceKind::Partitioned { groups });
+                }
+            }
+            SimEvent::Heal => {
+                if self.net.is_partitioned() {
+                    self.trace.u8(4);
+                    self.net.heal();
+                    self.record(None, TraceKind::Healed);
+                }
+            }
+            SimEvent::FaultsEnd => self.end_faults(),
+            SimEvent::LivenessDeadline => self.liveness_deadline(),
+        }
+    }
+
+    fn deliver(&mut self, from: NodeId, to: NodeId, payload: Payload) {
+        if !self.is_honest(to) {
+            let actions = self.coalition.on_deliver(self.now_ms, to, from, payload);
+            self.apply_actions(actions);
+            return;
+        }
+        if self.honest[to.index()].replica.is_none() {
+            // Arrived at a crashed node: the sender's transport sees the failure.
+            self.report_link(from, to, false, None);
+            return;
+        }
+        let input = match payload {
+            Payload::Message(m) => Input::Message {
+                from,
+                message: m.as_ref().clone(),
+            },
+            Payload::Bytes(bytes) => {
+                // The node's decode path: what does not parse is refused before the core.
+                match serde_json::from_slice::<ConsensusMessage>(&bytes) {
+                    Ok(message) => Input::Message { from, message },
+                    Err(_) => {
+                        self.trace.u8(5);
+                        return;
+                    }
+                }
+            }
+            Payload::Tx(tx) => Input::Transaction {
+                tx: tx.as_ref().clone(),
+                origin: Some(from),
+            },
+            Payload::SyncRequest(req) => {
+                // The host answers from its durable chain; the replica is not involved.
+                let response = sync::serve(&self.honest[to.index()].chain, &req);
+                self.trace.u8(6);
+                self.trace.sync_response(&response);
+                self.send(to, from, Payload::SyncResponse(response));
+                return;
+            }
+            Payload::SyncResponse(response) => Input::SyncResponse { from, response },
+        };
+        self.deliver_input(to, input);
+    }
+
+    /// Feeds one input to honest `id` and applies what comes out.
+    fn deliver_input(&mut self, id: NodeId, input: Input) {
+        self.trace.input(id, &input);
+        let now = self.now_ms;
+        let Some(replica) = self.honest[id.index()].replica.as_mut() else {
+            return;
+        };
+        let outputs = replica.handle(now, input);
+        if self.honest[id.index()].torn_crash {
+            // The crash lands while this step's outputs are being applied: only a prefix
+            // reaches the network and the disk. The replica's output order (persist the
+            // sign state before the vote that follows it) is what keeps this safe.
+            let cut = below(&mut self.crash_rng, outputs.len() as u64 + 1) as usize;
+            for out in outputs.into_iter().take(cut) {
+                self.apply_output(id, out);
+            }
+            self.crash(id);
+            return;
+        }
+        for out in outputs {
+            self.apply_output(id, out);
+        }
+        let node = &self.honest[id.index()];
+        if let Some(r) = &node.replica {
+            self.checker
+                .on_step(now, id, r.height(), node.chain.tip_height());
+        }
+    }
+
+    fn apply_output(&mut self, id: NodeId, out: Output) {
+        self.trace.output(id, &out);
+        let n = self.n() as u16;
+        match out {
+            Output::PersistSignState(s) => self.honest[id.index()].sign_state = s,
+            Output::Broadcast(m) => {
+                self.checker.on_sent(self.now_ms, id, &m);
+                let m = std::sync::Arc::new(m);
+                for to in (0..n).map(NodeId).filter(|t| *t != id) {
+                    self.send(id, to, Payload::Message(m.clone()));
+                }
+            }
+            Output::Send { to, message } => {
+                self.checker.on_sent(self.now_ms, id, &message);
+                self.send(id, to, Payload::message(message));
+            }
+            Output::BroadcastTx { tx, except } => {
+                let tx = std::sync::Arc::new(tx);
+                for to in (0..n)
+                    .map(NodeId)
+                    .filter(|t| *t != id && Some(*t) != except)
+                {
+                    self.send(id, to, Payload::Tx(tx.clone()));
+                }
+            }
+            Output::ScheduleTimer(timer) => {
+                let incarnation = self.honest[id.index()].incarnation;
+                self.queue.push_control(
+                    timer.deadline_ms.max(self.now_ms),
+                    SimEvent::Timer {
+                        node: id,
+                        incarnation,
+                        timer,
+                    },
+                );
+            }
+            Output::Commit(block) => self.commit(id, block),
+            Output::RequestSync { peer, request } => {
+                self.send(id, peer, Payload::SyncRequest(request));
+            }
+            Output::Event(e) => self.record(Some(id), TraceKind::Replica(e)),
+        }
+    }
+
+    fn commit(&mut self, id: NodeId, block: Block) {
+        let node = &self.honest[id.index()];
+        let (tip, hash) = (node.chain.tip_height(), tip_hash(&node.chain));
+        self.checker.on_commit(self.now_ms, id, &block, tip, hash);
+        let height = block.height();
+        if height as usize == self.first_commit_ms.len() + 1 {
+            self.first_commit_ms.push(self.now_ms);
+        }
+        let honest_all = NodeSet::first_n(self.honest.len());
+        for tx in &block.txs {
+            let h = tx.hash();
+            if let Some(p) = self.pending_txs.get_mut(&h) {
+                p.committed_by.insert(id);
+                if p.committed_by == honest_all {
+                    self.tx_latencies.push(self.now_ms - p.submitted_ms);
+                    self.pending_txs.remove(&h);
+                }
+            }
+        }
+        // A block that does not extend the chain was reported by the checker; the durable
+        // store refuses it like a real one would.
+        let _ = self.honest[id.index()].chain.push(block);
+        let min = self.min_honest_height();
+        if min > self.pruned_below {
+            self.pruned_below = min;
+            self.checker.prune(min);
+            self.coalition.prune(min);
+        }
+        if self.phase == Phase::Liveness && min > self.heal_height && self.liveness_ms.is_none() {
+            self.liveness_ms = Some(self.now_ms - self.heal_ms.unwrap_or(self.now_ms));
+            self.phase = Phase::Done;
+            self.record(None, TraceKind::LivenessMet);
+        }
+    }
+
+    /// Puts `payload` on the link `from -> to`.
+    fn send(&mut self, from: NodeId, to: NodeId, payload: Payload) {
+        if to.index() >= self.n() || to == from {
+            return;
+        }
+        self.messages += 1;
+        let target_down = self
+            .honest
+            .get(to.index())
+            .is_some_and(|h| h.replica.is_none());
+        let fate = if target_down {
+            Fate::Blocked
+        } else {
+            self.net.route(&mut self.net_rng, from, to)
+        };
+        match fate {
+            Fate::Blocked => self.report_link(from, to, false, None),
+            Fate::Lost => {}
+            Fate::Delivered {
+                latency_ms,
+                duplicate_ms,
+            } => {
+                if let Some(d) = duplicate_ms {
+                    let copy = SimEvent::Deliver {
+                        from,
+                        to,
+                        payload: payload.clone(),
+                    };
+                    self.queue.push(self.now_ms + d, copy);
+                }
+                self.queue.push(
+                    self.now_ms + latency_ms,
+                    SimEvent::Deliver { from, to, payload },
+                );
+                self.report_link(from, to, true, Some(2 * latency_ms));
+            }
+        }
+    }
+
+    /// Schedules a transport report to honest `from` about `to`, sampled per link.
+    fn report_link(&mut self, from: NodeId, to: NodeId, ok: bool, rtt_ms: Option<u64>) {
+        let Some(node) = self.honest.get(from.index()) else {
+            return;
+        };
+        if node.replica.is_none() {
+            return;
+        }
+        let slot = from.index() * self.n() + to.index();
+        let last = self.last_report[slot];
+        if last != u64::MAX && self.now_ms < last + REPORT_INTERVAL_MS {
+            return;
+        }
+        self.last_report[slot] = self.now_ms;
+        // A failure is noticed after a transport timeout; a success after the round trip.
+        let delay = rtt_ms.unwrap_or(2 * self.net.latency_ms_max());
+        let ev = SimEvent::PeerReport {
+            node: from,
+            incarnation: node.incarnation,
+            peer: to,
+            ok,
+            rtt_ms,
+        };
+        self.queue.push_control(self.now_ms + delay, ev);
+    }
+
+    fn apply_actions(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send { from, to, payload } => self.send(from, to, payload),
+                Action::Timer { member, timer } => self.queue.push_control(
+                    timer.deadline_ms.max(self.now_ms),
+                    SimEvent::Timer {
+                        node: member,
+                        incarnation: 0,
+                        timer,
+                    },
+                ),
+            }
+        }
+    }
+
+    fn client_tx(&mut self) {
+        let live: Vec<NodeId> = (0..self.honest.len())
+            .filter(|i| self.honest[*i].replica.is_some())
+            .map(|i| NodeId(i as u16))
+            .collect();
+        let pick = below(&mut self.client_rng, live.len() as u64) as usize;
+        if let Some(to) = live.get(pick).copied() {
+            let payload = format!("sim tx {}", self.tx_count).into_bytes();
+            let tx = Transaction::new_signed(
+                &self.client_key,
+                TxKind::Message,
+                payload,
+                self.tx_count,
+                self.now_ms,
+            );
+            if self.pending_txs.len() < PENDING_TXS_MAX {
+                self.pending_txs.insert(
+                    tx.hash(),
+                    PendingTx {
+                        submitted_ms: self.now_ms,
+                        committed_by: NodeSet::EMPTY,
+                    },
+                );
+            }
+            self.deliver_input(to, Input::Transaction { tx, origin: None });
+        }
+        self.tx_count += 1;
+        let next = self.now_ms + self.tx_interval_ms();
+        self.queue.push_control(next, SimEvent::ClientTx);
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let Some(node) = self.honest.get_mut(id.index()) else {
+            return;
+        };
+        node.torn_crash = false;
+        if node.replica.take().is_none() {
+            return;
+        }
+        node.incarnation += 1;
+        self.trace.u8(7);
+        self.trace.u64(id.0 as u64);
+        self.record(Some(id), TraceKind::Crashed);
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        let seed = self.seed_rng.next_u64();
+        let Some(node) = self.honest.get_mut(id.index()) else {
+            return;
+        };
+        if node.replica.is_some() {
+            // A torn crash that found no step to tear before its restart time is dropped.
+            node.torn_crash = false;
+            return;
+        }
+        let mut replica = Replica::new(
+            self.replica_config.clone(),
+            &self.genesis,
+            node.key.clone(),
+            seed,
+        );
+        let restored = replica
+            .restore(node.chain.committed(), node.sign_state)
+            .map_err(|e| e.to_string());
+        self.checker.on_restart(
+            self.now_ms,
+            id,
+            restored,
+            replica.height(),
+            replica.last_hash(),
+            node.chain.tip_height(),
+            tip_hash(&node.chain),
+        );
+        node.replica = Some(replica);
+        self.trace.u8(8);
+        self.trace.u64(id.0 as u64);
+        self.record(Some(id), TraceKind::Restarted);
+        self.deliver_input(id, Input::Start);
+    }
+
+    fn end_faults(&mut self) {
+        if self.phase != Phase::Faults {
+            return;
+        }
+        self.trace.u8(9);
+        self.phase = Phase::Liveness;
+        self.net.heal();
+        self.net.set_faults(false);
+        for i in 0..self.honest.len() {
+            self.restart(NodeId(i as u16));
+        }
+        self.heal_height = self.max_honest_height();
+        self.heal_ms = Some(self.now_ms);
+        self.record(
+            None,
+            TraceKind::FaultsEnded {
+                heal_height: self.heal_height,
+            },
+        );
+        self.queue
+            .push_control(self.now_ms + LIVENESS_BOUND_MS, SimEvent::LivenessDeadline);
+    }
+
+    fn liveness_deadline(&mut self) {
+        if self.phase != Phase::Liveness {
+            return;
+        }
+        self.phase = Phase::Done;
+        // L1 is promised only while the Byzantine count is within f.
+        if self.cfg.byzantine > self.cfg.max_faulty() {
+            return;
+        }
+        let needed = self.heal_height + 1;
+        for i in 0..self.honest.len() {
+            let height = self.honest[i].chain.tip_height();
+            if height < needed {
+                self.checker.report(Violation::Liveness {
+                    at_ms: self.now_ms,
+                    node: NodeId(i as u16),
+                    height,
+                    needed,
+                    bound_ms: LIVENESS_BOUND_MS,
+                });
+            }
+        }
+    }
+
+    fn collect_violations(&mut self) {
+        let found = self.checker.violations().len();
+        for k in self.violations_seen..found {
+            let v = self.checker.violations()[k].clone();
+            self.record(None, TraceKind::Violation(v));
+        }
+        self.violations_seen = found;
+    }
+
+    fn record(&mut self, node: Option<NodeId>, kind: TraceKind) {
+        if self.entries.len() >= TRACE_ENTRIES_MAX {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(TraceEntry {
+            seq: self.entry_seq,
+            at_ms: self.now_ms,
+            node: node.map(|n| n.0),
+            kind,
+        });
+        self.entry_seq += 1;
+    }
+
+    // ---- accessors (visualizer, tests, CLI) ----
+
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Every node: role, up/down, height, round, partition group.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        (0..self.n())
+            .map(|i| {
+                let id = NodeId(i as u16);
+                let group = self.net.group_of(id);
+                match self.honest.get(i) {
+                    Some(h) => NodeView {
+                        id: id.0,
+                        role: Role::Honest,
+                        up: h.replica.is_some(),
+                        height: h.chain.tip_height(),
+                        round: h.replica.as_ref().map_or(0, Replica::round),
+                        group,
+                    },
+                    None => {
+                        let (height, round) = self.coalition.status_of(id).unwrap_or((0, 0));
+                        NodeView {
+                            id: id.0,
+                            role: Role::Byzantine(
+                                self.coalition.strategy_of(id).unwrap_or(self.cfg.strategy),
+                            ),
+                            up: true,
+                            height,
+                            round,
+                            group,
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// An honest node's replica (None for Byzantine ids and crashed nodes).
+    pub fn replica(&self, id: NodeId) -> Option<&Replica> {
+        self.honest.get(id.index()).and_then(|h| h.replica.as_ref())
+    }
+
+    /// An honest node's durable chain (kept across crashes).
+    pub fn durable_chain(&self, id: NodeId) -> Option<&MemoryChain> {
+        self.honest.get(id.index()).map(|h| &h.chain)
+    }
+
+    /// The most recent trace entries, oldest first (at most [`TRACE_ENTRIES_MAX`]).
+    pub fn recent_events(&self) -> impl Iterator<Item = &TraceEntry> {
+        self.entries.iter()
+    }
+
+    /// Trace entries with `seq >= from_seq` still held.
+    pub fn events_since(&self, from_seq: u64) -> impl Iterator<Item = &TraceEntry> {
+        self.entries.iter().filter(move |e| e.seq >= from_seq)
+    }
+
+    /// The highest height every honest node has committed.
+    pub fn min_honest_height(&self) -> Height {
+        self.honest
+            .iter()
+            .map(|h| h.chain.tip_height())
+            .min()
+            .unwrap_or(0)
+    }
+
+    pub fn max_honest_height(&self) -> Height {
+        self.honest
+            .iter()
+            .map(|h| h.chain.tip_height())
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        self.checker.violations()
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// The trace hash so far (hex).
+    pub fn trace_hash(&self) -> String {
+        self.trace.hex()
+    }
+
+    pub fn report(&self) -> SimReport {
+        let height_latencies_ms = self
+            .first_commit_ms
+            .iter()
+            .scan(0u64, |prev, t| {
+                let d = t.saturating_sub(*prev);
+                *prev = *t;
+                Some(d)
+            })
+            .collect();
+        SimReport {
+            seed: self.cfg.seed,
+            config: self.cfg.clone(),
+            violations: self.checker.violations().to_vec(),
+            violations_total: self.checker.total(),
+            min_height: self.min_honest_height(),
+            max_height: self.max_honest_height(),
+            heal_height: self.heal_height,
+            liveness_ms: self.liveness_ms,
+            commit_latencies_ms: self.tx_latencies.clone(),
+            height_latencies_ms,
+            messages: self.messages,
+            queue_overflows: self.queue.overflowed(),
+            end_ms: self.now_ms,
+            trace_hash: self.trace.hex(),
+        }
+    }
+}
