@@ -56,6 +56,16 @@ pub struct SignState {
     pub verification: Option<VoteTarget>,
     #[serde(default)]
     pub commit: Option<VoteTarget>,
+    /// The lock held at `height` when this state was written (durable, as Algorithm 1's
+    /// safety needs locks to survive restarts).
+    #[serde(default)]
+    pub locked: Option<LockRecord>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    pub round: Round,
+    pub block_hash: BlockHash,
 }
 
 /// What a vote was for (`None` = nil).

@@ -20,6 +20,10 @@ pub const ROUNDS_KEPT_MAX: usize = 32;
 pub const PROPOSALS_PER_ROUND_MAX: usize = 2;
 /// Most messages buffered per peer for the next height (arrive before we commit this one).
 pub const FUTURE_MESSAGES_PER_PEER_MAX: usize = 64;
+/// Most values beyond its first that one equivocating voter's votes count toward, per step.
+pub const CONFLICTING_VALUES_PER_VOTER_MAX: usize = 2;
+/// Most conflicting votes kept per (round, kind).
+pub const CONFLICTS_PER_STEP_MAX: usize = 2 * VALIDATORS_MAX;
 /// Most equivocation evidence items kept in memory.
 pub const EVIDENCE_MAX: usize = 256;
 /// Most blocks in one sync response.

@@ -147,7 +147,8 @@ pub struct Replica {
     // State of the height being decided (chain.height() + 1); reset by `enter_height`.
     round: Round,
     step: Step,
-    locked: Option<(Round, Block)>,
+    /// Algorithm 1's lockedRound/lockedValue (by hash; durable in the sign state).
+    locked: Option<(Round, BlockHash)>,
     valid: Option<(Round, Block)>,
     proposals: BTreeMap<Round, ReceivedProposal>,
     flags: BTreeMap<Round, RoundFlags>,
@@ -238,9 +239,12 @@ impl Replica {
         self.id = self.chain.id_of(&self.key.public());
         self.sign_state = sign_state;
         self.reset_height_state(0);
-        // Resume in the round we last signed in, never below it.
+        // Resume in the round we last signed in, never below it, and keep the lock: a
+        // validator that forgot its lock could verification-vote another block in a later
+        // round and help fork a block it commit-voted for.
         if sign_state.height == self.chain.height() + 1 {
             self.round = sign_state.round;
+            self.locked = sign_state.locked.map(|l| (l.round, l.block_hash));
         }
         Ok(())
     }
@@ -296,7 +300,7 @@ impl Replica {
             n: active.len(),
             quorum: self.chain.quorum(),
             f: self.chain.max_faulty(),
-            locked: self.locked.as_ref().map(|(r, b)| (*r, b.hash())),
+            locked: self.locked,
             delinquent: self.health.delinquent().iter().collect(),
             peer_failures: self
                 .chain
@@ -452,6 +456,9 @@ impl Replica {
         state.round = round;
         state.step = step;
         state.block_hash = target;
+        state.locked = self
+            .locked
+            .map(|(round, block_hash)| crate::effect::LockRecord { round, block_hash });
         self.sign_state = state;
         out.push(Output::PersistSignState(state));
     }
@@ -795,10 +802,9 @@ impl Replica {
             .find(|p| p.validity.is_ok() && p.proposal.block.hash() == *hash)
             .map(|p| p.proposal.block.clone())
             .or_else(|| {
-                [&self.locked, &self.valid]
-                    .into_iter()
-                    .flatten()
-                    .find(|(_, b)| b.hash() == *hash)
+                self.valid
+                    .as_ref()
+                    .filter(|(_, b)| b.hash() == *hash)
                     .map(|(_, b)| b.clone())
             })
     }
@@ -903,9 +909,9 @@ impl Replica {
         let target = match rp.proposal.valid_round {
             // Line 22: a fresh proposal.
             None => {
-                let unlocked_or_same = match &self.locked {
+                let unlocked_or_same = match self.locked {
                     None => true,
-                    Some((_, b)) => b.hash() == hash,
+                    Some((_, locked)) => locked == hash,
                 };
                 (valid && unlocked_or_same).then_some(hash)
             }
@@ -918,9 +924,9 @@ impl Replica {
                 {
                     return;
                 }
-                let may = match &self.locked {
+                let may = match self.locked {
                     None => true,
-                    Some((lr, b)) => *lr <= vr || b.hash() == hash,
+                    Some((lr, locked)) => lr <= vr || locked == hash,
                 };
                 (valid && may).then_some(hash)
             }
@@ -964,7 +970,8 @@ impl Replica {
         }
         self.flags(round).lock_rule = true;
         if self.step == Step::Verification {
-            self.locked = Some((round, block.clone()));
+            // Set before the commit vote is signed: the lock is persisted with it.
+            self.locked = Some((round, hash));
             out.push(Output::Event(Event::Locked {
                 height: self.current_height(),
                 round,
@@ -1082,8 +1089,26 @@ impl Replica {
                 if timer.round == self.round {
                     // Our own messages, and the votes behind our valid value: a validator
                     // may have been shown only part of them (Byzantine voters do that).
+                    // Relay too what we hold of this round (proposal and everyone's votes):
+                    // Algorithm 1 assumes gossip, where what one honest node received all do.
                     let mut messages = self.own_messages.clone();
                     messages.extend(self.valid_polka());
+                    if let Some(rp) = self.proposals.get(&self.round) {
+                        messages.push(ConsensusMessage::Proposal(rp.proposal.clone()));
+                    }
+                    messages.extend(
+                        self.votes
+                            .votes_in_round(self.round)
+                            .into_iter()
+                            .map(ConsensusMessage::Vote),
+                    );
+                    let mut unique: Vec<ConsensusMessage> = Vec::with_capacity(messages.len());
+                    for m in messages {
+                        if !unique.contains(&m) {
+                            unique.push(m);
+                        }
+                    }
+                    let messages = unique;
                     for message in messages {
                         out.push(Output::Broadcast(message));
                     }
@@ -1313,7 +1338,19 @@ impl Replica {
                     }
                 }
             }
-            AddOutcome::Equivocation(evidence) => self.on_equivocation(evidence, out),
+            AddOutcome::Equivocation { evidence, crossed } => {
+                for t in crossed {
+                    if let Threshold::Value(block_hash) = t {
+                        out.push(Output::Event(Event::QuorumReached {
+                            kind,
+                            height,
+                            round,
+                            block_hash,
+                        }));
+                    }
+                }
+                self.on_equivocation(evidence, out)
+            }
             AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow => {}
         }
     }

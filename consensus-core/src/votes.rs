@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::limits::{EVIDENCE_MAX, ROUNDS_KEPT_MAX};
+use crate::limits::{
+    CONFLICTING_VALUES_PER_VOTER_MAX, CONFLICTS_PER_STEP_MAX, EVIDENCE_MAX, ROUNDS_KEPT_MAX,
+};
 use crate::message::{EquivocationEvidence, Vote, VoteKind};
 use crate::types::{BlockHash, Height, NodeId, NodeSet, Round};
 
@@ -21,9 +23,12 @@ pub enum Threshold {
 pub enum AddOutcome {
     /// The same vote again: ignored (Req 2.7).
     Duplicate,
-    /// A different vote from a voter that already voted in this (round, kind): neither
-    /// counts again; the pair is evidence (Req 3.6).
-    Equivocation(EquivocationEvidence),
+    /// A different vote from a voter that already voted in this (round, kind): the pair is
+    /// evidence (Req 3.6); the new vote counts toward its own value only (see `KindVotes::add`).
+    Equivocation {
+        evidence: EquivocationEvidence,
+        crossed: Vec<Threshold>,
+    },
     /// Counted; the thresholds it crossed for the first time (possibly none).
     Counted(Vec<Threshold>),
     /// The round is outside the window the keeper holds.
@@ -32,7 +37,10 @@ pub enum AddOutcome {
 
 #[derive(Default)]
 struct KindVotes {
+    /// Each voter's first vote.
     by_voter: BTreeMap<NodeId, Vote>,
+    /// Later votes of equivocators for other values, each counted toward its own value.
+    conflicts: Vec<Vote>,
     per_value: BTreeMap<Option<BlockHash>, NodeSet>,
     any: NodeSet,
     reported_any: bool,
@@ -42,13 +50,38 @@ struct KindVotes {
 impl KindVotes {
     fn add(&mut self, vote: Vote, quorum: usize) -> AddOutcome {
         if let Some(prev) = self.by_voter.get(&vote.voter) {
-            if prev.block_hash == vote.block_hash {
+            if prev.block_hash == vote.block_hash || self.conflicts.iter().any(|c| c == &vote) {
                 return AddOutcome::Duplicate;
             }
-            return AddOutcome::Equivocation(EquivocationEvidence {
+            let evidence = EquivocationEvidence {
                 first: prev.clone(),
-                second: vote,
-            });
+                second: vote.clone(),
+            };
+            // An equivocator's vote counts once toward each value it signed (as CometBFT's
+            // votes-by-block do): two quorums of one round still need more than f common
+            // voters, so no two values can both reach one; but an honest validator's proof
+            // of lock that includes this vote stays checkable by everyone, whichever of the
+            // equivocator's votes they saw first. Bounded per voter and per step.
+            let own_values = self
+                .conflicts
+                .iter()
+                .filter(|c| c.voter == vote.voter)
+                .count();
+            let mut crossed = Vec::new();
+            if own_values < CONFLICTING_VALUES_PER_VOTER_MAX
+                && self.conflicts.len() < CONFLICTS_PER_STEP_MAX
+            {
+                let value = vote.block_hash;
+                let voters = self.per_value.entry(value).or_default();
+                voters.insert(vote.voter);
+                let value_count = voters.len();
+                self.conflicts.push(vote);
+                if value_count >= quorum && !self.reported_values.contains(&value) {
+                    self.reported_values.push(value);
+                    crossed.push(Threshold::Value(value));
+                }
+            }
+            return AddOutcome::Equivocation { evidence, crossed };
         }
         let value = vote.block_hash;
         self.any.insert(vote.voter);
@@ -144,9 +177,9 @@ impl VoteKeeper {
         };
         let kind = vote.kind;
         let outcome = rv.kind_mut(kind).add(vote, quorum);
-        if let AddOutcome::Equivocation(ev) = &outcome {
-            if self.evidence.len() < EVIDENCE_MAX && !self.evidence.contains(ev) {
-                self.evidence.push(ev.clone());
+        if let AddOutcome::Equivocation { evidence, .. } = &outcome {
+            if self.evidence.len() < EVIDENCE_MAX && !self.evidence.contains(evidence) {
+                self.evidence.push(evidence.clone());
             }
         }
         outcome
@@ -165,10 +198,10 @@ impl VoteKeeper {
 
     /// Whether exactly this vote (same signature) is already held.
     pub fn contains(&self, vote: &Vote) -> bool {
-        self.rounds
-            .get(&vote.round)
-            .and_then(|rv| rv.kind(vote.kind).by_voter.get(&vote.voter))
-            .is_some_and(|held| held == vote)
+        self.rounds.get(&vote.round).is_some_and(|rv| {
+            let k = rv.kind(vote.kind);
+            k.by_voter.get(&vote.voter) == Some(vote) || k.conflicts.contains(vote)
+        })
     }
 
     pub fn has_quorum_for(&self, round: Round, kind: VoteKind, value: Option<BlockHash>) -> bool {
@@ -193,10 +226,25 @@ impl VoteKeeper {
         self.rounds
             .get(&round)
             .map(|rv| {
-                rv.kind(kind)
-                    .by_voter
+                let k = rv.kind(kind);
+                k.by_voter
                     .values()
+                    .chain(k.conflicts.iter())
                     .filter(|v| v.block_hash == value)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every vote held for `round`, both kinds (relayed when a round is stuck).
+    pub fn votes_in_round(&self, round: Round) -> Vec<Vote> {
+        self.rounds
+            .get(&round)
+            .map(|rv| {
+                [&rv.verification, &rv.commit]
+                    .into_iter()
+                    .flat_map(|k| k.by_voter.values().chain(k.conflicts.iter()))
                     .cloned()
                     .collect()
             })
@@ -295,16 +343,23 @@ mod tests {
         let v = VoteKind::Verification;
         k.add_vote(vote(3, v, 0, Some(1)), 0);
         let out = k.add_vote(vote(3, v, 0, Some(2)), 0);
-        let AddOutcome::Equivocation(ev) = out else {
+        let AddOutcome::Equivocation { evidence, .. } = out else {
             panic!("expected equivocation, got {out:?}");
         };
-        assert!(ev.is_conflict());
-        assert_eq!(ev.offender(), NodeId(3));
+        assert!(evidence.is_conflict());
+        assert_eq!(evidence.offender(), NodeId(3));
         assert_eq!(k.evidence().len(), 1);
-        assert!(k.voters_for(0, v, Some(Hash32([2; 32]))).is_empty());
-        // The same conflicting vote again is still equivocation but not a second record.
-        k.add_vote(vote(3, v, 0, Some(2)), 0);
+        // Counted once toward each value it signed, and once only among all voters.
+        assert_eq!(k.voters_for(0, v, Some(Hash32([1; 32]))).len(), 1);
+        assert_eq!(k.voters_for(0, v, Some(Hash32([2; 32]))).len(), 1);
+        assert!(!k.has_quorum_any(0, v));
+        assert_eq!(k.add_vote(vote(3, v, 0, Some(2)), 0), AddOutcome::Duplicate);
         assert_eq!(k.evidence().len(), 1);
+        // An equivocator cannot make the keeper hold unbounded values.
+        for b in 3..40 {
+            k.add_vote(vote(3, v, 0, Some(b)), 0);
+        }
+        assert!(k.votes_in_round(0).len() <= 1 + CONFLICTING_VALUES_PER_VOTER_MAX);
     }
 
     #[test]

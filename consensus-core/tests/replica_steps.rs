@@ -872,7 +872,8 @@ fn n4f1_own_messages_are_sent_again_on_the_rebroadcast_timer() {
             _ => None,
         })
         .expect("the first message of a round arms the rebroadcast timer");
-    // The vote was lost in the network; the timer sends the very same signed vote again.
+    // The vote was lost in the network; the timer sends the very same signed vote again,
+    // and relays what it holds of the round (the proposal), as gossip would.
     let out = r.handle(timer.deadline_ms, Input::Timeout(timer));
     let again: Vec<ConsensusMessage> = out
         .iter()
@@ -881,7 +882,11 @@ fn n4f1_own_messages_are_sent_again_on_the_rebroadcast_timer() {
             _ => None,
         })
         .collect();
-    assert_eq!(again, sent);
+    assert!(sent.iter().all(|m| again.contains(m)), "{again:?}");
+    assert!(again
+        .iter()
+        .any(|m| matches!(m, ConsensusMessage::Proposal(p) if p.proposer == NodeId(1))));
+    assert_eq!(again.len(), sent.len() + 1, "each message once");
     assert!(
         !out.iter().any(|o| matches!(o, Output::PersistSignState(_))),
         "nothing new is signed"
@@ -1031,4 +1036,93 @@ fn n4f1_lagging_node_syncs_validated_blocks_and_falls_back_to_the_entire_chain()
         .collect();
     assert_eq!(stored, vec![2, 3]);
     assert_eq!(lagging.last_hash(), chain[2].hash());
+}
+
+#[test]
+fn n4f1_restarted_validator_keeps_its_lock() {
+    let g = genesis(4);
+    let chain_id = g.chain_id();
+    let genesis_hash = g.block().hash();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let p0 = proposal(&g, 1, 1, 0, genesis_hash, 5);
+    let x = p0.block.hash();
+    let mut state = SignState::default();
+    let mut feed = |r: &mut Replica, input: Input| {
+        for o in r.handle(10, input) {
+            if let Output::PersistSignState(s) = o {
+                state = s;
+            }
+        }
+    };
+    feed(
+        &mut r,
+        Input::Message {
+            from: NodeId(1),
+            message: ConsensusMessage::Proposal(p0),
+        },
+    );
+    for voter in [1u16, 2] {
+        let v = Vote::new_signed(
+            &chain_id,
+            &key(voter as usize),
+            VoteKind::Verification,
+            1,
+            0,
+            Some(x),
+            NodeId(voter),
+        );
+        feed(
+            &mut r,
+            Input::Message {
+                from: NodeId(voter),
+                message: ConsensusMessage::Vote(v),
+            },
+        );
+    }
+    assert_eq!(r.status().locked, Some((0, x)));
+    assert_eq!(
+        state.locked.map(|l| l.block_hash),
+        Some(x),
+        "the lock is durable with the commit vote"
+    );
+
+    let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    restarted.restore(&[], state).expect("restore");
+    restarted.handle(20, Input::Start);
+    assert_eq!(restarted.status().locked, Some((0, x)));
+    // Two others are in round 1 (f + 1): follow them; round 1's fresh proposal Y gets nil.
+    for voter in [2u16, 3] {
+        let nr = NewRound::new_signed(&chain_id, &key(voter as usize), 1, 1, NodeId(voter));
+        restarted.handle(
+            30,
+            Input::Message {
+                from: NodeId(voter),
+                message: ConsensusMessage::NewRound(nr),
+            },
+        );
+    }
+    assert!(restarted.round() >= 1);
+    let round = restarted.round();
+    let proposer = restarted.status().proposer.0 as usize;
+    let y = proposal(&g, proposer, 1, round, genesis_hash, 6);
+    assert_ne!(y.block.hash(), x);
+    let out = restarted.handle(
+        40,
+        Input::Message {
+            from: NodeId(proposer as u16),
+            message: ConsensusMessage::Proposal(y),
+        },
+    );
+    let vote = out.iter().find_map(|o| match o {
+        Output::Broadcast(ConsensusMessage::Vote(v)) if v.kind == VoteKind::Verification => {
+            Some(v.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(
+        vote.map(|v| v.block_hash),
+        Some(None),
+        "still locked on X after the restart"
+    );
 }
