@@ -163,7 +163,8 @@ pub struct Replica {
     convicted_this_height: NodeSet,
     /// Highest round each validator was seen signing at this height (line 55).
     round_seen: BTreeMap<NodeId, Round>,
-    /// What this node signed and sent in the current round, for the rebroadcast timer.
+    /// What this node signed and sent in the current and the previous round, for the
+    /// rebroadcast timer (a validator still in the previous round may need them to leave it).
     own_messages: Vec<ConsensusMessage>,
     /// The block committed last, with its certificate, for peers one height behind.
     last_commit: Option<Block>,
@@ -570,7 +571,8 @@ impl Replica {
     fn start_round(&mut self, now_ms: u64, round: Round, reason: RoundChangeReason, out: &mut Out) {
         self.round = round;
         self.step = Step::Propose;
-        self.own_messages.clear();
+        let keep_from = round.saturating_sub(1);
+        self.own_messages.retain(|m| m.round() >= keep_from);
         out.push(Output::Event(Event::RoundChanged {
             height: self.current_height(),
             round,
@@ -1004,6 +1006,34 @@ impl Replica {
         }
     }
 
+    /// What a stuck round sends again: our own messages (this round and the one before),
+    /// the votes behind our valid value (a validator may have been shown only part of them:
+    /// Byzantine voters do that), and what we hold of this round and the previous one (the
+    /// proposal, everyone's votes). Algorithm 1 assumes gossip, where what one honest
+    /// validator received all eventually do; this is that gossip, paid only when stuck.
+    fn relay_messages(&self) -> Vec<ConsensusMessage> {
+        let mut messages = self.own_messages.clone();
+        messages.extend(self.valid_polka());
+        if let Some(rp) = self.proposals.get(&self.round) {
+            messages.push(ConsensusMessage::Proposal(rp.proposal.clone()));
+        }
+        for round in [self.round.saturating_sub(1), self.round] {
+            messages.extend(
+                self.votes
+                    .votes_in_round(round)
+                    .into_iter()
+                    .map(ConsensusMessage::Vote),
+            );
+        }
+        let mut unique: Vec<ConsensusMessage> = Vec::with_capacity(messages.len());
+        for m in messages {
+            if !unique.contains(&m) {
+                unique.push(m);
+            }
+        }
+        unique
+    }
+
     /// The verification votes behind our valid value (its "proof of lock").
     fn valid_polka(&self) -> Vec<ConsensusMessage> {
         let Some((round, block)) = &self.valid else {
@@ -1087,29 +1117,7 @@ impl Replica {
             }
             TimerKind::Rebroadcast => {
                 if timer.round == self.round {
-                    // Our own messages, and the votes behind our valid value: a validator
-                    // may have been shown only part of them (Byzantine voters do that).
-                    // Relay too what we hold of this round (proposal and everyone's votes):
-                    // Algorithm 1 assumes gossip, where what one honest node received all do.
-                    let mut messages = self.own_messages.clone();
-                    messages.extend(self.valid_polka());
-                    if let Some(rp) = self.proposals.get(&self.round) {
-                        messages.push(ConsensusMessage::Proposal(rp.proposal.clone()));
-                    }
-                    messages.extend(
-                        self.votes
-                            .votes_in_round(self.round)
-                            .into_iter()
-                            .map(ConsensusMessage::Vote),
-                    );
-                    let mut unique: Vec<ConsensusMessage> = Vec::with_capacity(messages.len());
-                    for m in messages {
-                        if !unique.contains(&m) {
-                            unique.push(m);
-                        }
-                    }
-                    let messages = unique;
-                    for message in messages {
+                    for message in self.relay_messages() {
                         out.push(Output::Broadcast(message));
                     }
                     self.schedule(now_ms, TimerKind::Rebroadcast, timer.round, out);
@@ -1349,7 +1357,7 @@ impl Replica {
                         }));
                     }
                 }
-                self.on_equivocation(evidence, out)
+                self.on_equivocation(*evidence, out)
             }
             AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow => {}
         }

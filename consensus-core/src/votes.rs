@@ -26,7 +26,7 @@ pub enum AddOutcome {
     /// A different vote from a voter that already voted in this (round, kind): the pair is
     /// evidence (Req 3.6); the new vote counts toward its own value only (see `KindVotes::add`).
     Equivocation {
-        evidence: EquivocationEvidence,
+        evidence: Box<EquivocationEvidence>,
         crossed: Vec<Threshold>,
     },
     /// Counted; the thresholds it crossed for the first time (possibly none).
@@ -53,10 +53,10 @@ impl KindVotes {
             if prev.block_hash == vote.block_hash || self.conflicts.iter().any(|c| c == &vote) {
                 return AddOutcome::Duplicate;
             }
-            let evidence = EquivocationEvidence {
+            let evidence = Box::new(EquivocationEvidence {
                 first: prev.clone(),
                 second: vote.clone(),
-            };
+            });
             // An equivocator's vote counts once toward each value it signed (as CometBFT's
             // votes-by-block do): two quorums of one round still need more than f common
             // voters, so no two values can both reach one; but an honest validator's proof
@@ -179,7 +179,7 @@ impl VoteKeeper {
         let outcome = rv.kind_mut(kind).add(vote, quorum);
         if let AddOutcome::Equivocation { evidence, .. } = &outcome {
             if self.evidence.len() < EVIDENCE_MAX && !self.evidence.contains(evidence) {
-                self.evidence.push(evidence.clone());
+                self.evidence.push((**evidence).clone());
             }
         }
         outcome
