@@ -39,7 +39,7 @@ pub enum Output {
 
 /// The last thing this validator signed, per step, so that after a crash it never signs a
 /// conflicting proposal or vote. Ordered by (height, round, step).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignState {
     pub height: Height,
     pub round: Round,
@@ -56,16 +56,25 @@ pub struct SignState {
     pub verification: Option<VoteTarget>,
     #[serde(default)]
     pub commit: Option<VoteTarget>,
-    /// The lock held at `height` when this state was written (durable, as Algorithm 1's
-    /// safety needs locks to survive restarts).
+    /// The lock held at `height` when this state was written. Algorithm 1's safety needs
+    /// locks to survive restarts; its liveness needs the locked block and the verification
+    /// quorum behind it too (the validator may be the only one able to re-propose it).
     #[serde(default)]
     pub locked: Option<LockRecord>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Algorithm 1's lockedValue/lockedRound, with the quorum of verification votes that caused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockRecord {
     pub round: Round,
-    pub block_hash: BlockHash,
+    pub block: Block,
+    pub polka: Vec<crate::message::Vote>,
+}
+
+impl LockRecord {
+    pub fn block_hash(&self) -> BlockHash {
+        self.block.hash()
+    }
 }
 
 /// What a vote was for (`None` = nil).

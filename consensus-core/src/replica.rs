@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::{ChainState, MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS};
 use crate::crypto::Keypair;
-use crate::effect::{Output, SignState};
+use crate::effect::{LockRecord, Output, SignState};
 use crate::error::{BlockError, RejectReason, SyncError, TxError};
 use crate::event::{Event, RoundChangeReason};
 use crate::input::{Input, SyncRequest, SyncResponse};
@@ -147,8 +147,8 @@ pub struct Replica {
     // State of the height being decided (chain.height() + 1); reset by `enter_height`.
     round: Round,
     step: Step,
-    /// Algorithm 1's lockedRound/lockedValue (by hash; durable in the sign state).
-    locked: Option<(Round, BlockHash)>,
+    /// Algorithm 1's lockedRound/lockedValue, durable in the sign state.
+    locked: Option<LockRecord>,
     valid: Option<(Round, Block)>,
     proposals: BTreeMap<Round, ReceivedProposal>,
     flags: BTreeMap<Round, RoundFlags>,
@@ -238,14 +238,21 @@ impl Replica {
             self.chain.apply(block);
         }
         self.id = self.chain.id_of(&self.key.public());
-        self.sign_state = sign_state;
+        self.last_commit = blocks.last().cloned();
+        self.sign_state = sign_state.clone();
         self.reset_height_state(0);
         // Resume in the round we last signed in, never below it, and keep the lock: a
         // validator that forgot its lock could verification-vote another block in a later
         // round and help fork a block it commit-voted for.
         if sign_state.height == self.chain.height() + 1 {
             self.round = sign_state.round;
-            self.locked = sign_state.locked.map(|l| (l.round, l.block_hash));
+            if let Some(lock) = sign_state.locked {
+                for vote in &lock.polka {
+                    self.votes.add_vote(vote.clone(), self.round);
+                }
+                self.valid = Some((lock.round, lock.block.clone()));
+                self.locked = Some(lock);
+            }
         }
         Ok(())
     }
@@ -273,7 +280,7 @@ impl Replica {
         &self.chain
     }
     pub fn sign_state(&self) -> SignState {
-        self.sign_state
+        self.sign_state.clone()
     }
     pub fn config(&self) -> &ReplicaConfig {
         &self.config
@@ -301,7 +308,7 @@ impl Replica {
             n: active.len(),
             quorum: self.chain.quorum(),
             f: self.chain.max_faulty(),
-            locked: self.locked,
+            locked: self.locked.as_ref().map(|l| (l.round, l.block_hash())),
             delinquent: self.health.delinquent().iter().collect(),
             peer_failures: self
                 .chain
@@ -442,7 +449,7 @@ impl Replica {
 
     fn record_signed(&mut self, round: Round, step: u8, target: Option<BlockHash>, out: &mut Out) {
         let height = self.current_height();
-        let mut state = self.sign_state;
+        let mut state = self.sign_state.clone();
         if (state.height, state.round) != (height, round) {
             state.verification = None;
             state.commit = None;
@@ -457,17 +464,15 @@ impl Replica {
         state.round = round;
         state.step = step;
         state.block_hash = target;
-        state.locked = self
-            .locked
-            .map(|(round, block_hash)| crate::effect::LockRecord { round, block_hash });
-        self.sign_state = state;
+        state.locked = self.locked.clone();
+        self.sign_state = state.clone();
         out.push(Output::PersistSignState(state));
     }
 
     /// After a restart in the round we last signed in: send those votes again (identical
     /// signatures) and take up the step they imply.
     fn resume_signed_votes(&mut self, out: &mut Out) {
-        let state = self.sign_state;
+        let state = self.sign_state.clone();
         let Some(me) = self.id else { return };
         if (state.height, state.round) != (self.current_height(), self.round) {
             return;
@@ -806,8 +811,11 @@ impl Replica {
             .or_else(|| {
                 self.valid
                     .as_ref()
-                    .filter(|(_, b)| b.hash() == *hash)
-                    .map(|(_, b)| b.clone())
+                    .map(|(_, b)| b)
+                    .into_iter()
+                    .chain(self.locked.as_ref().map(|l| &l.block))
+                    .find(|b| b.hash() == *hash)
+                    .cloned()
             })
     }
 
@@ -911,9 +919,9 @@ impl Replica {
         let target = match rp.proposal.valid_round {
             // Line 22: a fresh proposal.
             None => {
-                let unlocked_or_same = match self.locked {
+                let unlocked_or_same = match &self.locked {
                     None => true,
-                    Some((_, locked)) => locked == hash,
+                    Some(lock) => lock.block_hash() == hash,
                 };
                 (valid && unlocked_or_same).then_some(hash)
             }
@@ -926,9 +934,9 @@ impl Replica {
                 {
                     return;
                 }
-                let may = match self.locked {
+                let may = match &self.locked {
                     None => true,
-                    Some((lr, locked)) => lr <= vr || locked == hash,
+                    Some(lock) => lock.round <= vr || lock.block_hash() == hash,
                 };
                 (valid && may).then_some(hash)
             }
@@ -973,7 +981,13 @@ impl Replica {
         self.flags(round).lock_rule = true;
         if self.step == Step::Verification {
             // Set before the commit vote is signed: the lock is persisted with it.
-            self.locked = Some((round, hash));
+            self.locked = Some(LockRecord {
+                round,
+                block: block.clone(),
+                polka: self
+                    .votes
+                    .votes_for(round, VoteKind::Verification, Some(hash)),
+            });
             out.push(Output::Event(Event::Locked {
                 height: self.current_height(),
                 round,

@@ -593,7 +593,7 @@ fn n4f1_restart_never_signs_a_conflicting_vote() {
     let persisted = out
         .iter()
         .find_map(|o| match o {
-            Output::PersistSignState(s) => Some(*s),
+            Output::PersistSignState(s) => Some(s.clone()),
             _ => None,
         })
         .expect("sign state persisted before the vote");
@@ -609,7 +609,7 @@ fn n4f1_restart_never_signs_a_conflicting_vote() {
     // a nil vote at (1, 0) would conflict with the vote for the block, so none is signed.
     let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
     restarted
-        .restore(&[], persisted)
+        .restore(&[], persisted.clone())
         .expect("empty chain restores");
     restarted.handle(10, Input::Start);
     let out = restarted.handle(
@@ -1082,7 +1082,7 @@ fn n4f1_restarted_validator_keeps_its_lock() {
     }
     assert_eq!(r.status().locked, Some((0, x)));
     assert_eq!(
-        state.locked.map(|l| l.block_hash),
+        state.locked.as_ref().map(|l| l.block_hash()),
         Some(x),
         "the lock is durable with the commit vote"
     );

@@ -802,7 +802,7 @@ impl Simulation {
             seed,
         );
         let restored = replica
-            .restore(node.chain.committed(), node.sign_state)
+            .restore(node.chain.committed(), node.sign_state.clone())
             .map_err(|e| e.to_string());
         self.checker.on_restart(
             self.now_ms,
