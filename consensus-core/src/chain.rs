@@ -16,8 +16,9 @@ use crate::crypto::PROTOCOL_VERSION;
 use crate::error::{BlockError, TxError};
 use crate::event::Event;
 use crate::limits::{
-    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, MEMBERSHIP_REQUESTS_MAX, TX_PAYLOAD_BYTES_MAX,
-    TX_REPLAY_WINDOW_MS, VALIDATORS_MAX,
+    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, MEMBERSHIP_REQUESTS_MAX,
+    MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX, TX_PAYLOAD_BYTES_MAX, TX_REPLAY_WINDOW_MS,
+    VALIDATORS_MAX,
 };
 use crate::message::{
     Block, EquivocationEvidence, Genesis, JoinRequest, Transaction, TxKind, Validator, Vote,
@@ -253,11 +254,12 @@ impl ChainState {
 
     /// Validates a proposed block for the next height, proposed in `round` (its header
     /// round may be earlier for a re-proposal). `known` says which transactions this node
-    /// verified already (mempool) so their signatures are not checked twice.
+    /// verified already (the identical transaction, signature included, is in its mempool)
+    /// so their signatures are not checked twice.
     pub fn validate_proposal_block(
         &self,
         block: &Block,
-        known: impl Fn(&Hash32) -> bool,
+        known: impl Fn(&Transaction) -> bool,
     ) -> Result<(), BlockError> {
         let h = &block.header;
         if h.version != PROTOCOL_VERSION {
@@ -309,7 +311,7 @@ impl ChainState {
             if !seen.insert(hash) {
                 return Err(BlockError::DuplicateTx { index });
             }
-            self.validate_tx(tx, h.timestamp_ms, known(&hash))
+            self.validate_tx(tx, h.timestamp_ms, known(tx))
                 .map_err(|error| BlockError::Tx { index, error })?;
         }
         Ok(())
@@ -395,10 +397,18 @@ impl ChainState {
                     let Ok(Some(op)) = parse_membership(tx) else {
                         continue;
                     };
-                    if !self.requests.contains_key(&op)
-                        && self.requests.len() >= MEMBERSHIP_REQUESTS_MAX
-                    {
-                        continue;
+                    if !self.requests.contains_key(&op) {
+                        // One validator cannot crowd out everyone else's requests.
+                        let own = self
+                            .requests
+                            .values()
+                            .filter(|r| r.requesters.contains(requester))
+                            .count();
+                        if own >= MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX
+                            || self.requests.len() >= MEMBERSHIP_REQUESTS_MAX
+                        {
+                            continue;
+                        }
                     }
                     let req = self.requests.entry(op.clone()).or_insert(PendingRequest {
                         requesters: NodeSet::EMPTY,
@@ -440,9 +450,19 @@ impl ChainState {
     ) {
         match op {
             MembershipOp::Suspend(key) => {
-                // Never empty the active set: the chain must stay able to decide.
+                // Suspending honest validators (cut off by the network, not faulty) must not
+                // let f Byzantine ones outweigh the smaller set: two quorums of the new set
+                // must still share more than f validators, f of all validators not convicted.
+                let f = max_faulty(
+                    self.validators
+                        .iter()
+                        .filter(|v| !self.convicted.contains(v.id))
+                        .count(),
+                );
+                let n_after = active.len().saturating_sub(1);
+                let still_safe = n_after >= 1 && 2 * quorum(n_after) > n_after + f;
                 if let Some(id) = self.id_of(&key) {
-                    if active.len() > 1 && active.remove(id) {
+                    if still_safe && active.remove(id) {
                         events.push(Event::ValidatorSuspended {
                             node: id,
                             from_height: height + 1,
@@ -497,17 +517,11 @@ mod tests {
     }
 
     fn genesis(n: usize) -> Genesis {
-        Genesis {
-            chain_name: "chain-test".into(),
-            time_ms: 0,
-            validators: (0..n)
-                .map(|i| Validator {
-                    id: NodeId(i as u16),
-                    public_key: key(i).public(),
-                    address: format!("127.0.0.1:{}", 9000 + i),
-                })
-                .collect(),
-        }
+        Genesis::new(
+            "chain-test",
+            0,
+            (0..n).map(|i| (key(i).public(), format!("127.0.0.1:{}", 9000 + i))),
+        )
     }
 
     /// The next block with `txs`, certified by `signers`.
@@ -719,6 +733,48 @@ mod tests {
             s.verify_certified_block(&replay),
             Err(BlockError::Tx {
                 error: TxError::AlreadyCommitted,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn n10_suspensions_stop_where_f_byzantine_could_outweigh_the_smaller_set() {
+        let g = genesis(10);
+        let mut s = ChainState::genesis(&g);
+        let signers: Vec<usize> = (0..7).collect();
+        for target in [9usize, 8, 7] {
+            let txs = (0..7)
+                .map(|i| request(i, TxKind::SuspendNode, target, 100 + target as u64))
+                .collect();
+            let block = certified(&s, txs, &signers);
+            commit(&mut s, block);
+        }
+        // n = 9 and n = 8 keep 2q - n > f = 3; n = 7 (q = 5) would not.
+        assert_eq!(s.active().len(), 8);
+        assert!(s.active().contains(NodeId(7)));
+    }
+
+    #[test]
+    fn a_known_transaction_with_a_swapped_signature_is_not_taken_on_trust() {
+        let g = genesis(4);
+        let s = ChainState::genesis(&g);
+        let tx = Transaction::new_signed(&key(9), TxKind::Message, b"hi".to_vec(), 1, 500);
+        let mut forged = tx.clone();
+        forged.signature = crate::types::Signature([3; 64]);
+        assert_eq!(
+            tx.hash(),
+            forged.hash(),
+            "the hash leaves the signature out"
+        );
+        let mut block = certified(&s, vec![forged.clone()], &[0, 1, 2]);
+        block.commit = None;
+        // "Known" means the identical transaction; a hash match is not enough.
+        let result = s.validate_proposal_block(&block, |t| *t == tx);
+        assert!(matches!(
+            result,
+            Err(BlockError::Tx {
+                error: TxError::BadSignature,
                 ..
             })
         ));

@@ -28,8 +28,16 @@ pub const CONFLICTS_PER_STEP_MAX: usize = 2 * VALIDATORS_MAX;
 pub const EVIDENCE_MAX: usize = 256;
 /// Most blocks in one sync response.
 pub const SYNC_BLOCKS_MAX: usize = 64;
-/// Most membership requests (suspend/readmit/approve) pending at once.
-pub const MEMBERSHIP_REQUESTS_MAX: usize = 256;
+/// Most pending membership requests (suspend/readmit/approve) one validator can open.
+pub const MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX: usize = 8;
+/// Most membership requests pending at once.
+pub const MEMBERSHIP_REQUESTS_MAX: usize = VALIDATORS_MAX * MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX;
+/// How far (ms) a proposed block's timestamp may run ahead of this validator's clock for it
+/// to get a verification vote: a Byzantine proposer must not push block time into the far
+/// future (every transaction would then look expired).
+pub const BLOCK_TIME_AHEAD_MS_MAX: u64 = 30_000;
+/// Most proposals buffered per signer for the next height.
+pub const FUTURE_PROPOSALS_PER_PEER_MAX: usize = 2;
 /// How long (ms) a committed transaction hash is remembered to refuse a replay of it.
 /// Transactions older than this (by their own timestamp, against the block's) are invalid.
 pub const TX_REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;

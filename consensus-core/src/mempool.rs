@@ -46,6 +46,12 @@ impl Mempool {
         Ok(hash)
     }
 
+    /// Whether this very transaction (same signature) is pending. Hashes leave the
+    /// signature out, so a hash match alone says nothing about the signature.
+    pub fn holds(&self, tx: &Transaction) -> bool {
+        self.by_hash.get(&tx.hash()).is_some_and(|e| e.tx == *tx)
+    }
+
     pub fn contains(&self, hash: &TxHash) -> bool {
         self.by_hash.contains_key(hash)
     }

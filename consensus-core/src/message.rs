@@ -483,6 +483,27 @@ pub struct Genesis {
 }
 
 impl Genesis {
+    /// A genesis whose validators get ids in the order given.
+    pub fn new(
+        chain_name: impl Into<String>,
+        time_ms: u64,
+        validators: impl IntoIterator<Item = (PublicKey, String)>,
+    ) -> Self {
+        Self {
+            chain_name: chain_name.into(),
+            time_ms,
+            validators: validators
+                .into_iter()
+                .enumerate()
+                .map(|(i, (public_key, address))| Validator {
+                    id: NodeId(i as u16),
+                    public_key,
+                    address,
+                })
+                .collect(),
+        }
+    }
+
     pub fn validator_set_hash(validators: &[Validator]) -> Hash32 {
         let mut b = SigningBytes::new("validator_set");
         b.u32(validators.len() as u32);

@@ -18,8 +18,9 @@ use crate::error::{BlockError, RejectReason, SyncError, TxError};
 use crate::event::{Event, RoundChangeReason};
 use crate::input::{Input, SyncRequest, SyncResponse};
 use crate::limits::{
-    BLOCK_TXS_MAX, FUTURE_MESSAGES_PER_PEER_MAX, MEMPOOL_TXS_MAX, PROPOSALS_PER_ROUND_MAX,
-    ROUNDS_AHEAD_MAX, ROUNDS_KEPT_MAX, ROUND_MAX, SYNC_BLOCKS_MAX,
+    BLOCK_TIME_AHEAD_MS_MAX, BLOCK_TXS_MAX, FUTURE_MESSAGES_PER_PEER_MAX,
+    FUTURE_PROPOSALS_PER_PEER_MAX, MEMPOOL_TXS_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_AHEAD_MAX,
+    ROUNDS_KEPT_MAX, ROUND_MAX, SYNC_BLOCKS_MAX,
 };
 use crate::mempool::Mempool;
 use crate::message::{
@@ -250,6 +251,7 @@ impl Replica {
                 for vote in &lock.polka {
                     self.votes.add_vote(vote.clone(), self.round);
                 }
+                self.votes.pin(lock.round);
                 self.valid = Some((lock.round, lock.block.clone()));
                 self.locked = Some(lock);
             }
@@ -915,7 +917,11 @@ impl Replica {
             return;
         };
         let hash = rp.proposal.block.hash();
-        let valid = rp.validity.is_ok();
+        // Validity as Algorithm 1's valid(v), plus a local bound on the block's time (not
+        // part of block validity: it depends on this node's clock, so sync never uses it).
+        let valid = rp.validity.is_ok()
+            && rp.proposal.block.header.timestamp_ms
+                <= self.now_ms.saturating_add(BLOCK_TIME_AHEAD_MS_MAX);
         let target = match rp.proposal.valid_round {
             // Line 22: a fresh proposal.
             None => {
@@ -996,6 +1002,7 @@ impl Replica {
             self.send_vote(VoteKind::Commit, Some(hash), out);
             self.step = Step::Commit;
         }
+        self.votes.pin(round);
         self.valid = Some((round, block));
     }
 
@@ -1015,6 +1022,7 @@ impl Replica {
             .max_by_key(|(r, _)| *r);
         if let Some((round, hash)) = best {
             if let Some(block) = self.block_with_hash(&hash) {
+                self.votes.pin(round);
                 self.valid = Some((round, block));
             }
         }
@@ -1176,12 +1184,23 @@ impl Replica {
             self.ahead.insert(signer);
             if msg_height == height + 1 {
                 // Keyed by signer (a validator id, so at most VALIDATORS_MAX queues).
+                // Only what round 0 of that height can use soon is kept, once, and at most
+                // a couple of (large) proposals per signer.
                 let queue = self.future.entry(signer).or_default();
-                if queue.len() >= FUTURE_MESSAGES_PER_PEER_MAX {
-                    self.reject(from, RejectReason::FutureBufferFull { from }, out);
-                    return;
+                let proposals = queue
+                    .iter()
+                    .filter(|m| matches!(m, ConsensusMessage::Proposal(_)))
+                    .count();
+                let is_proposal = matches!(message, ConsensusMessage::Proposal(_));
+                if message.round() <= ROUNDS_AHEAD_MAX && !queue.contains(&message) {
+                    if queue.len() >= FUTURE_MESSAGES_PER_PEER_MAX
+                        || (is_proposal && proposals >= FUTURE_PROPOSALS_PER_PEER_MAX)
+                    {
+                        self.reject(from, RejectReason::FutureBufferFull { from }, out);
+                        return;
+                    }
+                    queue.push(message);
                 }
-                queue.push(message);
             }
             // f+1 signers ahead include an honest node: we missed a commit. One height
             // ahead, give the votes in flight a moment (the sync timer); further, fetch now.
@@ -1326,7 +1345,7 @@ impl Replica {
         let mempool = &self.mempool;
         let validity = self
             .chain
-            .validate_proposal_block(&p.block, |h| mempool.contains(h));
+            .validate_proposal_block(&p.block, |tx| mempool.holds(tx));
         if let Err(e) = &validity {
             self.reject(from, RejectReason::InvalidBlock(e.clone()), out);
         }
@@ -1347,33 +1366,23 @@ impl Replica {
 
     fn count_vote(&mut self, vote: Vote, out: &mut Out) {
         let (kind, height, round) = (vote.kind, vote.height, vote.round);
-        match self.votes.add_vote(vote, self.round) {
-            AddOutcome::Counted(thresholds) => {
-                for t in thresholds {
-                    if let Threshold::Value(block_hash) = t {
-                        out.push(Output::Event(Event::QuorumReached {
-                            kind,
-                            height,
-                            round,
-                            block_hash,
-                        }));
-                    }
-                }
-            }
+        let crossed = match self.votes.add_vote(vote, self.round) {
+            AddOutcome::Counted(crossed) => crossed,
             AddOutcome::Equivocation { evidence, crossed } => {
-                for t in crossed {
-                    if let Threshold::Value(block_hash) = t {
-                        out.push(Output::Event(Event::QuorumReached {
-                            kind,
-                            height,
-                            round,
-                            block_hash,
-                        }));
-                    }
-                }
-                self.on_equivocation(*evidence, out)
+                self.on_equivocation(*evidence, out);
+                crossed
             }
-            AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow => {}
+            AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow => Vec::new(),
+        };
+        for t in crossed {
+            if let Threshold::Value(block_hash) = t {
+                out.push(Output::Event(Event::QuorumReached {
+                    kind,
+                    height,
+                    round,
+                    block_hash,
+                }));
+            }
         }
     }
 
@@ -1402,6 +1411,9 @@ impl Replica {
         let tx = Transaction::new_signed(&self.key, kind, payload, self.tx_nonce, now_ms);
         if self.mempool.add(tx.clone(), None).is_ok() {
             out.push(Output::BroadcastTx { tx, except: None });
+            if self.started {
+                self.begin_propose(now_ms, out);
+            }
         }
     }
 
@@ -1612,7 +1624,7 @@ impl Replica {
                 chain_length,
             } => {
                 let last = blocks.last().map(|b| b.height()).unwrap_or(0);
-                (blocks, chain_length > last + 1)
+                (blocks, chain_length > last.saturating_add(1))
             }
         };
         if blocks.len() > SYNC_BLOCKS_MAX {

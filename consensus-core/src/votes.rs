@@ -131,6 +131,8 @@ pub struct VoteKeeper {
     quorum: usize,
     rounds: BTreeMap<Round, RoundVotes>,
     evidence: Vec<EquivocationEvidence>,
+    /// A round never evicted: the one whose verification quorum proves our valid value.
+    pinned: Option<Round>,
 }
 
 impl VoteKeeper {
@@ -140,6 +142,7 @@ impl VoteKeeper {
             quorum,
             rounds: BTreeMap::new(),
             evidence: Vec::new(),
+            pinned: None,
         }
     }
 
@@ -151,6 +154,11 @@ impl VoteKeeper {
         self.quorum
     }
 
+    /// Keeps `round`'s votes however many rounds follow (the proof of the valid value).
+    pub fn pin(&mut self, round: Round) {
+        self.pinned = Some(round);
+    }
+
     /// Changes the quorum used for thresholds from now on (the test-only local-quorum rule).
     pub fn set_quorum(&mut self, quorum: usize) {
         self.quorum = quorum;
@@ -160,7 +168,8 @@ impl VoteKeeper {
     /// `keep_from` or above: the caller's current round).
     fn round_entry(&mut self, round: Round, keep_from: Round) -> Option<&mut RoundVotes> {
         if !self.rounds.contains_key(&round) && self.rounds.len() >= ROUNDS_KEPT_MAX {
-            let lowest = *self.rounds.keys().next()?;
+            let pinned = self.pinned;
+            let lowest = *self.rounds.keys().find(|r| Some(**r) != pinned)?;
             if lowest >= keep_from || lowest > round {
                 return None;
             }

@@ -2,7 +2,7 @@
 //! leaves the replica standing (no panic) and never moves its committed height backwards.
 
 use consensus_core::crypto::Keypair;
-use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Validator, Vote, VoteKind};
+use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Vote, VoteKind};
 use consensus_core::timer::{Timer, TimerKind};
 use consensus_core::types::{Hash32, NodeId, Signature};
 use consensus_core::{
@@ -16,17 +16,11 @@ fn key(i: u8) -> Keypair {
 }
 
 fn genesis() -> Genesis {
-    Genesis {
-        chain_name: "fuzz".into(),
-        time_ms: 0,
-        validators: (0..4)
-            .map(|i| Validator {
-                id: NodeId(i),
-                public_key: key(i as u8).public(),
-                address: format!("127.0.0.1:{}", 9000 + i),
-            })
-            .collect(),
-    }
+    Genesis::new(
+        "fuzz",
+        0,
+        (0..4).map(|i| (key(i as u8).public(), format!("127.0.0.1:{}", 9000 + i))),
+    )
 }
 
 #[derive(Debug, Clone)]

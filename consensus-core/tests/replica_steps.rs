@@ -4,7 +4,7 @@
 
 use consensus_core::crypto::Keypair;
 use consensus_core::event::{Event, RoundChangeReason};
-use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Validator, Vote, VoteKind};
+use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Vote, VoteKind};
 use consensus_core::replica::Step;
 use consensus_core::timer::{Timer, TimerKind};
 use consensus_core::types::{Hash32, NodeId, Signature};
@@ -17,17 +17,11 @@ fn key(i: usize) -> Keypair {
 }
 
 fn genesis(n: usize) -> Genesis {
-    Genesis {
-        chain_name: "test".into(),
-        time_ms: 0,
-        validators: (0..n)
-            .map(|i| Validator {
-                id: NodeId(i as u16),
-                public_key: key(i).public(),
-                address: format!("127.0.0.1:{}", 9000 + i),
-            })
-            .collect(),
-    }
+    Genesis::new(
+        "test",
+        0,
+        (0..n).map(|i| (key(i).public(), format!("127.0.0.1:{}", 9000 + i))),
+    )
 }
 
 /// N replicas, an instant in-order network, and the timers each one scheduled.

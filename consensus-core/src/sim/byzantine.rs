@@ -901,26 +901,19 @@ fn junk_tx(rng: &mut ChaCha8Rng, key: &Keypair) -> Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Validator;
     use rand_core::SeedableRng;
 
     fn coalition(strategy: Strategy) -> (Coalition, Vec<Keypair>, Genesis) {
         let keys: Vec<Keypair> = (0..4u8)
             .map(|i| Keypair::from_secret([i + 9; 32]))
             .collect();
-        let genesis = Genesis {
-            chain_name: "byz-test".into(),
-            time_ms: 0,
-            validators: keys
-                .iter()
+        let genesis = Genesis::new(
+            "byz-test",
+            0,
+            keys.iter()
                 .enumerate()
-                .map(|(i, k)| Validator {
-                    id: NodeId(i as u16),
-                    public_key: k.public(),
-                    address: format!("sim://{i}"),
-                })
-                .collect(),
-        };
+                .map(|(i, k)| (k.public(), format!("sim://{i}"))),
+        );
         let c = Coalition::new(
             &genesis,
             4,

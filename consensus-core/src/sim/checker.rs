@@ -426,7 +426,7 @@ impl Checker {
 mod tests {
     use super::*;
     use crate::crypto::{Keypair, PROTOCOL_VERSION};
-    use crate::message::{BlockHeader, CommitSig, Proposal, Validator, Vote};
+    use crate::message::{BlockHeader, CommitSig, Proposal, Vote};
     use crate::types::Hash32;
 
     struct Fixture {
@@ -438,19 +438,13 @@ mod tests {
         let keys: Vec<Keypair> = (0..4u8)
             .map(|i| Keypair::from_secret([i + 1; 32]))
             .collect();
-        let genesis = Genesis {
-            chain_name: "checker-test".into(),
-            time_ms: 0,
-            validators: keys
-                .iter()
+        let genesis = Genesis::new(
+            "checker-test",
+            0,
+            keys.iter()
                 .enumerate()
-                .map(|(i, k)| Validator {
-                    id: NodeId(i as u16),
-                    public_key: k.public(),
-                    address: format!("sim://{i}"),
-                })
-                .collect(),
-        };
+                .map(|(i, k)| (k.public(), format!("sim://{i}"))),
+        );
         Fixture { keys, genesis }
     }
 

@@ -27,7 +27,7 @@ use crate::crypto::Keypair;
 use crate::effect::SignState;
 use crate::event::Event;
 use crate::input::Input;
-use crate::message::{Block, ConsensusMessage, Genesis, Transaction, TxKind, Validator};
+use crate::message::{Block, ConsensusMessage, Genesis, Transaction, TxKind};
 use crate::sync::{self, BlockStore, MemoryChain};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round, TxHash};
@@ -224,19 +224,13 @@ impl Simulation {
         let mut key_rng = stream(cfg.seed, 1);
         let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate(&mut key_rng)).collect();
         let client_key = Keypair::generate(&mut key_rng);
-        let genesis = Genesis {
-            chain_name: format!("tinyweb-sim-{}", cfg.seed),
-            time_ms: 0,
-            validators: keys
-                .iter()
+        let genesis = Genesis::new(
+            format!("tinyweb-sim-{}", cfg.seed),
+            0,
+            keys.iter()
                 .enumerate()
-                .map(|(i, k)| Validator {
-                    id: NodeId(i as u16),
-                    public_key: k.public(),
-                    address: format!("sim://node-{i}"),
-                })
-                .collect(),
-        };
+                .map(|(i, k)| (k.public(), format!("sim://node-{i}"))),
+        );
         let byz_config = ReplicaConfig {
             create_empty_blocks: true,
             ..ReplicaConfig::default()
