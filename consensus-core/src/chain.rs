@@ -451,14 +451,9 @@ impl ChainState {
         match op {
             MembershipOp::Suspend(key) => {
                 // Suspending honest validators (cut off by the network, not faulty) must not
-                // let f Byzantine ones outweigh the smaller set: two quorums of the new set
-                // must still share more than f validators, f of all validators not convicted.
-                let f = max_faulty(
-                    self.validators
-                        .iter()
-                        .filter(|v| !self.convicted.contains(v.id))
-                        .count(),
-                );
+                // let the Byzantine ones outweigh the smaller set: two quorums of the new set
+                // must still share more than the f that may remain unconvicted.
+                let f = max_faulty(self.validators.len()).saturating_sub(self.convicted.len());
                 let n_after = active.len().saturating_sub(1);
                 let still_safe = n_after >= 1 && 2 * quorum(n_after) > n_after + f;
                 if let Some(id) = self.id_of(&key) {
@@ -498,11 +493,10 @@ impl ChainState {
         }
     }
 
-    /// More than f validators convicted of equivocation (f of the set they were active
-    /// in, convicted ones included): the 1/3 bound is broken (Req 8.7).
+    /// More than f of all registered validators convicted of equivocation: the 1/3 bound
+    /// is broken (Req 8.7). Suspended validators still count: they are validators.
     pub fn byzantine_overload(&self) -> bool {
-        let set = NodeSet(self.active.0 | self.convicted.0);
-        self.convicted.len() > max_faulty(set.len())
+        self.convicted.len() > max_faulty(self.validators.len())
     }
 }
 
