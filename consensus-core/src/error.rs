@@ -62,6 +62,8 @@ pub enum RejectReason {
     InvalidTx(#[from] TxError),
     #[error("consensus is halted: more than 1/3 of validators are Byzantine")]
     Halted,
+    #[error("bad sync response: {0}")]
+    InvalidSync(String),
 }
 
 /// Why a block (proposed or synced) is not valid.

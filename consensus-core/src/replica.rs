@@ -158,7 +158,7 @@ pub struct Replica {
     heartbeat_due: bool,
     heartbeat_armed: bool,
     /// Validators seen signing messages of later heights: we are behind.
-    ahead: NodeSet,
+    ahead: BTreeMap<NodeId, Height>,
     /// Commit quorum seen for a block we do not hold.
     missing_block: Option<BlockHash>,
     convicted_this_height: NodeSet,
@@ -211,7 +211,7 @@ impl Replica {
             height_started_ms: 0,
             heartbeat_due: false,
             heartbeat_armed: false,
-            ahead: NodeSet::EMPTY,
+            ahead: BTreeMap::new(),
             missing_block: None,
             convicted_this_height: NodeSet::EMPTY,
             round_seen: BTreeMap::new(),
@@ -528,7 +528,9 @@ impl Replica {
         self.height_started_ms = now_ms;
         self.heartbeat_due = false;
         self.heartbeat_armed = false;
-        self.ahead = NodeSet::EMPTY;
+        // Validators seen beyond the new height are still ahead of us.
+        let height = self.current_height();
+        self.ahead.retain(|_, h| *h > height);
         self.missing_block = None;
         self.convicted_this_height = NodeSet::EMPTY;
         self.round_seen.clear();
@@ -554,6 +556,11 @@ impl Replica {
     fn enter_height(&mut self, now_ms: u64, out: &mut Out) {
         self.reset_height_state(now_ms);
         self.start_round(now_ms, 0, RoundChangeReason::NewHeight, out);
+        // Still f+1 validators beyond this height (a partial sync page, say): keep fetching.
+        if self.ahead.len() >= self.f_plus_one() {
+            let far = self.ahead.values().any(|h| *h > self.current_height() + 1);
+            self.arm_sync(now_ms, out, far);
+        }
         let buffered = std::mem::take(&mut self.future);
         for (from, messages) in buffered {
             for message in messages {
@@ -1181,7 +1188,8 @@ impl Replica {
                 return;
             }
             let signer = message.signer();
-            self.ahead.insert(signer);
+            let seen = self.ahead.entry(signer).or_insert(msg_height);
+            *seen = (*seen).max(msg_height);
             if msg_height == height + 1 {
                 // Keyed by signer (a validator id, so at most VALIDATORS_MAX queues).
                 // Only what round 0 of that height can use soon is kept, once, and at most
@@ -1372,7 +1380,9 @@ impl Replica {
                 self.on_equivocation(*evidence, out);
                 crossed
             }
-            AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow => Vec::new(),
+            AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow | AddOutcome::WrongHeight => {
+                Vec::new()
+            }
         };
         for t in crossed {
             if let Threshold::Value(block_hash) = t {
@@ -1540,7 +1550,7 @@ impl Replica {
     /// Asks one peer (a validator seen ahead, or a voter for the block we miss) for the
     /// blocks after our tip; retried on the sync timer.
     fn request_sync(&mut self, now_ms: u64, out: &mut Out) {
-        let mut candidates = self.ahead;
+        let mut candidates: NodeSet = self.ahead.keys().copied().collect();
         if let Some(hash) = self.missing_block {
             for (round, h) in self.votes.value_quorums(VoteKind::Commit) {
                 if h == hash {
@@ -1595,11 +1605,8 @@ impl Replica {
         out: &mut Out,
     ) {
         if self.sync.outstanding != Some(from) {
-            self.reject(
-                from,
-                RejectReason::InvalidBlock(BlockError::MissingCertificate),
-                out,
-            );
+            let reason = SyncError::Unsolicited { from };
+            self.reject(from, RejectReason::InvalidSync(reason.to_string()), out);
             return;
         }
         self.sync.outstanding = None;
@@ -1631,63 +1638,55 @@ impl Replica {
             self.health.report(from, false, None);
             return;
         }
-        match self.apply_synced(from, blocks, out) {
-            Ok(0) => {}
-            Ok(applied) => {
-                if self.halted.is_some() {
-                    return;
-                }
-                out.push(Output::Event(Event::SyncApplied {
-                    peer: from,
-                    blocks: applied,
-                    height: self.chain.height(),
-                }));
-                self.enter_height(now_ms, out);
-                if more {
-                    self.send_sync_request(
-                        now_ms,
-                        from,
-                        SyncRequest::MissingBlocks {
-                            last_hash: self.chain.last_hash(),
-                        },
-                        out,
-                    );
-                }
-            }
-            Err(e) => {
-                // Req 4.6: a peer serving bad blocks counts toward its delinquency.
-                self.health.report(from, false, None);
-                self.reject(
+        let (applied, error) = self.apply_synced(blocks, out);
+        if self.halted.is_some() {
+            return;
+        }
+        if let Some(e) = &error {
+            // Req 4.6: a peer serving bad blocks counts toward its delinquency.
+            self.health.report(from, false, None);
+            let reason = match e {
+                SyncError::Block { error, .. } => RejectReason::InvalidBlock(error.clone()),
+                other => RejectReason::InvalidSync(other.to_string()),
+            };
+            self.reject(from, reason, out);
+        }
+        if applied > 0 {
+            // Whatever was valid is committed: the height moved, so must the round state.
+            out.push(Output::Event(Event::SyncApplied {
+                peer: from,
+                blocks: applied,
+                height: self.chain.height(),
+            }));
+            self.enter_height(now_ms, out);
+            if more && error.is_none() && self.sync.outstanding.is_none() {
+                self.send_sync_request(
+                    now_ms,
                     from,
-                    RejectReason::InvalidBlock(match e {
-                        SyncError::Block { error, .. } => error,
-                        _ => BlockError::MissingCertificate,
-                    }),
+                    SyncRequest::MissingBlocks {
+                        last_hash: self.chain.last_hash(),
+                    },
                     out,
                 );
             }
         }
     }
 
-    /// Validates and commits synced blocks, oldest first. Returns how many were applied.
-    fn apply_synced(
-        &mut self,
-        _from: NodeId,
-        blocks: Vec<Block>,
-        out: &mut Out,
-    ) -> Result<usize, SyncError> {
+    /// Validates and commits synced blocks, oldest first, up to the first bad one. Returns
+    /// how many were applied and why it stopped early, if it did.
+    fn apply_synced(&mut self, blocks: Vec<Block>, out: &mut Out) -> (usize, Option<SyncError>) {
         let mut applied = 0;
         for block in blocks {
             let height = block.height();
             if height <= self.chain.height() {
                 if height == self.chain.height() && block.hash() != self.chain.last_hash() {
-                    return Err(SyncError::Conflict { height });
+                    return (applied, Some(SyncError::Conflict { height }));
                 }
                 continue;
             }
-            self.chain
-                .verify_certified_block(&block)
-                .map_err(|error| SyncError::Block { height, error })?;
+            if let Err(error) = self.chain.verify_certified_block(&block) {
+                return (applied, Some(SyncError::Block { height, error }));
+            }
             let round = block.commit.as_ref().map_or(0, |c| c.round);
             // Commit time for a synced block is this node's, not the proposer's.
             self.commit_block(self.height_started_ms, block, round, out);
@@ -1696,7 +1695,7 @@ impl Replica {
                 break;
             }
         }
-        Ok(applied)
+        (applied, None)
     }
 
     fn halt(&mut self, detail: String, out: &mut Out) {

@@ -33,6 +33,8 @@ pub enum AddOutcome {
     Counted(Vec<Threshold>),
     /// The round is outside the window the keeper holds.
     RoundOutOfWindow,
+    /// A vote of another height: never counted here.
+    WrongHeight,
 }
 
 #[derive(Default)]
@@ -180,6 +182,9 @@ impl VoteKeeper {
 
     /// Adds a verified vote of this height. `current_round` guards the memory window.
     pub fn add_vote(&mut self, vote: Vote, current_round: Round) -> AddOutcome {
+        if vote.height != self.height {
+            return AddOutcome::WrongHeight;
+        }
         let quorum = self.quorum;
         let Some(rv) = self.round_entry(vote.round, current_round) else {
             return AddOutcome::RoundOutOfWindow;

@@ -991,6 +991,17 @@ fn n4f1_lagging_node_syncs_validated_blocks_and_falls_back_to_the_entire_chain()
     assert!(out
         .iter()
         .any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Event(Event::RoundChanged {
+                height: 2,
+                round: 0,
+                ..
+            })
+        )),
+        "what was valid is committed, and the replica moved on to height 2"
+    );
 
     // The genuine blocks, newest first as /MissingBlockRequeset sends them, apply oldest first.
     let out = lagging.handle(
