@@ -37,6 +37,19 @@
 //!   certificate against its height's active set.
 //! - **Messages for the next height are buffered** (bounded per peer) so a validator that
 //!   commits a little late does not miss the next proposal.
+//! - **Gossip, paid only when stuck.** Algorithm 1 assumes that what one honest validator
+//!   receives, all eventually do. Here a round that lasts a propose timeout re-sends its own
+//!   messages and relays the proposal and the votes it holds for this round and the one
+//!   before; a re-proposal carries its proof of lock; a peer one height behind is handed the
+//!   last certificate's votes; a verification quorum learned late raises validValue (only
+//!   what an honest proposer re-proposes changes; receivers re-check the quorum, line 28).
+//! - **An equivocator's second vote counts toward its own value** (once per value, bounded),
+//!   and both votes become evidence. Two values still need two quorums, which share more than
+//!   f voters; but a proof of lock containing the equivocator's vote stays checkable by
+//!   validators that saw its other vote first (else one equivocator can stall a height).
+//! - **Durable sign state** carries the last signed step, the votes of the current round
+//!   and the lock with its block and quorum (what Tendermint keeps in its WAL), so a restart
+//!   never signs a conflicting vote, never forgets a lock, and re-sends what it signed.
 //!
 //! ## Safety argument (sketch)
 //! Two quorums of one active set intersect in more than f validators, so in at least one
