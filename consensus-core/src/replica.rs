@@ -2,7 +2,7 @@
 //!
 //! [`Replica::handle`] takes `(now_ms, Input)` and returns the outputs the host must apply
 //! in order. After every input the upon-rules of Algorithm 1 are re-evaluated
-//! ([`Replica::apply_rules`]) until none fires; each rule is guarded by its step or by a
+//! (`Replica::apply_rules`) until none fires; each rule is guarded by its step or by a
 //! once-per-round flag, so evaluation is idempotent.
 
 use std::collections::BTreeMap;
