@@ -539,19 +539,14 @@ mod tests {
         let signatures = signers
             .iter()
             .map(|i| {
-                let v = Vote::new_signed(
+                CommitSig::sign(
                     &state.chain_id(),
                     &key(*i),
-                    VoteKind::Commit,
                     block.height(),
                     0,
-                    Some(hash),
+                    hash,
                     NodeId(*i as u16),
-                );
-                CommitSig {
-                    voter: v.voter,
-                    signature: v.signature,
-                }
+                )
             })
             .collect();
         block.commit = Some(Certificate {

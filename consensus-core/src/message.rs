@@ -106,6 +106,32 @@ pub struct CommitSig {
     pub signature: Signature,
 }
 
+impl CommitSig {
+    /// `voter`'s commit vote for (height, round, block_hash), as it sits in a certificate.
+    pub fn sign(
+        chain_id: &Hash32,
+        key: &Keypair,
+        height: Height,
+        round: Round,
+        block_hash: BlockHash,
+        voter: NodeId,
+    ) -> Self {
+        let vote = Vote::new_signed(
+            chain_id,
+            key,
+            VoteKind::Commit,
+            height,
+            round,
+            Some(block_hash),
+            voter,
+        );
+        Self {
+            voter,
+            signature: vote.signature,
+        }
+    }
+}
+
 /// A block's commit certificate: at least a quorum of distinct, valid commit votes for
 /// (height, round, block hash) from the active set of that height.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

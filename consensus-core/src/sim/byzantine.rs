@@ -116,15 +116,12 @@ impl BlockStore for Prefix<'_> {
     }
 }
 
-/// The concrete strategies `mixed` draws from.
-const CONCRETE: [Strategy; 6] = [
-    Strategy::Silent,
-    Strategy::Equivocate,
-    Strategy::DoubleVote,
-    Strategy::Replay,
-    Strategy::BadSignature,
-    Strategy::Garbage,
-];
+/// The concrete strategies `mixed` draws from: all but `Mixed`, which comes last.
+const CONCRETE: &[Strategy] = Strategy::ALL.split_last().expect("ALL is not empty").1;
+const _: () = assert!(matches!(
+    Strategy::ALL[Strategy::ALL.len() - 1],
+    Strategy::Mixed
+));
 
 impl Coalition {
     /// `keys` are the members' keys, ids `n - keys.len() .. n`. `rng` is the coalition's

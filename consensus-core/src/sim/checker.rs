@@ -465,21 +465,7 @@ mod tests {
         let chain_id = fx.genesis.chain_id();
         let signatures = signers
             .iter()
-            .map(|i| {
-                let v = Vote::new_signed(
-                    &chain_id,
-                    &fx.keys[*i],
-                    VoteKind::Commit,
-                    1,
-                    0,
-                    Some(hash),
-                    NodeId(*i as u16),
-                );
-                CommitSig {
-                    voter: v.voter,
-                    signature: v.signature,
-                }
-            })
+            .map(|i| CommitSig::sign(&chain_id, &fx.keys[*i], 1, 0, hash, NodeId(*i as u16)))
             .collect();
         Block {
             header,

@@ -51,6 +51,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy; `Mixed` last (it draws from the others).
     pub const ALL: [Strategy; 7] = [
         Strategy::Silent,
         Strategy::Equivocate,
