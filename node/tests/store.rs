@@ -223,6 +223,46 @@ fn memory_store_keeps_the_contract() {
     contract(&MemoryStore::new(&genesis().block()));
 }
 
+/// A sign state at (height, round) locked on `next`, with the three verification votes
+/// behind the lock; `committed` says whether the commit vote was signed too (step 3, else 2).
+fn locked_sign_state(
+    state: &ChainState,
+    next: &Block,
+    height: u64,
+    round: u32,
+    committed: bool,
+) -> SignState {
+    let target = Some(VoteTarget {
+        block_hash: Some(next.hash()),
+    });
+    let polka: Vec<Vote> = (0..3)
+        .map(|i| {
+            Vote::new_signed(
+                &state.chain_id(),
+                &key(i),
+                VoteKind::Verification,
+                height,
+                round,
+                Some(next.hash()),
+                NodeId(i as u16),
+            )
+        })
+        .collect();
+    SignState {
+        height,
+        round,
+        step: if committed { 3 } else { 2 },
+        block_hash: Some(next.hash()),
+        verification: target,
+        commit: if committed { target } else { None },
+        locked: Some(LockRecord {
+            round,
+            block: next.clone(),
+            polka,
+        }),
+    }
+}
+
 #[test]
 fn lmdb_store_keeps_the_contract() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -234,36 +274,7 @@ fn lmdb_store_finds_everything_after_reopening() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut state, blocks) = chain(4);
     let next = proposal_block(&state, vec![]);
-    let polka: Vec<Vote> = (0..3)
-        .map(|i| {
-            Vote::new_signed(
-                &state.chain_id(),
-                &key(i),
-                VoteKind::Verification,
-                5,
-                0,
-                Some(next.hash()),
-                NodeId(i as u16),
-            )
-        })
-        .collect();
-    let signed = SignState {
-        height: 5,
-        round: 0,
-        step: 3,
-        block_hash: Some(next.hash()),
-        verification: Some(VoteTarget {
-            block_hash: Some(next.hash()),
-        }),
-        commit: Some(VoteTarget {
-            block_hash: Some(next.hash()),
-        }),
-        locked: Some(LockRecord {
-            round: 0,
-            block: next.clone(),
-            polka,
-        }),
-    };
+    let signed = locked_sign_state(&state, &next, 5, 0, true);
     let evidence = serde_json::json!({"kind": "equivocation", "voter": 3});
     {
         let store = lmdb(dir.path());
@@ -371,34 +382,7 @@ fn a_replica_restores_from_the_stored_chain_and_sign_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (state, blocks) = chain(6);
     let next = proposal_block(&state, vec![]);
-    let polka: Vec<Vote> = (0..3)
-        .map(|i| {
-            Vote::new_signed(
-                &state.chain_id(),
-                &key(i),
-                VoteKind::Verification,
-                7,
-                1,
-                Some(next.hash()),
-                NodeId(i as u16),
-            )
-        })
-        .collect();
-    let signed = SignState {
-        height: 7,
-        round: 1,
-        step: 2,
-        block_hash: Some(next.hash()),
-        verification: Some(VoteTarget {
-            block_hash: Some(next.hash()),
-        }),
-        commit: None,
-        locked: Some(LockRecord {
-            round: 1,
-            block: next,
-            polka,
-        }),
-    };
+    let signed = locked_sign_state(&state, &next, 7, 1, false);
     {
         let store = lmdb(dir.path());
         for block in &blocks {
