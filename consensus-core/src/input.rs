@@ -35,6 +35,10 @@ pub enum Input {
         ok: bool,
         rtt_ms: Option<u64>,
     },
+    /// A peer says its chain reaches `height` (its `/GetBlockChainLength` answer on start,
+    /// or its push to a validator that just joined). Unauthenticated as a claim: it only
+    /// makes the replica ask that peer for blocks, and every block it gets is validated.
+    PeerTip { peer: NodeId, height: Height },
 }
 
 /// A request for blocks, served by the host from its block store (see [`crate::sync::serve`]).

@@ -376,6 +376,7 @@ impl Replica {
             Input::PeerReport { peer, ok, rtt_ms } => {
                 self.on_peer_report(now_ms, peer, ok, rtt_ms, &mut out)
             }
+            Input::PeerTip { peer, height } => self.on_peer_tip(now_ms, peer, height, &mut out),
         }
         if self.started {
             self.apply_rules(now_ms, &mut out);
@@ -1533,6 +1534,26 @@ impl Replica {
     }
 
     // ----- sync -----------------------------------------------------------------------
+
+    /// A peer claims a longer chain: fetch from it now, unless a sync is already running
+    /// (that one's timer retries). Claims from non-validators are ignored.
+    fn on_peer_tip(&mut self, now_ms: u64, peer: NodeId, height: Height, out: &mut Out) {
+        if height <= self.chain.height()
+            || Some(peer) == self.id
+            || self.chain.validator(peer).is_none()
+            || self.sync.outstanding.is_some()
+        {
+            return;
+        }
+        self.send_sync_request(
+            now_ms,
+            peer,
+            SyncRequest::MissingBlocks {
+                last_hash: self.chain.last_hash(),
+            },
+            out,
+        );
+    }
 
     /// Schedules a sync attempt: right away when `urgent`, else after the sync timeout.
     fn arm_sync(&mut self, now_ms: u64, out: &mut Out, urgent: bool) {

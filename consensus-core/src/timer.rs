@@ -38,6 +38,7 @@ pub struct Timer {
 
 /// Timeout lengths: `base * speed * backoff^round`, capped; base adapts to peer round trips.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TimeoutConfig {
     pub propose_ms: u64,
     pub verification_ms: u64,

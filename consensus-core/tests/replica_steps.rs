@@ -1131,3 +1131,65 @@ fn n4f1_restarted_validator_keeps_its_lock() {
         "still locked on X after the restart"
     );
 }
+
+#[test]
+fn n4f1_a_peer_claiming_a_longer_chain_is_asked_for_blocks_once() {
+    use consensus_core::{SyncRequest, SyncResponse};
+    let mut net = Net::new(4);
+    net.max_height = 2;
+    net.down[0] = true;
+    net.start();
+    net.next_block();
+    let chain = net.committed[1].clone();
+    let behind = &mut net.nodes[0];
+    behind.handle(net.now, Input::Start);
+
+    let tip = |peer: u16, height: u64| Input::PeerTip {
+        peer: NodeId(peer),
+        height,
+    };
+    let requests = |out: &[Output]| {
+        out.iter()
+            .filter(|o| matches!(o, Output::RequestSync { .. }))
+            .count()
+    };
+    assert_eq!(
+        requests(&behind.handle(net.now, tip(2, 0))),
+        0,
+        "not longer"
+    );
+    assert_eq!(
+        requests(&behind.handle(net.now, tip(9, 5))),
+        0,
+        "not a validator"
+    );
+    let out = behind.handle(net.now, tip(2, 2));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::RequestSync {
+            peer: NodeId(2),
+            request: SyncRequest::MissingBlocks { .. }
+        }
+    )));
+    assert_eq!(
+        requests(&behind.handle(net.now, tip(3, 2))),
+        0,
+        "one sync at a time"
+    );
+    let mut newest_first = chain.clone();
+    newest_first.reverse();
+    behind.handle(
+        net.now,
+        Input::SyncResponse {
+            from: NodeId(2),
+            response: SyncResponse::MissingBlocks {
+                blocks: newest_first,
+            },
+        },
+    );
+    assert_eq!(
+        behind.height(),
+        2,
+        "the claimed blocks were validated and applied"
+    );
+}

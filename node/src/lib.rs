@@ -1,12 +1,13 @@
 //! # tinyweb-node: the host around `consensus-core`
 //!
-//! Today this crate is the `tinyweb` command line with one subcommand, `tinyweb sim`, which
-//! drives `consensus_core::sim` (the deterministic simulator). The networked node (HTTP
-//! transport, LMDB storage, `init` / `run` / `cluster` / `submit` / `status`) is a later issue;
-//! when it lands, its entry point `run(config, listener, shutdown)` lives here so integration
-//! tests can bind port 0 and stop the node cleanly.
-//!
-//! [`store`] is the node's durable state (LMDB via heed): committed blocks with their
-//! certificates, the last-signed vote state, evidence and peers.
+//! - [`node`]: the networked node: [`node::run`] serves the HTTP API (DESIGN §5), owns the
+//!   replica in one driver task and talks to peers; tests bind port 0 and stop it cleanly.
+//! - [`wire`]: the signed envelope every peer message and sync answer travels in.
+//! - [`store`]: durable state in LMDB (heed): committed blocks with their certificates, the
+//!   last-signed vote state, evidence and peers.
+//! - [`config`]: `config.toml`, key and genesis files.
 
+pub mod config;
+pub mod node;
 pub mod store;
+pub mod wire;

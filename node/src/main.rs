@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when a simulation found a violation (or the command failed),
 //! 2 on bad usage.
 
+mod run_cmd;
 mod sim_cmd;
 
 use std::process::ExitCode;
@@ -24,12 +25,18 @@ struct Cli {
 enum Command {
     /// Run seeded deterministic simulations of a cluster and check safety and liveness.
     Sim(sim_cmd::SimArgs),
+    /// Run one node in the foreground until Ctrl-C or SIGTERM.
+    Run(run_cmd::RunArgs),
+    /// Print an invitation a new node uses to join (`tinyweb init --join URL --invitation FILE`).
+    Invite(run_cmd::InviteArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Invite(args) => run_cmd::invite(args),
     };
     match result {
         Ok(code) => code,

@@ -113,6 +113,11 @@ impl Trace {
                 t.u8(*ok as u8);
                 t.u64(rtt_ms.unwrap_or(u64::MAX));
             }
+            Input::PeerTip { peer, height } => {
+                t.u8(6);
+                t.u64(peer.0 as u64);
+                t.u64(*height);
+            }
         }
     }
 

@@ -1,0 +1,422 @@
+//! A node's files: `config.toml` (every key has a documented default), the key file and
+//! the genesis file (DESIGN §6, §9; Req 12.1, 12.5, 12.8, 12.9).
+//!
+//! Relative paths inside `config.toml` are relative to the directory holding it, so a node
+//! directory can be moved or mounted elsewhere as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use consensus_core::crypto::Keypair;
+use consensus_core::limits::{BLOCK_TXS_MAX, TX_PAYLOAD_BYTES_MAX};
+use consensus_core::peers::DELINQUENCY_THRESHOLD_DEFAULT;
+use consensus_core::timer::TimeoutConfig;
+use consensus_core::{Genesis, ReplicaConfig, TxKind};
+use serde::{Deserialize, Serialize};
+
+/// Wire size of one transaction at most: hex payload plus the fixed fields and JSON keys.
+const TX_WIRE_BYTES_MAX: usize = 2 * TX_PAYLOAD_BYTES_MAX + 512;
+/// Everything in a block besides its transactions (header, certificate of up to 64 votes).
+const BLOCK_OVERHEAD_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML for a node config: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path} is not a valid genesis file: {source}")]
+    Genesis {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} is not a key file (expected 64 hex characters: the Ed25519 secret)")]
+    Key { path: PathBuf },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// `config.toml`. `#[serde(default)]` everywhere: a config names only what it changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub consensus: ConsensusSection,
+    pub timeouts: TimeoutConfig,
+    pub network: NetworkSection,
+    pub storage: StorageSection,
+    /// Set by `tinyweb init --join`: how this node asks to become a validator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSection>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// The `host:port` peers use to reach this node (its address in the validator set).
+    pub advertise: String,
+    /// The Ed25519 secret key (hex), created by `tinyweb init`; keep it private (0600).
+    pub key_file: PathBuf,
+    /// The genesis file every node of the chain shares (JSON).
+    pub genesis_file: PathBuf,
+    /// LMDB directory (blocks, certificates, sign state, evidence, peers).
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            advertise: "127.0.0.1:8700".into(),
+            key_file: "node.key".into(),
+            genesis_file: "genesis.json".into(),
+            data_dir: "data".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// Multiplies every timeout (Req 12.8): 1.0 as configured, 2.0 twice as slow.
+    pub speed_modifier: f64,
+    /// Consecutive failed exchanges after which a peer counts as delinquent (Req 3.7).
+    pub delinquency_threshold: u32,
+    /// Propose empty blocks when idle. Off by default: an idle family chain stays quiet and
+    /// only commits an empty block per `timeouts.heartbeat_ms`.
+    pub create_empty_blocks: bool,
+    /// Most transactions in one block. Bounded so a full block fits in `network.body_limit_bytes`.
+    pub block_txs_max: usize,
+    /// Most transactions waiting in the mempool.
+    pub mempool_max: usize,
+    /// Transaction kinds forwarded to peers on first receipt (Req 10.5).
+    pub rebroadcast_kinds: Vec<TxKind>,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            speed_modifier: 1.0,
+            delinquency_threshold: DELINQUENCY_THRESHOLD_DEFAULT,
+            create_empty_blocks: false,
+            block_txs_max: 100,
+            mempool_max: 10_000,
+            rebroadcast_kinds: TxKind::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Largest request or response body; larger requests get 413.
+    pub body_limit_bytes: usize,
+    /// A client must send its request headers within this time.
+    pub header_read_timeout_ms: u64,
+    /// Most open inbound connections; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A peer message's `ts` must be within this many ms of our clock (Req 8.5).
+    pub replay_window_ms: u64,
+    /// Timeout of one HTTP exchange with a peer.
+    pub request_timeout_ms: u64,
+    /// Attempts per message to a peer (first try included) before reporting it failed.
+    pub send_attempts: u32,
+    /// Back-off before the first retry; doubles per retry, with up to 50 % jitter.
+    pub retry_backoff_ms: u64,
+    /// Outgoing messages queued per peer; when full, the oldest are dropped (the round's
+    /// rebroadcast timer re-sends what matters).
+    pub peer_queue: usize,
+    /// Inbound consensus messages waiting for the replica; when full, 503 + Retry-After.
+    pub consensus_queue: usize,
+    /// Inbound transactions waiting for the replica; when full, 503 + Retry-After.
+    pub transaction_queue: usize,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 4 * 1024 * 1024,
+            header_read_timeout_ms: 5_000,
+            max_connections: 256,
+            replay_window_ms: 60_000,
+            request_timeout_ms: 2_000,
+            send_attempts: 3,
+            retry_backoff_ms: 50,
+            peer_queue: 512,
+            consensus_queue: 2_048,
+            transaction_queue: 4_096,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSection {
+    /// LMDB map size: the most the store can ever hold. A full map stops the node with a
+    /// clear error (raise this and restart); nothing is lost.
+    pub map_size_mib: usize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self { map_size_mib: 1024 }
+    }
+}
+
+/// How a node that is not yet a validator asks to join (`tinyweb init --join`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSection {
+    /// A member's base URL, e.g. `http://127.0.0.1:8700`.
+    pub url: String,
+    /// The invitation file `tinyweb invite` printed.
+    pub invitation_file: PathBuf,
+}
+
+impl NodeConfig {
+    /// Reads `path` and resolves its relative paths against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let node = &mut self.node;
+        for p in [
+            &mut node.key_file,
+            &mut node.genesis_file,
+            &mut node.data_dir,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(join) = &mut self.join {
+            if join.invitation_file.is_relative() {
+                join.invitation_file = base.join(&join.invitation_file);
+            }
+        }
+    }
+
+    /// Checks what serde cannot: ranges, and that a full block fits in one request body.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.consensus;
+        if !(c.speed_modifier.is_finite() && (0.01..=100.0).contains(&c.speed_modifier)) {
+            return Err(ConfigError::Invalid(format!(
+                "consensus.speed_modifier must be between 0.01 and 100, got {}",
+                c.speed_modifier
+            )));
+        }
+        if c.block_txs_max == 0 || c.block_txs_max > BLOCK_TXS_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "consensus.block_txs_max must be 1..={BLOCK_TXS_MAX}, got {}",
+                c.block_txs_max
+            )));
+        }
+        let block_max = c.block_txs_max * TX_WIRE_BYTES_MAX + BLOCK_OVERHEAD_BYTES;
+        if block_max > self.network.body_limit_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "a full block ({} txs) can take {block_max} bytes on the wire, more than \
+                 network.body_limit_bytes = {}: lower consensus.block_txs_max or raise the limit",
+                c.block_txs_max, self.network.body_limit_bytes
+            )));
+        }
+        let n = &self.network;
+        if n.send_attempts == 0 || n.peer_queue == 0 || n.consensus_queue == 0 {
+            return Err(ConfigError::Invalid(
+                "network.send_attempts, peer_queue and consensus_queue must be at least 1".into(),
+            ));
+        }
+        if n.transaction_queue == 0 || n.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "network.transaction_queue and max_connections must be at least 1".into(),
+            ));
+        }
+        if self.timeouts.propose_ms == 0 || self.timeouts.backoff_percent < 100 {
+            return Err(ConfigError::Invalid(
+                "timeouts.propose_ms must be > 0 and timeouts.backoff_percent >= 100".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        // A config of plain tables and scalars always serialises.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The replica's settings. The simulator-only unsafe quorum rule is not reachable from
+    /// a config file: the node always uses the committed active set.
+    pub fn replica_config(&self) -> ReplicaConfig {
+        let c = &self.consensus;
+        ReplicaConfig {
+            timeouts: self.timeouts.clone(),
+            speed_permille: (c.speed_modifier * 1000.0).round() as u64,
+            delinquency_threshold: c.delinquency_threshold,
+            create_empty_blocks: c.create_empty_blocks,
+            rebroadcast_kinds: c.rebroadcast_kinds.clone(),
+            block_txs_max: c.block_txs_max,
+            mempool_max: c.mempool_max,
+            quorum_rule: consensus_core::QuorumRule::ActiveSetOnChain,
+        }
+    }
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so a crash never
+/// leaves half a file; `private` makes it readable by the owner only (key files).
+pub fn write_file_atomic(path: &Path, contents: &[u8], private: bool) -> Result<(), ConfigError> {
+    let err = |source| ConfigError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp).map_err(err)?;
+        f.write_all(contents).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    let _ = private;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+pub fn load_key(path: &Path) -> Result<Keypair, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bytes = hex::decode(text.trim()).map_err(|_| ConfigError::Key {
+        path: path.to_owned(),
+    })?;
+    let secret: [u8; 32] = bytes.try_into().map_err(|_| ConfigError::Key {
+        path: path.to_owned(),
+    })?;
+    Ok(Keypair::from_secret(secret))
+}
+
+pub fn save_key(path: &Path, key: &Keypair) -> Result<(), ConfigError> {
+    write_file_atomic(
+        path,
+        format!("{}\n", hex::encode(key.secret())).as_bytes(),
+        true,
+    )
+}
+
+/// A fresh key from the OS's randomness (the node, unlike the core, may draw it).
+pub fn generate_key() -> Keypair {
+    Keypair::generate(&mut rand::rngs::OsRng)
+}
+
+pub fn load_genesis(path: &Path) -> Result<Genesis, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let genesis: Genesis = serde_json::from_str(&text).map_err(|source| ConfigError::Genesis {
+        path: path.to_owned(),
+        source,
+    })?;
+    if genesis.validators.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{} lists no validators",
+            path.display()
+        )));
+    }
+    Ok(genesis)
+}
+
+pub fn save_genesis(path: &Path, genesis: &Genesis) -> Result<(), ConfigError> {
+    let text = serde_json::to_string_pretty(genesis).unwrap_or_default();
+    write_file_atomic(path, text.as_bytes(), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_and_validate() {
+        let c = NodeConfig::default();
+        c.validate().expect("defaults are valid");
+        let back: NodeConfig = toml::from_str(&c.to_toml()).expect("parses");
+        assert_eq!(back, c);
+        assert!(
+            !c.consensus.create_empty_blocks,
+            "an idle chain stays quiet"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults_and_unknown_keys_are_refused() {
+        let c: NodeConfig = toml::from_str("").expect("empty is fine");
+        assert_eq!(c, NodeConfig::default());
+        let err = toml::from_str::<NodeConfig>("[consensus]\nspeed = 2.0\n")
+            .expect_err("typo must not pass silently");
+        assert!(err.to_string().contains("speed"), "{err}");
+    }
+
+    #[test]
+    fn a_block_that_cannot_fit_in_a_body_is_refused() {
+        let mut c = NodeConfig::default();
+        c.consensus.block_txs_max = 500;
+        let err = c.validate().expect_err("500 full txs exceed 4 MiB");
+        assert!(err.to_string().contains("body_limit_bytes"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[node]\nkey_file = \"k.key\"\n").expect("write");
+        let c = NodeConfig::load(&path).expect("loads");
+        assert_eq!(c.node.key_file, dir.path().join("k.key"));
+        assert_eq!(c.node.data_dir, dir.path().join("data"));
+    }
+
+    #[test]
+    fn key_files_round_trip_and_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.key");
+        let key = generate_key();
+        save_key(&path, &key).expect("save");
+        assert_eq!(load_key(&path).expect("load").public(), key.public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "zz").expect("write");
+        assert!(matches!(load_key(&path), Err(ConfigError::Key { .. })));
+    }
+}

@@ -1,0 +1,610 @@
+//! The one task that owns the replica (DESIGN §6). It feeds inputs in priority order
+//! (control and consensus messages before timers before transactions, Req 7.4) and applies
+//! the replica's outputs strictly in order: a sign state is durable before any message after
+//! it leaves, a committed block is stored before anything after it happens.
+//!
+//! Storage writes run inline on this task. They are short LMDB transactions with an fsync;
+//! consensus cannot proceed without them anyway, and handing them to another thread would
+//! only add a hop between "durable" and "send".
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use consensus_core::timer::Timer;
+use consensus_core::{
+    Block, ConsensusMessage, Event, Hash32, Height, Input, NodeId, Output, Replica, SyncRequest,
+    Transaction, TxError,
+};
+use tokio::sync::{mpsc, watch};
+
+use super::transport::Outgoing;
+use super::{now_ms, Control, NodeStatus, Query, Shared, TxStatus, TxSubmission};
+use crate::store::StoreError;
+use crate::wire::{self, kind, ChainNotice, Envelope};
+
+/// Alerts kept for `/status` (newest last).
+const ALERTS_MAX: usize = 32;
+/// Transactions `/GetPendingTransactions` returns at most (bounded by the body limit too).
+pub const PENDING_LIST_MAX: usize = 256;
+/// Timers kept at most; stale ones (older heights) are dropped first.
+const TIMERS_MAX: usize = 4_096;
+
+pub struct Driver {
+    shared: Arc<Shared>,
+    replica: Replica,
+    timers: BTreeMap<(u64, u64), Timer>,
+    timer_seq: u64,
+    /// Committed transaction -> height (`/Transaction/{hash}`), rebuilt from the store.
+    tx_heights: HashMap<Hash32, Height>,
+    last_commit_latency_ms: Option<u64>,
+    alerts: VecDeque<String>,
+}
+
+impl Driver {
+    /// Rebuilds the replica from the store: every stored block is re-validated (certificate
+    /// against its height's active set), and the last-signed state is restored so this node
+    /// never signs a vote conflicting with one it signed before the restart.
+    pub fn restore(shared: Arc<Shared>) -> anyhow::Result<Self> {
+        let blocks = shared
+            .store
+            .committed_blocks()
+            .context("cannot read the stored chain")?;
+        let sign_state = shared
+            .store
+            .sign_state()
+            .context("cannot read the sign state")?
+            .unwrap_or_default();
+        let mut replica = Replica::new(
+            shared.config.replica_config(),
+            &shared.genesis,
+            shared.key.clone(),
+            rand::random(),
+        );
+        replica
+            .restore(&blocks, sign_state)
+            .context("the stored chain does not validate")?;
+        let mut tx_heights = HashMap::new();
+        for block in &blocks {
+            for tx in &block.txs {
+                tx_heights.insert(tx.hash(), block.height());
+            }
+        }
+        let driver = Self {
+            shared,
+            replica,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            tx_heights,
+            last_commit_latency_ms: None,
+            alerts: VecDeque::new(),
+        };
+        driver.publish_validators();
+        Ok(driver)
+    }
+
+    pub async fn run(
+        mut self,
+        mut consensus_rx: mpsc::Receiver<(NodeId, ConsensusMessage)>,
+        mut tx_rx: mpsc::Receiver<TxSubmission>,
+        mut control_rx: mpsc::Receiver<Control>,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let result = self
+            .event_loop(&mut consensus_rx, &mut tx_rx, &mut control_rx, &mut stop)
+            .await;
+        if let Err(e) = &result {
+            let reason = format!("{e:#}");
+            tracing::error!(error = %reason, "consensus stopped (fail-stop)");
+            if let Ok(mut f) = self.shared.fatal.write() {
+                *f = Some(reason);
+            }
+        }
+        result
+    }
+
+    async fn event_loop(
+        &mut self,
+        consensus_rx: &mut mpsc::Receiver<(NodeId, ConsensusMessage)>,
+        tx_rx: &mut mpsc::Receiver<TxSubmission>,
+        control_rx: &mut mpsc::Receiver<Control>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        self.step(Input::Start)?;
+        self.ask_peers_for_their_tips();
+        loop {
+            let next_timer = self.timers.keys().next().map(|(deadline, _)| *deadline);
+            let timer = async move {
+                match next_timer {
+                    Some(deadline) => {
+                        let wait = deadline.saturating_sub(now_ms());
+                        tokio::time::sleep_until(
+                            tokio::time::Instant::now() + Duration::from_millis(wait),
+                        )
+                        .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.changed() => return Ok(()),
+                Some(control) = control_rx.recv() => self.on_control(control)?,
+                Some((from, message)) = consensus_rx.recv() => {
+                    self.step(Input::Message { from, message })?
+                }
+                _ = timer => self.fire_due_timers()?,
+                Some(submission) = tx_rx.recv() => self.on_transaction(submission)?,
+            }
+            self.publish_queue_depths();
+        }
+    }
+
+    fn step(&mut self, input: Input) -> Result<(), StoreError> {
+        let now = now_ms();
+        let outputs = self.replica.handle(now, input);
+        self.apply(now, outputs)
+    }
+
+    fn apply(&mut self, now: u64, outputs: Vec<Output>) -> Result<(), StoreError> {
+        for output in outputs {
+            match output {
+                Output::PersistSignState(state) => self.shared.store.save_sign_state(&state)?,
+                Output::Commit(block) => self.commit(block)?,
+                Output::Broadcast(message) => {
+                    let to: Vec<NodeId> = self.peers().collect();
+                    self.send_message(now, &to, &message);
+                }
+                Output::Send { to, message } => self.send_message(now, &[to], &message),
+                Output::BroadcastTx { tx, except } => self.broadcast_tx(now, tx, except),
+                Output::ScheduleTimer(timer) => self.schedule(timer),
+                Output::RequestSync { peer, request } => self.request_sync(peer, request),
+                Output::Event(event) => self.on_event(now, event),
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, block: Block) -> Result<(), StoreError> {
+        self.shared.store.append_block(&block)?;
+        for tx in &block.txs {
+            self.tx_heights.insert(tx.hash(), block.height());
+        }
+        self.publish_validators();
+        let current = self.replica.height() + 1;
+        self.timers.retain(|_, t| t.height >= current);
+        Ok(())
+    }
+
+    /// Every other registered validator (suspended ones still follow the chain).
+    fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.replica.id();
+        self.replica
+            .chain_state()
+            .validators()
+            .iter()
+            .map(|v| v.id)
+            .filter(move |id| Some(*id) != me)
+    }
+
+    fn address_of(&self, id: NodeId) -> Option<String> {
+        self.replica
+            .chain_state()
+            .validator(id)
+            .map(|v| v.address.clone())
+    }
+
+    /// `pbft_node_broadcast_block`, `..._verification_vote`, `..._commit_vote` and the
+    /// `/MissingProposer` vote: one sealed envelope, queued for each peer.
+    fn send_message(&self, now: u64, to: &[NodeId], message: &ConsensusMessage) {
+        let Some(me) = self.replica.id() else { return };
+        let body = Arc::new(wire::seal_message(
+            &self.shared.chain_id,
+            &self.shared.key,
+            me,
+            now,
+            message,
+        ));
+        let outgoing = Outgoing {
+            path: wire::path_of(message),
+            body,
+            queued: Instant::now(),
+        };
+        for &peer in to {
+            if let Some(address) = self.address_of(peer) {
+                self.shared.transport.send(peer, &address, outgoing.clone());
+            }
+        }
+    }
+
+    /// `pbft_node_rebroadcast_transaction`: the transaction unmodified (its own signature
+    /// intact) in our envelope, to every peer but its origin (Req 10.2, 10.6).
+    fn broadcast_tx(&self, now: u64, tx: Transaction, except: Option<NodeId>) {
+        let Some(me) = self.replica.id() else { return };
+        let envelope = Envelope::seal(
+            &self.shared.chain_id,
+            &self.shared.key,
+            me,
+            kind::TRANSACTION,
+            now,
+            tx,
+        );
+        let Ok(body) = serde_json::to_vec(&envelope) else {
+            return;
+        };
+        let outgoing = Outgoing {
+            path: "/Transaction",
+            body: Arc::new(body),
+            queued: Instant::now(),
+        };
+        let peers: Vec<NodeId> = self.peers().filter(|p| Some(*p) != except).collect();
+        for peer in peers {
+            if let Some(address) = self.address_of(peer) {
+                self.shared.transport.send(peer, &address, outgoing.clone());
+            }
+        }
+    }
+
+    fn schedule(&mut self, timer: Timer) {
+        if self.timers.len() >= TIMERS_MAX {
+            let current = self.replica.height() + 1;
+            self.timers.retain(|_, t| t.height >= current);
+            if self.timers.len() >= TIMERS_MAX {
+                self.timers.pop_first();
+            }
+        }
+        self.timer_seq += 1;
+        self.timers
+            .insert((timer.deadline_ms, self.timer_seq), timer);
+    }
+
+    fn fire_due_timers(&mut self) -> Result<(), StoreError> {
+        let now = now_ms();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.step(Input::Timeout(timer))?;
+        }
+        Ok(())
+    }
+
+    /// `pbft_node_request_missing_blocks_from_peer` / `..._request_entire_blockchain_from_peer`:
+    /// a signed request; the signed answer goes back to the replica, which validates every
+    /// block. A failed exchange counts against the peer (Req 4.6).
+    fn request_sync(&self, peer: NodeId, request: SyncRequest) {
+        let Some(validator) = self.replica.chain_state().validator(peer).cloned() else {
+            return;
+        };
+        // A validator that just joined is not one in its own (short) chain yet: it signs
+        // with its key and no id, and the peer finds the key in its longer chain.
+        let me = self.replica.id().unwrap_or(wire::NO_ID);
+        match request {
+            SyncRequest::MissingBlocks { last_hash } => self.spawn_sync_exchange(
+                peer,
+                validator,
+                me,
+                "/MissingBlockRequeset",
+                kind::MISSING_BLOCKS_REQUEST,
+                kind::MISSING_BLOCKS,
+                wire::LastHash { last_hash },
+            ),
+            SyncRequest::EntireChain { from_height } => self.spawn_sync_exchange(
+                peer,
+                validator,
+                me,
+                "/RequestEntireBlockchain",
+                kind::ENTIRE_CHAIN_REQUEST,
+                kind::CHAIN_PAGE,
+                wire::FromHeight { from_height },
+            ),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_sync_exchange<B: wire::WireBody + Send + Sync + 'static>(
+        &self,
+        peer: NodeId,
+        validator: consensus_core::Validator,
+        me: NodeId,
+        path: &'static str,
+        request_kind: &'static str,
+        answer_kind: &'static str,
+        body: B,
+    ) {
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let envelope = Envelope::seal(
+                &shared.chain_id,
+                &shared.key,
+                me,
+                request_kind,
+                now_ms(),
+                body,
+            );
+            let answer = shared
+                .transport
+                .exchange::<B, consensus_core::SyncResponse>(
+                    &validator,
+                    path,
+                    &envelope,
+                    &[answer_kind],
+                    &shared.chain_id,
+                )
+                .await;
+            let control = match answer {
+                Ok(envelope) => Control::Sync {
+                    from: peer,
+                    response: envelope.body,
+                },
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "sync request failed");
+                    Control::PeerReport {
+                        peer,
+                        ok: false,
+                        rtt_ms: None,
+                    }
+                }
+            };
+            let _ = shared.control.send(control).await;
+        });
+    }
+
+    /// `pbft_node_get_blockchain_length_from_peer` for every peer, once at start: a node
+    /// that was down catches up even if the chain is idle (no message would show it is
+    /// behind). Each answer is only a claim; the replica validates what it then fetches.
+    fn ask_peers_for_their_tips(&self) {
+        let peers: Vec<(NodeId, String)> = self
+            .peers()
+            .filter_map(|id| self.address_of(id).map(|a| (id, a)))
+            .collect();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            for (peer, address) in peers {
+                if let Some(length) = shared.transport.chain_length(&address).await {
+                    let height = length.saturating_sub(1);
+                    let _ = shared.control.send(Control::PeerTip { peer, height }).await;
+                }
+            }
+        });
+    }
+
+    fn on_control(&mut self, control: Control) -> Result<(), StoreError> {
+        match control {
+            Control::PeerReport { peer, ok, rtt_ms } => {
+                self.step(Input::PeerReport { peer, ok, rtt_ms })
+            }
+            Control::Sync { from, response } => self.step(Input::SyncResponse { from, response }),
+            Control::PeerTip { peer, height } => self.step(Input::PeerTip { peer, height }),
+            Control::Query(query) => {
+                self.answer(query);
+                Ok(())
+            }
+        }
+    }
+
+    fn answer(&self, query: Query) {
+        match query {
+            Query::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Query::Pending(reply) => {
+                let list = self
+                    .replica
+                    .mempool()
+                    .iter()
+                    .take(PENDING_LIST_MAX)
+                    .cloned()
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Query::TxStatus(hash, reply) => {
+                let status = match self.tx_heights.get(&hash) {
+                    Some(&height) => TxStatus::Committed { height },
+                    None if self.replica.mempool().contains(&hash) => TxStatus::Pending,
+                    None => TxStatus::Unknown,
+                };
+                let _ = reply.send(status);
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let validators = self.replica.chain_state().validators().to_vec();
+        let mut status = NodeStatus::from_replica(
+            &self.replica.status(),
+            &validators,
+            self.shared.key.public(),
+            self.shared.chain_id,
+        );
+        status.last_commit_latency_ms = self.last_commit_latency_ms;
+        status.alerts = self.alerts.iter().cloned().collect();
+        status.outgoing_queued = self.shared.transport.queued();
+        status
+    }
+
+    /// Client transactions get the admission verdict; peers' rebroadcasts just go in (the
+    /// replica checks them the same way and drops what fails).
+    fn on_transaction(&mut self, submission: TxSubmission) -> Result<(), StoreError> {
+        let TxSubmission { tx, origin, reply } = submission;
+        let hash = tx.hash();
+        let verdict = match self.replica.check_transaction(now_ms(), &tx) {
+            Ok(()) => Ok(hash),
+            // Submitting the same transaction again is not an error for the client.
+            Err(TxError::Duplicate) => Ok(hash),
+            Err(e) => Err(e.to_string()),
+        };
+        let admitted = verdict.is_ok();
+        if let Some(reply) = reply {
+            let _ = reply.send(verdict);
+        }
+        if admitted {
+            self.step(Input::Transaction { tx, origin })?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, now: u64, event: Event) {
+        self.shared.metrics.record(&event);
+        log_event(&event);
+        match &event {
+            Event::Committed { height_ms, .. } => self.last_commit_latency_ms = Some(*height_ms),
+            Event::ByzantineOverload { height, detail } => self.alert(format!(
+                "height {height}: more than f validators faulty: {detail}"
+            )),
+            Event::Equivocation {
+                voter,
+                kind,
+                height,
+                round,
+            } => self.alert(format!(
+                "validator {voter} signed two {kind:?} votes at height {height} round {round}"
+            )),
+            Event::PeerDelinquent { peer, failures } => {
+                self.alert(format!("peer {peer} delinquent after {failures} failures"))
+            }
+            Event::ValidatorJoined { node, .. } => self.push_chain_to(now, *node),
+            _ => {}
+        }
+        let me = self.replica.id().map(|id| id.0);
+        let record = serde_json::json!({ "node": me, "time_ms": now, "event": event });
+        let _ = self.shared.events.send(Arc::from(record.to_string()));
+    }
+
+    fn alert(&mut self, message: String) {
+        if self.alerts.len() >= ALERTS_MAX {
+            self.alerts.pop_front();
+        }
+        self.alerts.push_back(message);
+    }
+
+    /// `pbft_node_broadcast_blockchain_to_new_node`: tell a validator that just joined how
+    /// long our chain is; it pulls (and validates) the blocks through normal sync.
+    fn push_chain_to(&self, now: u64, node: NodeId) {
+        let (Some(me), Some(address)) = (self.replica.id(), self.address_of(node)) else {
+            return;
+        };
+        if Some(node) == self.replica.id() {
+            return;
+        }
+        let notice = ChainNotice {
+            chain_length: wire::chain_length(self.replica.height()),
+            last_hash: self.replica.last_hash(),
+        };
+        let envelope = Envelope::seal(
+            &self.shared.chain_id,
+            &self.shared.key,
+            me,
+            kind::NEW_BLOCKCHAIN,
+            now,
+            notice,
+        );
+        if let Ok(body) = serde_json::to_vec(&envelope) {
+            self.shared.transport.send(
+                node,
+                &address,
+                Outgoing {
+                    path: "/SendNewBlockChain",
+                    body: Arc::new(body),
+                    queued: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// `pbft_node_load_peers_from_blockchain`: the validator set (and so the peer list) is
+    /// whatever the committed chain says; handlers authenticate senders against it.
+    fn publish_validators(&self) {
+        let validators = self.replica.chain_state().validators().to_vec();
+        if let Ok(mut v) = self.shared.validators.write() {
+            *v = validators;
+        }
+        let status = self.replica.status();
+        let m = &self.shared.metrics;
+        m.set("tinyweb_height", status.height as f64);
+        m.set("tinyweb_mempool_txs", status.mempool as f64);
+        for (peer, failures) in &status.peer_failures {
+            m.set(
+                &format!("tinyweb_peer_failures{{peer=\"{peer}\"}}"),
+                f64::from(*failures),
+            );
+            let up = if status.delinquent.contains(peer) {
+                0.0
+            } else {
+                1.0
+            };
+            m.set(&format!("tinyweb_peer_up{{peer=\"{peer}\"}}"), up);
+        }
+    }
+
+    fn publish_queue_depths(&self) {
+        let depth = |tx_cap: usize, free: usize| (tx_cap - free) as f64;
+        let s = &self.shared;
+        let m = &s.metrics;
+        m.set(
+            "tinyweb_queue_depth{queue=\"consensus\"}",
+            depth(s.consensus_in.max_capacity(), s.consensus_in.capacity()),
+        );
+        m.set(
+            "tinyweb_queue_depth{queue=\"transactions\"}",
+            depth(s.tx_in.max_capacity(), s.tx_in.capacity()),
+        );
+        m.set(
+            "tinyweb_queue_depth{queue=\"control\"}",
+            depth(s.control.max_capacity(), s.control.capacity()),
+        );
+        m.set("tinyweb_mempool_txs", self.replica.mempool().len() as f64);
+        m.set("tinyweb_round", f64::from(self.replica.round()));
+    }
+}
+
+/// Events as logs: security events at warn (Req 9.5), commits and round changes at info.
+fn log_event(event: &Event) {
+    match event {
+        Event::Committed {
+            height,
+            round,
+            txs,
+            height_ms,
+            block_hash,
+        } => tracing::info!(height, round, txs, height_ms, hash = %block_hash, "committed"),
+        Event::RoundChanged {
+            height,
+            round,
+            reason,
+        } if *round > 0 => tracing::info!(height, round, ?reason, "round changed"),
+        Event::Rejected { from, reason } => {
+            tracing::warn!(security = true, %from, %reason, "message rejected")
+        }
+        Event::Equivocation {
+            voter,
+            kind,
+            height,
+            round,
+        } => tracing::warn!(security = true, %voter, ?kind, height, round, "equivocation"),
+        Event::PeerDelinquent { peer, failures } => {
+            tracing::warn!(%peer, failures, "peer delinquent")
+        }
+        Event::PeerRecovered { peer } => tracing::info!(%peer, "peer recovered"),
+        Event::ValidatorSuspended { node, from_height } => {
+            tracing::warn!(%node, from_height, "validator suspended")
+        }
+        Event::ValidatorReadmitted { node, from_height } => {
+            tracing::info!(%node, from_height, "validator readmitted")
+        }
+        Event::ValidatorJoined { node, from_height } => {
+            tracing::info!(%node, from_height, "validator joined")
+        }
+        Event::ByzantineOverload { height, detail } => {
+            tracing::error!(security = true, height, %detail, "BYZANTINE OVERLOAD: committing stopped")
+        }
+        Event::SyncApplied {
+            peer,
+            blocks,
+            height,
+        } => tracing::info!(%peer, blocks, height, "synced"),
+        other => tracing::debug!(event = ?other),
+    }
+}

@@ -1,0 +1,587 @@
+//! The HTTP API (DESIGN §5). Handlers parse, authenticate and enqueue; they never touch the
+//! replica. Every refusal is a JSON body `{ "error": <code>, "message": <text> }` with the
+//! status DESIGN §5 gives (400 / 401 / 404 / 409 / 413 / 503 + Retry-After).
+//!
+//! The server is hyper's HTTP/1 connection builder with a header-read timeout, behind a
+//! connection cap (a semaphore taken before `accept`): `axum::serve` sets neither, and a
+//! slow or idle client could otherwise hold the node's sockets and starve consensus.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use consensus_core::{
+    sync, ConsensusMessage, Hash32, NewRound, NodeId, Proposal, SyncRequest, SyncResponse,
+    Transaction, Vote, VoteKind,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::{join, now_ms, Control, Query, Shared, TxSubmission};
+use crate::wire::{
+    self, kind, ChainNotice, Empty, Envelope, FromHeight, LastHash, PendingTransactions, WireBody,
+    WireError,
+};
+
+/// How long a client waits for the replica's verdict on its transaction.
+const TX_VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl IntoResponse for WireError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = Json(serde_json::json!({ "error": self.code(), "message": self.to_string() }));
+        let mut response = (status, body).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+type Shr = State<Arc<Shared>>;
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/ProposeBlock", post(propose_block))
+        .route("/VerificationVote", post(verification_vote))
+        .route("/CommitVote", post(commit_vote))
+        .route("/MissingProposer", post(missing_proposer))
+        .route("/NewRound", post(missing_proposer))
+        .route("/Transaction", post(transaction))
+        .route("/MissingBlockRequeset", post(missing_blocks))
+        .route("/MissingBlockRequest", post(missing_blocks))
+        .route("/RequestEntireBlockchain", post(entire_chain))
+        .route("/SendNewBlockChain", post(new_blockchain))
+        .route("/NewNode", post(join::new_node))
+        .route("/GetBlockChainLength", get(chain_length))
+        .route("/BlockChainLastHash", get(last_hash))
+        .route(
+            "/GetPendingTransactions",
+            get(pending_plain).post(pending_signed),
+        )
+        .route("/Block/{height}", get(block))
+        .route("/Transaction/{hash}", get(tx_status))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/events", get(events))
+        .route("/health", get(health))
+        .fallback(|| async { WireError::NotFound })
+        .with_state(shared)
+}
+
+/// Serves until `stop` flips. Connections beyond `max_connections` wait in the kernel's
+/// accept queue rather than being accepted and starved.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let network = &shared.config.network;
+    let permits = Arc::new(Semaphore::new(network.max_connections));
+    let header_timeout = Duration::from_millis(network.header_read_timeout_ms);
+    let app = router(shared.clone());
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            _ = stop.changed() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, _) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .keep_alive(true);
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.abort_all();
+}
+
+/// Reads the body up to the configured limit (413 beyond it, before reading when the
+/// client declared its length).
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, WireError> {
+    let limit = shared.config.network.body_limit_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(WireError::TooLarge { limit });
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| WireError::TooLarge { limit })
+}
+
+/// A refusal worth a log line and a metric; security events at warn (Req 8.3, 9.5).
+fn refused(shared: &Shared, endpoint: &str, error: WireError) -> WireError {
+    shared.metrics.inc(&format!(
+        "tinyweb_http_rejected_total{{code=\"{}\"}}",
+        error.code()
+    ));
+    if error.is_security_event() {
+        shared.metrics.inc(&format!(
+            "tinyweb_security_events_total{{kind=\"{}\"}}",
+            error.code()
+        ));
+        tracing::warn!(security = true, endpoint, %error, "request refused");
+    } else {
+        tracing::debug!(endpoint, %error, "request refused");
+    }
+    error
+}
+
+/// Parse, authenticate against the validator set (by id), and check for replays.
+fn open_envelope<B: WireBody>(
+    shared: &Shared,
+    raw: &[u8],
+    kinds: &[&str],
+) -> Result<Envelope<B>, WireError> {
+    let envelope: Envelope<B> = wire::parse_envelope(raw, kinds)?;
+    let id = wire::authenticate(
+        &envelope,
+        &shared.chain_id,
+        |from| shared.validator(from).map(|v| v.public_key),
+        now_ms(),
+        shared.config.network.replay_window_ms,
+    )?;
+    check_replay(shared, id, envelope.ts)?;
+    Ok(envelope)
+}
+
+/// Like [`open_envelope`], but the sender is found by key: for read-only requests from a
+/// validator that joined recently and does not know its own id yet.
+fn open_request<B: WireBody>(
+    shared: &Shared,
+    raw: &[u8],
+    kinds: &[&str],
+) -> Result<Envelope<B>, WireError> {
+    let envelope: Envelope<B> = wire::parse_envelope(raw, kinds)?;
+    let known = shared
+        .validators
+        .read()
+        .map(|v| v.iter().any(|v| v.public_key == envelope.sender))
+        .unwrap_or(false);
+    let sender = envelope.sender;
+    let id = wire::authenticate(
+        &envelope,
+        &shared.chain_id,
+        |_| known.then_some(sender),
+        now_ms(),
+        shared.config.network.replay_window_ms,
+    )?;
+    check_replay(shared, id, envelope.ts)?;
+    Ok(envelope)
+}
+
+fn check_replay(shared: &Shared, id: Hash32, ts: u64) -> Result<(), WireError> {
+    let fresh = shared
+        .replay
+        .lock()
+        .map(|mut g| g.check_and_insert(id, ts, now_ms()))
+        .unwrap_or(false);
+    if fresh {
+        Ok(())
+    } else {
+        Err(WireError::Replayed)
+    }
+}
+
+fn accepted() -> Response {
+    Json(serde_json::json!({ "accepted": true })).into_response()
+}
+
+fn enqueue(
+    shared: &Shared,
+    from: NodeId,
+    message: ConsensusMessage,
+) -> Result<Response, WireError> {
+    if shared.fatal.read().map(|f| f.is_some()).unwrap_or(true) {
+        return Err(WireError::Unavailable("consensus stopped".into()));
+    }
+    shared
+        .consensus_in
+        .try_send((from, message))
+        .map_err(|_| WireError::Busy)?;
+    Ok(accepted())
+}
+
+async fn consensus_message<B: WireBody>(
+    shared: &Shared,
+    endpoint: &str,
+    headers: &HeaderMap,
+    body: Body,
+    kinds: &[&str],
+    into_message: impl FnOnce(&str, B) -> Result<ConsensusMessage, WireError>,
+) -> Response {
+    let result = async {
+        let raw = read_body(shared, headers, body).await?;
+        let envelope: Envelope<B> = open_envelope(shared, &raw, kinds)?;
+        let message = into_message(&envelope.kind, envelope.body)?;
+        enqueue(shared, envelope.from, message)
+    }
+    .await;
+    result.unwrap_or_else(|e| refused(shared, endpoint, e).into_response())
+}
+
+async fn propose_block(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    consensus_message::<Proposal>(
+        &s,
+        "/ProposeBlock",
+        &headers,
+        body,
+        &["proposal"],
+        |_, p| Ok(ConsensusMessage::Proposal(p)),
+    )
+    .await
+}
+
+fn vote_of(kind: VoteKind) -> impl FnOnce(&str, Vote) -> Result<ConsensusMessage, WireError> {
+    move |_, vote: Vote| {
+        if vote.kind != kind {
+            return Err(WireError::WrongShape(format!(
+                "a {:?} vote posted to the {kind:?} endpoint",
+                vote.kind
+            )));
+        }
+        Ok(ConsensusMessage::Vote(vote))
+    }
+}
+
+async fn verification_vote(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let kinds = [VoteKind::Verification.domain()];
+    consensus_message(
+        &s,
+        "/VerificationVote",
+        &headers,
+        body,
+        &kinds,
+        vote_of(VoteKind::Verification),
+    )
+    .await
+}
+
+async fn commit_vote(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let kinds = [VoteKind::Commit.domain()];
+    consensus_message(
+        &s,
+        "/CommitVote",
+        &headers,
+        body,
+        &kinds,
+        vote_of(VoteKind::Commit),
+    )
+    .await
+}
+
+async fn missing_proposer(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    consensus_message::<NewRound>(
+        &s,
+        "/MissingProposer",
+        &headers,
+        body,
+        &["new_round"],
+        |_, v| Ok(ConsensusMessage::NewRound(v)),
+    )
+    .await
+}
+
+/// A client posts the signed transaction itself; a peer rebroadcasting it wraps it,
+/// unmodified, in its envelope (so the origin is known and not sent it back, Req 10.6).
+async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let raw = read_body(&s, &headers, body).await?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|e| WireError::BadJson(e.to_string()))?;
+        if value.get("v").is_some() {
+            let envelope: Envelope<Transaction> = open_envelope(&s, &raw, &[kind::TRANSACTION])?;
+            let submission = TxSubmission {
+                tx: envelope.body,
+                origin: Some(envelope.from),
+                reply: None,
+            };
+            s.tx_in.try_send(submission).map_err(|_| WireError::Busy)?;
+            return Ok(accepted());
+        }
+        let tx: Transaction =
+            serde_json::from_value(value).map_err(|e| WireError::WrongShape(e.to_string()))?;
+        tx.verify().map_err(|_| WireError::BadSignature)?;
+        let (reply, verdict) = oneshot::channel();
+        s.tx_in
+            .try_send(TxSubmission {
+                tx,
+                origin: None,
+                reply: Some(reply),
+            })
+            .map_err(|_| WireError::Busy)?;
+        match tokio::time::timeout(TX_VERDICT_TIMEOUT, verdict).await {
+            Ok(Ok(Ok(hash))) => Ok(Json(serde_json::json!({
+                "tx_hash": hash,
+                "accepted": true,
+            }))
+            .into_response()),
+            Ok(Ok(Err(reason))) => Err(WireError::Rejected(reason)),
+            _ => Err(WireError::Busy),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| refused(&s, "/Transaction", e).into_response())
+}
+
+/// Answers a sync request with a signed envelope. Pages are cut to fit the body limit
+/// (Req 5.6); a single block always fits (the config guarantees it).
+fn sync_answer(shared: &Shared, request: &SyncRequest) -> Result<Response, WireError> {
+    let store: &dyn crate::store::Store = shared.store.as_ref();
+    let mut response = sync::serve(&store, request);
+    let limit = shared.config.network.body_limit_bytes;
+    let answer_kind = match &response {
+        SyncResponse::ChainPage { .. } => kind::CHAIN_PAGE,
+        _ => kind::MISSING_BLOCKS,
+    };
+    let me = shared.my_id().unwrap_or(wire::NO_ID);
+    loop {
+        let envelope = Envelope::seal(
+            &shared.chain_id,
+            &shared.key,
+            me,
+            answer_kind,
+            now_ms(),
+            response.clone(),
+        );
+        let bytes =
+            serde_json::to_vec(&envelope).map_err(|e| WireError::Unavailable(e.to_string()))?;
+        if bytes.len() <= limit {
+            return Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response());
+        }
+        // Too big: drop the block farthest from the requester's tip and try again.
+        match &mut response {
+            SyncResponse::MissingBlocks { blocks } if blocks.len() > 1 => {
+                blocks.remove(0);
+            }
+            SyncResponse::ChainPage { blocks, .. } if blocks.len() > 1 => {
+                blocks.pop();
+            }
+            _ => {
+                return Err(WireError::Unavailable(
+                    "a single block exceeds the body limit".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// `/MissingBlockRequeset`: the blocks after the requester's last hash, newest first.
+async fn missing_blocks(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let raw = read_body(&s, &headers, body).await?;
+        let envelope: Envelope<LastHash> = open_request(&s, &raw, &[kind::MISSING_BLOCKS_REQUEST])?;
+        sync_answer(
+            &s,
+            &SyncRequest::MissingBlocks {
+                last_hash: envelope.body.last_hash,
+            },
+        )
+    }
+    .await;
+    result.unwrap_or_else(|e| refused(&s, "/MissingBlockRequeset", e).into_response())
+}
+
+/// `/RequestEntireBlockchain`: one page of the chain from `fromHeight`, oldest first.
+async fn entire_chain(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let raw = read_body(&s, &headers, body).await?;
+        let envelope: Envelope<FromHeight> = open_request(&s, &raw, &[kind::ENTIRE_CHAIN_REQUEST])?;
+        sync_answer(
+            &s,
+            &SyncRequest::EntireChain {
+                from_height: envelope.body.from_height,
+            },
+        )
+    }
+    .await;
+    result.unwrap_or_else(|e| refused(&s, "/RequestEntireBlockchain", e).into_response())
+}
+
+/// `/SendNewBlockChain`: a member tells us (a validator that just joined) its chain length;
+/// the replica fetches and validates the blocks from it.
+async fn new_blockchain(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let raw = read_body(&s, &headers, body).await?;
+        let envelope: Envelope<ChainNotice> = open_envelope(&s, &raw, &[kind::NEW_BLOCKCHAIN])?;
+        let tip = Control::PeerTip {
+            peer: envelope.from,
+            height: envelope.body.chain_length.saturating_sub(1),
+        };
+        s.control.try_send(tip).map_err(|_| WireError::Busy)?;
+        Ok(accepted())
+    }
+    .await;
+    result.unwrap_or_else(|e| refused(&s, "/SendNewBlockChain", e).into_response())
+}
+
+async fn chain_length(State(s): Shr) -> Response {
+    let tip = s.store.tip_height();
+    Json(serde_json::json!({ "chainLength": wire::chain_length(tip) })).into_response()
+}
+
+async fn last_hash(State(s): Shr) -> Response {
+    Json(serde_json::json!({
+        "height": s.store.tip_height(),
+        "lastHash": s.store.tip_hash(),
+    }))
+    .into_response()
+}
+
+async fn ask<T>(
+    s: &Shared,
+    query: impl FnOnce(oneshot::Sender<T>) -> Query,
+) -> Result<T, WireError> {
+    let (reply, answer) = oneshot::channel();
+    s.control
+        .try_send(Control::Query(query(reply)))
+        .map_err(|_| WireError::Busy)?;
+    tokio::time::timeout(Duration::from_secs(5), answer)
+        .await
+        .map_err(|_| WireError::Busy)?
+        .map_err(|_| WireError::Unavailable("consensus stopped".into()))
+}
+
+async fn pending_plain(State(s): Shr) -> Response {
+    match ask(&s, Query::Pending).await {
+        Ok(list) => Json(PendingTransactions {
+            pending_transactions: list,
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `pbft_node_get_pending_transactions_from_peer`'s server side, signed both ways.
+async fn pending_signed(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let raw = read_body(&s, &headers, body).await?;
+        let _: Envelope<Empty> = open_request(&s, &raw, &[kind::PENDING_REQUEST])?;
+        let list = ask(&s, Query::Pending).await?;
+        let envelope = Envelope::seal(
+            &s.chain_id,
+            &s.key,
+            s.my_id().unwrap_or(wire::NO_ID),
+            kind::PENDING,
+            now_ms(),
+            PendingTransactions {
+                pending_transactions: list,
+            },
+        );
+        Ok(Json(envelope).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e| refused(&s, "/GetPendingTransactions", e).into_response())
+}
+
+async fn block(State(s): Shr, Path(height): Path<String>) -> Response {
+    let Ok(height) = height.parse::<u64>() else {
+        return WireError::WrongShape(format!("{height:?} is not a block height")).into_response();
+    };
+    match s.store.block(height) {
+        Ok(Some(block)) => {
+            let mut json = serde_json::to_value(&block).unwrap_or_default();
+            if let Some(map) = json.as_object_mut() {
+                map.insert("hash".into(), serde_json::json!(block.hash()));
+            }
+            Json(json).into_response()
+        }
+        Ok(None) => WireError::NotFound.into_response(),
+        Err(e) => WireError::Unavailable(e.to_string()).into_response(),
+    }
+}
+
+async fn tx_status(State(s): Shr, Path(hash): Path<String>) -> Response {
+    let Ok(hash) = Hash32::from_hex(&hash) else {
+        return WireError::WrongShape("a transaction hash is 64 hex characters".into())
+            .into_response();
+    };
+    match ask(&s, |reply| Query::TxStatus(hash, reply)).await {
+        Ok(status) => {
+            let height = match status {
+                super::TxStatus::Committed { height } => Some(height),
+                _ => None,
+            };
+            let mut json = serde_json::to_value(status).unwrap_or_default();
+            if let Some(map) = json.as_object_mut() {
+                map.insert("height".into(), serde_json::json!(height));
+            }
+            Json(json).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn status(State(s): Shr) -> Response {
+    match ask(&s, Query::Status).await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(s): Shr) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The core's events as server-sent events (the visualizer's live feed). A subscriber
+/// that falls more than the buffer behind skips ahead rather than slowing the node.
+async fn events(State(s): Shr) -> Response {
+    let stream = BroadcastStream::new(s.events.subscribe())
+        .filter_map(|item| item.ok())
+        .map(|json| Ok::<_, Infallible>(SseEvent::default().data(&*json)));
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn health(State(s): Shr) -> Response {
+    match s.fatal.read().ok().and_then(|f| f.clone()) {
+        Some(reason) => WireError::Unavailable(reason).into_response(),
+        None => Json(serde_json::json!({
+            "ok": true,
+            "height": s.store.tip_height(),
+            "id": s.my_id(),
+        }))
+        .into_response(),
+    }
+}

@@ -1,0 +1,307 @@
+//! The networked node (DESIGN §6): [`run`] wires one [`driver::Driver`] task that owns the
+//! replica, the HTTP server ([`http`]) whose handlers verify and enqueue, and the per-peer
+//! senders ([`transport`]).
+//!
+//! ```text
+//!  HTTP handlers ──verify──▶ consensus queue ─┐   (biased: control, consensus, timers, txs)
+//!                ──verify──▶ transaction queue ┼──▶ Driver ──▶ Replica::handle
+//!  peer senders, sync ─────▶ control queue ───┘      │
+//!                                                    ├─ PersistSignState / Commit → LMDB (durable first)
+//!                                                    ├─ Broadcast / Send → Transport (per-peer queues)
+//!                                                    └─ Event → tracing, /metrics, /events
+//! ```
+
+pub mod driver;
+pub mod http;
+pub mod join;
+pub mod metrics;
+pub mod transport;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use consensus_core::crypto::Keypair;
+use consensus_core::{
+    ConsensusMessage, Genesis, Hash32, Height, NodeId, PublicKey, ReplicaStatus, SyncResponse,
+    Transaction, Validator,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::config::NodeConfig;
+use crate::store::{LmdbOptions, LmdbStore, Store};
+use crate::wire::ReplayGuard;
+use metrics::Metrics;
+use transport::Transport;
+
+/// Unix time in ms: the replica's clock input (block timestamps are wall-clock).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What reaches the driver besides peer messages and transactions.
+#[derive(Debug)]
+pub enum Control {
+    PeerReport {
+        peer: NodeId,
+        ok: bool,
+        rtt_ms: Option<u64>,
+    },
+    Sync {
+        from: NodeId,
+        response: SyncResponse,
+    },
+    PeerTip {
+        peer: NodeId,
+        height: Height,
+    },
+    Query(Query),
+}
+
+/// Read requests answered by the driver from the replica's own state.
+#[derive(Debug)]
+pub enum Query {
+    Status(oneshot::Sender<NodeStatus>),
+    Pending(oneshot::Sender<Vec<Transaction>>),
+    TxStatus(Hash32, oneshot::Sender<TxStatus>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum TxStatus {
+    Unknown,
+    Pending,
+    Committed { height: Height },
+}
+
+/// A transaction on its way to the replica; a client waits for the admission verdict.
+#[derive(Debug)]
+pub struct TxSubmission {
+    pub tx: Transaction,
+    pub origin: Option<NodeId>,
+    pub reply: Option<oneshot::Sender<Result<Hash32, String>>>,
+}
+
+/// `/status` (DESIGN §5).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeStatus {
+    pub id: Option<NodeId>,
+    pub public_key: PublicKey,
+    pub chain_id: Hash32,
+    pub height: Height,
+    pub last_hash: Hash32,
+    pub round: u32,
+    pub step: String,
+    pub proposer: NodeId,
+    pub n: usize,
+    pub quorum: usize,
+    pub f: usize,
+    pub active: Vec<NodeId>,
+    pub peers: Vec<PeerStatus>,
+    pub last_commit_latency_ms: Option<u64>,
+    pub mempool: usize,
+    pub outgoing_queued: usize,
+    pub alerts: Vec<String>,
+    pub halted: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub address: String,
+    pub failures: u32,
+    pub delinquent: bool,
+    pub active: bool,
+}
+
+impl NodeStatus {
+    fn from_replica(
+        s: &ReplicaStatus,
+        validators: &[Validator],
+        public_key: PublicKey,
+        chain_id: Hash32,
+    ) -> Self {
+        let peers = validators
+            .iter()
+            .filter(|v| Some(v.id) != s.id)
+            .map(|v| PeerStatus {
+                id: v.id,
+                address: v.address.clone(),
+                failures: s
+                    .peer_failures
+                    .iter()
+                    .find(|(id, _)| *id == v.id)
+                    .map_or(0, |(_, f)| *f),
+                delinquent: s.delinquent.contains(&v.id),
+                active: s.active.contains(&v.id),
+            })
+            .collect();
+        Self {
+            id: s.id,
+            public_key,
+            chain_id,
+            height: s.height,
+            last_hash: s.last_hash,
+            round: s.round,
+            step: format!("{:?}", s.step).to_lowercase(),
+            proposer: s.proposer,
+            n: s.n,
+            quorum: s.quorum,
+            f: s.f,
+            active: s.active.clone(),
+            peers,
+            last_commit_latency_ms: None,
+            mempool: s.mempool,
+            outgoing_queued: 0,
+            alerts: Vec::new(),
+            halted: s.halted.clone(),
+        }
+    }
+}
+
+/// State the HTTP handlers share with the driver. The replica itself is not here: only the
+/// driver touches it; handlers read what they need from snapshots or ask through [`Query`].
+pub struct Shared {
+    pub config: NodeConfig,
+    pub genesis: Genesis,
+    pub chain_id: Hash32,
+    pub key: Keypair,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub transport: Arc<Transport>,
+    /// The registered validators at our tip (envelope senders are checked against it).
+    pub validators: RwLock<Vec<Validator>>,
+    pub replay: Mutex<ReplayGuard>,
+    /// Join requests already acted on (each is approved and forwarded once).
+    pub joins_seen: Mutex<HashSet<PublicKey>>,
+    pub events: broadcast::Sender<Arc<str>>,
+    pub consensus_in: mpsc::Sender<(NodeId, ConsensusMessage)>,
+    pub tx_in: mpsc::Sender<TxSubmission>,
+    pub control: mpsc::Sender<Control>,
+    /// Set when the node stopped consensus for good (a storage failure): `/health` says why.
+    pub fatal: RwLock<Option<String>>,
+}
+
+impl Shared {
+    pub fn validator(&self, id: NodeId) -> Option<Validator> {
+        self.validators
+            .read()
+            .ok()?
+            .iter()
+            .find(|v| v.id == id)
+            .cloned()
+    }
+
+    pub fn my_id(&self) -> Option<NodeId> {
+        let me = self.key.public();
+        self.validators
+            .read()
+            .ok()?
+            .iter()
+            .find(|v| v.public_key == me)
+            .map(|v| v.id)
+    }
+}
+
+/// Replay ids remembered at most (see [`ReplayGuard`]).
+const REPLAY_IDS_MAX: usize = 200_000;
+/// Events buffered for slow `/events` subscribers before they skip ahead.
+const EVENT_BUFFER: usize = 4_096;
+
+/// Runs a node until `shutdown` resolves (graceful stop: the driver finishes the input in
+/// hand, every write it made is durable, the server stops accepting) or a fatal error.
+/// Tests bind `listener` to port 0.
+pub async fn run(
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let genesis = crate::config::load_genesis(&config.node.genesis_file)?;
+    let key = crate::config::load_key(&config.node.key_file)?;
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.node.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        LmdbStore::open(
+            &config.node.data_dir,
+            &LmdbOptions {
+                map_size: config.storage.map_size_mib.saturating_mul(1024 * 1024),
+            },
+            &genesis.block(),
+        )
+        .with_context(|| {
+            format!(
+                "cannot open the store in {}",
+                config.node.data_dir.display()
+            )
+        })?,
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (control_tx, control_rx) = mpsc::channel(config.network.consensus_queue * 4);
+    let (consensus_tx, consensus_rx) = mpsc::channel(config.network.consensus_queue);
+    let (tx_tx, tx_rx) = mpsc::channel(config.network.transaction_queue);
+    let metrics = Arc::new(Metrics::default());
+    let transport = Transport::new(
+        config.network.clone(),
+        control_tx.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )?;
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let shared = Arc::new(Shared {
+        chain_id: genesis.chain_id(),
+        replay: Mutex::new(ReplayGuard::new(
+            config.network.replay_window_ms,
+            REPLAY_IDS_MAX,
+        )),
+        config,
+        genesis,
+        key,
+        store,
+        metrics,
+        transport,
+        validators: RwLock::new(Vec::new()),
+        joins_seen: Mutex::new(HashSet::new()),
+        events,
+        consensus_in: consensus_tx,
+        tx_in: tx_tx,
+        control: control_tx,
+        fatal: RwLock::new(None),
+    });
+
+    let driver = driver::Driver::restore(shared.clone())?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        %local,
+        id = ?shared.my_id(),
+        key = %shared.key.public(),
+        height = shared.store.tip_height(),
+        "node started"
+    );
+
+    let server = tokio::spawn(http::serve(shared.clone(), listener, stop_rx.clone()));
+    let driver_task = tokio::spawn(driver.run(consensus_rx, tx_rx, control_rx, stop_rx.clone()));
+    join::start(shared.clone(), stop_rx.clone());
+
+    let mut driver_task = driver_task;
+    let result = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("stopping: finishing the current step");
+            let _ = stop_tx.send(true);
+            driver_task.await.context("driver task panicked")?
+        }
+        finished = &mut driver_task => {
+            let _ = stop_tx.send(true);
+            finished.context("driver task panicked")?
+        }
+    };
+    let _ = server.await;
+    tracing::info!(height = shared.store.tip_height(), "node stopped");
+    result
+}

@@ -1,0 +1,276 @@
+//! Outbound HTTP to peers (DESIGN §6, Req 5.2, 10.3): one queue and one sender task per
+//! peer, so a dead or slow peer delays only its own messages. Each message is tried up to
+//! `send_attempts` times with exponential back-off and jitter; the outcome of every exchange
+//! goes back to the replica as a [`consensus_core::Input::PeerReport`] (delinquency, RTT).
+//!
+//! A full peer queue drops its *oldest* message: consensus messages age fast and the
+//! replica's rebroadcast timer re-sends what still matters, while a queue that refused new
+//! messages would keep only stale ones. Messages older than half the replay window are
+//! dropped unsent: the receiver would refuse them as stale anyway.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use consensus_core::{Hash32, NodeId, Validator};
+use rand::Rng;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::metrics::Metrics;
+use super::Control;
+use crate::config::NetworkSection;
+use crate::wire::{self, Envelope, WireBody, WireError};
+
+/// One message for one peer: the endpoint and the already sealed, serialised envelope.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub path: &'static str,
+    pub body: Arc<Vec<u8>>,
+    pub queued: Instant,
+}
+
+#[derive(Debug)]
+struct PeerLink {
+    address: Mutex<String>,
+    queue: Mutex<VecDeque<Outgoing>>,
+    ready: Notify,
+}
+
+pub struct Transport {
+    client: reqwest::Client,
+    network: NetworkSection,
+    links: Mutex<HashMap<NodeId, Arc<PeerLink>>>,
+    control: mpsc::Sender<Control>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// `host:port` or a full URL → the base URL.
+pub fn base_url(address: &str) -> String {
+    if address.starts_with("http://") || address.starts_with("https://") {
+        address.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+impl Transport {
+    pub fn new(
+        network: NetworkSection,
+        control: mpsc::Sender<Control>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(network.request_timeout_ms))
+            .connect_timeout(Duration::from_millis(network.request_timeout_ms))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Arc::new(Self {
+            client,
+            network,
+            links: Mutex::new(HashMap::new()),
+            control,
+            metrics,
+            shutdown,
+        }))
+    }
+
+    /// Queues `message` for `peer` at `address`, starting the peer's sender on first use.
+    pub fn send(self: &Arc<Self>, peer: NodeId, address: &str, message: Outgoing) {
+        let link = {
+            let Ok(mut links) = self.links.lock() else {
+                return;
+            };
+            match links.get(&peer) {
+                Some(link) => link.clone(),
+                None => {
+                    let link = Arc::new(PeerLink {
+                        address: Mutex::new(address.to_owned()),
+                        queue: Mutex::new(VecDeque::new()),
+                        ready: Notify::new(),
+                    });
+                    links.insert(peer, link.clone());
+                    tokio::spawn(self.clone().run_link(peer, link.clone()));
+                    link
+                }
+            }
+        };
+        if let Ok(mut a) = link.address.lock() {
+            if *a != address {
+                *a = address.to_owned();
+            }
+        }
+        if let Ok(mut q) = link.queue.lock() {
+            if q.len() >= self.network.peer_queue {
+                q.pop_front();
+                self.metrics.inc("tinyweb_outgoing_dropped_total");
+            }
+            q.push_back(message);
+        }
+        link.ready.notify_one();
+    }
+
+    /// Outgoing messages waiting, over all peers.
+    pub fn queued(&self) -> usize {
+        let Ok(links) = self.links.lock() else {
+            return 0;
+        };
+        links
+            .values()
+            .map(|l| l.queue.lock().map(|q| q.len()).unwrap_or(0))
+            .sum()
+    }
+
+    async fn run_link(self: Arc<Self>, peer: NodeId, link: Arc<PeerLink>) {
+        let mut shutdown = self.shutdown.clone();
+        let stale_after = Duration::from_millis(self.network.replay_window_ms / 2);
+        loop {
+            let next = link.queue.lock().ok().and_then(|mut q| q.pop_front());
+            let Some(message) = next else {
+                tokio::select! {
+                    _ = link.ready.notified() => continue,
+                    _ = shutdown.changed() => return,
+                }
+            };
+            if *shutdown.borrow() {
+                return;
+            }
+            if message.queued.elapsed() > stale_after {
+                self.metrics.inc("tinyweb_outgoing_dropped_total");
+                continue;
+            }
+            let address = link.address.lock().map(|a| a.clone()).unwrap_or_default();
+            let url = format!("{}{}", base_url(&address), message.path);
+            let (ok, rtt_ms) = self.deliver(&url, &message.body).await;
+            if ok {
+                self.metrics.inc("tinyweb_messages_sent_total");
+            } else {
+                self.metrics.inc("tinyweb_send_failures_total");
+            }
+            // Dropped if the replica is swamped: reports are statistics, not protocol.
+            let _ = self
+                .control
+                .try_send(Control::PeerReport { peer, ok, rtt_ms });
+        }
+    }
+
+    /// POSTs with retries. 2xx and 409 (the peer already has it: an earlier attempt landed)
+    /// count as delivered; 503 and transport errors are retried; other statuses mean the
+    /// peer refused the message, which retrying cannot change.
+    async fn deliver(&self, url: &str, body: &Arc<Vec<u8>>) -> (bool, Option<u64>) {
+        let attempts = self.network.send_attempts;
+        for attempt in 0..attempts {
+            let started = Instant::now();
+            let result = self
+                .client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.as_ref().clone())
+                .send()
+                .await;
+            let rtt = started.elapsed().as_millis() as u64;
+            match result {
+                Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => {
+                    return (true, Some(rtt));
+                }
+                Ok(resp) if resp.status().as_u16() != 503 => {
+                    tracing::debug!(%url, status = %resp.status(), "peer refused a message");
+                    return (false, Some(rtt));
+                }
+                Ok(_) | Err(_) => {}
+            }
+            if attempt + 1 < attempts {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+        }
+        (false, None)
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .network
+            .retry_backoff_ms
+            .saturating_mul(1 << attempt.min(10));
+        let jitter = rand::thread_rng().gen_range(0..=base / 2);
+        Duration::from_millis(base + jitter)
+    }
+
+    /// `pbft_node_get_blockchain_length_from_peer`: the peer's `/GetBlockChainLength`.
+    pub async fn chain_length(&self, address: &str) -> Option<u64> {
+        let url = format!("{}/GetBlockChainLength", base_url(address));
+        let resp = self.client.get(url).send().await.ok()?;
+        let value: serde_json::Value = resp.json().await.ok()?;
+        value.get("chainLength")?.as_u64()
+    }
+
+    /// `pbft_node_get_last_block_hash_from_peer`: the peer's `/BlockChainLastHash`.
+    pub async fn last_hash(&self, address: &str) -> Option<(u64, Hash32)> {
+        let url = format!("{}/BlockChainLastHash", base_url(address));
+        let resp = self.client.get(url).send().await.ok()?;
+        let value: serde_json::Value = resp.json().await.ok()?;
+        let height = value.get("height")?.as_u64()?;
+        let hash = Hash32::from_hex(value.get("lastHash")?.as_str()?).ok()?;
+        Some((height, hash))
+    }
+
+    /// One signed request/response exchange (sync, pending transactions): the answer must be
+    /// an envelope of `expected` type signed by `peer_key` (Req 8.4: both ends authenticated).
+    pub async fn exchange<Req: WireBody + Sync, Resp: WireBody>(
+        &self,
+        peer: &Validator,
+        path: &str,
+        request: &Envelope<Req>,
+        expected: &[&str],
+        chain_id: &Hash32,
+    ) -> Result<Envelope<Resp>, ExchangeError> {
+        let url = format!("{}{}", base_url(&peer.address), path);
+        let body = serde_json::to_vec(request).map_err(|e| ExchangeError::Local(e.to_string()))?;
+        let mut resp = self
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ExchangeError::Transport(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(ExchangeError::Status(resp.status().as_u16()));
+        }
+        let limit = self.network.body_limit_bytes;
+        let mut raw = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ExchangeError::Transport(e.to_string()))?
+        {
+            if raw.len() + chunk.len() > limit {
+                return Err(ExchangeError::Invalid(WireError::TooLarge { limit }));
+            }
+            raw.extend_from_slice(&chunk);
+        }
+        let envelope: Envelope<Resp> =
+            wire::parse_envelope(&raw, expected).map_err(ExchangeError::Invalid)?;
+        wire::authenticate(
+            &envelope,
+            chain_id,
+            |id| (id == peer.id).then_some(peer.public_key),
+            super::now_ms(),
+            self.network.replay_window_ms,
+        )
+        .map_err(ExchangeError::Invalid)?;
+        Ok(envelope)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("cannot reach the peer: {0}")]
+    Transport(String),
+    #[error("the peer answered HTTP {0}")]
+    Status(u16),
+    #[error("the peer's answer is invalid: {0}")]
+    Invalid(WireError),
+    #[error("{0}")]
+    Local(String),
+}

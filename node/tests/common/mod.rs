@@ -1,0 +1,324 @@
+//! Real `tinyweb run` processes on 127.0.0.1 for integration tests: every wait has a
+//! deadline, every process started here is killed when the test ends (and only those).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use consensus_core::crypto::Keypair;
+use consensus_core::{Genesis, Hash32, Transaction, TxKind};
+use tinyweb_node::config::{self, NodeConfig};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct TestNode {
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub port: u16,
+    pub key: Keypair,
+    pub child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct TestCluster {
+    pub root: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+    pub genesis: Genesis,
+    pub client: reqwest::Client,
+    pub client_key: Keypair,
+    nonce: u64,
+}
+
+/// A port the kernel just handed out (and took back): free for a moment.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn write_node(
+    dir: &Path,
+    key: &Keypair,
+    genesis: &Genesis,
+    port: u16,
+    tune: &dyn Fn(&mut NodeConfig),
+) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("node dir");
+    config::save_key(&dir.join("node.key"), key).expect("key");
+    config::save_genesis(&dir.join("genesis.json"), genesis).expect("genesis");
+    let mut c = NodeConfig::default();
+    c.node.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+    c.node.advertise = format!("127.0.0.1:{port}");
+    tune(&mut c);
+    let path = dir.join("config.toml");
+    std::fs::write(&path, c.to_toml()).expect("config");
+    path
+}
+
+impl TestCluster {
+    /// `n` validators in one genesis, not started.
+    pub fn create(n: usize, tune: impl Fn(&mut NodeConfig)) -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let keys: Vec<Keypair> = (0..n).map(|_| config::generate_key()).collect();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let genesis = Genesis::new(
+            "test",
+            tinyweb_node::node::now_ms(),
+            keys.iter()
+                .zip(&ports)
+                .map(|(k, p)| (k.public(), format!("127.0.0.1:{p}"))),
+        );
+        let nodes = keys
+            .into_iter()
+            .zip(ports)
+            .enumerate()
+            .map(|(i, (key, port))| {
+                let dir = root.path().join(format!("node{i}"));
+                let config_path = write_node(&dir, &key, &genesis, port, &tune);
+                TestNode {
+                    dir,
+                    config_path,
+                    port,
+                    key,
+                    child: None,
+                }
+            })
+            .collect();
+        Self {
+            root,
+            nodes,
+            genesis,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("client"),
+            client_key: config::generate_key(),
+            nonce: 0,
+        }
+    }
+
+    pub fn chain_id(&self) -> Hash32 {
+        self.genesis.chain_id()
+    }
+
+    pub fn start(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "node {i} already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("node.log"))
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_tinyweb"))
+            .args(["run", "--config"])
+            .arg(&node.config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tinyweb run");
+        node.child = Some(child);
+    }
+
+    pub async fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_healthy(i).await;
+        }
+    }
+
+    pub async fn wait_healthy(&self, i: usize) {
+        let url = format!("{}/health", self.nodes[i].url());
+        let ok = wait_for(DEADLINE, || async {
+            matches!(self.client.get(&url).send().await, Ok(r) if r.status().is_success())
+        })
+        .await;
+        assert!(
+            ok,
+            "node {i} not healthy in time; log:\n{}",
+            self.log_tail(i)
+        );
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (with a deadline) for a clean exit; returns the exit status.
+    pub fn sigterm(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut child = self.nodes[i].child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {i} ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub async fn get_json(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.nodes[i].url()))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    pub async fn height(&self, i: usize) -> Option<u64> {
+        let v = self.get_json(i, "/GetBlockChainLength").await?;
+        Some(v["chainLength"].as_u64()? - 1)
+    }
+
+    pub fn message_tx(&mut self, text: &str) -> Transaction {
+        self.nonce += 1;
+        Transaction::new_signed(
+            &self.client_key,
+            TxKind::Message,
+            text.as_bytes().to_vec(),
+            self.nonce,
+            tinyweb_node::node::now_ms(),
+        )
+    }
+
+    /// Posts a raw transaction to node `i`; returns the HTTP status and JSON body.
+    pub async fn submit(&self, i: usize, tx: &Transaction) -> (u16, serde_json::Value) {
+        self.post_raw(i, "/Transaction", serde_json::to_vec(tx).expect("json"))
+            .await
+    }
+
+    pub async fn post_raw(&self, i: usize, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.nodes[i].url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, json)
+    }
+
+    /// Height at which `hash` committed on node `i`, if it has.
+    pub async fn committed_at(&self, i: usize, hash: &Hash32) -> Option<u64> {
+        let v = self.get_json(i, &format!("/Transaction/{hash}")).await?;
+        (v["status"] == "committed")
+            .then(|| v["height"].as_u64())
+            .flatten()
+    }
+
+    /// Waits until `hash` is committed on every node in `on`; returns when.
+    pub async fn wait_committed_on(
+        &self,
+        on: &[usize],
+        hash: &Hash32,
+        within: Duration,
+    ) -> Option<Instant> {
+        let ok = wait_for(within, || async {
+            for &i in on {
+                if self.committed_at(i, hash).await.is_none() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await;
+        ok.then(Instant::now)
+    }
+
+    /// Block hashes 1..=up_to on node `i`.
+    pub async fn block_hashes(&self, i: usize, up_to: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in 1..=up_to {
+            let v = self
+                .get_json(i, &format!("/Block/{h}"))
+                .await
+                .expect("block");
+            out.push(v["hash"].as_str().expect("hash").to_owned());
+        }
+        out
+    }
+
+    /// Asserts every node in `on` holds the same blocks up to the lowest tip among them.
+    pub async fn assert_identical_chains(&self, on: &[usize]) -> u64 {
+        let mut tips = Vec::new();
+        for &i in on {
+            tips.push(self.height(i).await.expect("height"));
+        }
+        let common = *tips.iter().min().expect("nodes");
+        let reference = self.block_hashes(on[0], common).await;
+        for &i in &on[1..] {
+            assert_eq!(
+                self.block_hashes(i, common).await,
+                reference,
+                "node {i} differs from node {}",
+                on[0]
+            );
+        }
+        common
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `within` passes.
+pub async fn wait_for<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn median_and_max(mut v: Vec<u64>) -> (u64, u64) {
+    v.sort_unstable();
+    (v[v.len() / 2], *v.last().expect("values"))
+}
