@@ -159,6 +159,8 @@ pub struct Replica {
     heartbeat_armed: bool,
     /// Validators seen signing messages of later heights: we are behind.
     ahead: BTreeMap<NodeId, Height>,
+    /// Chain tips peers claimed ([`Input::PeerTip`]): sync candidates until we reach them.
+    claimed_tips: BTreeMap<NodeId, Height>,
     /// Commit quorum seen for a block we do not hold.
     missing_block: Option<BlockHash>,
     convicted_this_height: NodeSet,
@@ -212,6 +214,7 @@ impl Replica {
             heartbeat_due: false,
             heartbeat_armed: false,
             ahead: BTreeMap::new(),
+            claimed_tips: BTreeMap::new(),
             missing_block: None,
             convicted_this_height: NodeSet::EMPTY,
             round_seen: BTreeMap::new(),
@@ -532,6 +535,7 @@ impl Replica {
         // Validators seen beyond the new height are still ahead of us.
         let height = self.current_height();
         self.ahead.retain(|_, h| *h > height);
+        self.claimed_tips.retain(|_, h| *h >= height);
         self.missing_block = None;
         self.convicted_this_height = NodeSet::EMPTY;
         self.round_seen.clear();
@@ -1535,14 +1539,19 @@ impl Replica {
 
     // ----- sync -----------------------------------------------------------------------
 
-    /// A peer claims a longer chain: fetch from it now, unless a sync is already running
-    /// (that one's timer retries). Claims from non-validators are ignored.
+    /// A peer claims a longer chain: fetch from it now, or, if a sync is already running,
+    /// keep the peer as a candidate for the sync timer's retry. Claims from non-validators
+    /// are ignored; at most one claim per validator is kept.
     fn on_peer_tip(&mut self, now_ms: u64, peer: NodeId, height: Height, out: &mut Out) {
         if height <= self.chain.height()
             || Some(peer) == self.id
             || self.chain.validator(peer).is_none()
-            || self.sync.outstanding.is_some()
         {
+            return;
+        }
+        let claimed = self.claimed_tips.entry(peer).or_insert(height);
+        *claimed = (*claimed).max(height);
+        if self.sync.outstanding.is_some() {
             return;
         }
         self.send_sync_request(
@@ -1572,6 +1581,17 @@ impl Replica {
     /// blocks after our tip; retried on the sync timer.
     fn request_sync(&mut self, now_ms: u64, out: &mut Out) {
         let mut candidates: NodeSet = self.ahead.keys().copied().collect();
+        let tip = self.chain.height();
+        candidates = NodeSet(
+            candidates.0
+                | self
+                    .claimed_tips
+                    .iter()
+                    .filter(|(_, h)| **h > tip)
+                    .map(|(id, _)| *id)
+                    .collect::<NodeSet>()
+                    .0,
+        );
         if let Some(hash) = self.missing_block {
             for (round, h) in self.votes.value_quorums(VoteKind::Commit) {
                 if h == hash {

@@ -1176,6 +1176,25 @@ fn n4f1_a_peer_claiming_a_longer_chain_is_asked_for_blocks_once() {
         0,
         "one sync at a time"
     );
+    // Peer 2 never answers: on the sync timer the replica asks a claimant again.
+    let out = behind.handle(
+        net.now,
+        Input::Timeout(Timer {
+            kind: TimerKind::Sync,
+            height: 1,
+            round: 0,
+            deadline_ms: 0,
+        }),
+    );
+    let retried = out.iter().find_map(|o| match o {
+        Output::RequestSync { peer, .. } => Some(*peer),
+        _ => None,
+    });
+    assert!(
+        matches!(retried, Some(NodeId(2 | 3))),
+        "a claimed tip stays a sync candidate: {retried:?}"
+    );
+    let asked = retried.expect("retried");
     let mut newest_first = chain.clone();
     newest_first.reverse();
     behind.handle(

@@ -39,3 +39,167 @@ async fn four_nodes_commit_transactions_submitted_to_any_node() {
     let height = cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
     assert!(height >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_commit_transactions_submitted_to_any_node() {
+    let mut cluster = TestCluster::create(10, |_| {});
+    cluster.start_all().await;
+    let all: Vec<usize> = (0..10).collect();
+    let latencies = commit_round_robin(&mut cluster, &all, 10).await;
+    let (p50, max) = median_and_max(latencies);
+    println!("10 nodes: commit-on-all latency median {p50} ms, worst {max} ms (target 10000 ms)");
+    cluster.assert_identical_chains(&all).await;
+}
+
+/// The proposer of the height being decided (round 0), as node `i` sees it.
+async fn next_proposer(cluster: &TestCluster, i: usize) -> usize {
+    let status = cluster.get_json(i, "/status").await.expect("status");
+    status["proposer"].as_u64().expect("proposer") as usize
+}
+
+async fn block_round(cluster: &TestCluster, i: usize, height: u64) -> u64 {
+    let block = cluster
+        .get_json(i, &format!("/Block/{height}"))
+        .await
+        .expect("block");
+    block["header"]["round"].as_u64().expect("round")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_proposer_costs_one_view_change_and_the_restarted_node_catches_up() {
+    let mut cluster = TestCluster::create(4, |_| {});
+    cluster.start_all().await;
+    commit_round_robin(&mut cluster, &[0, 1, 2, 3], 2).await;
+
+    let victim = next_proposer(&cluster, 0).await;
+    cluster.kill9(victim);
+    let alive: Vec<usize> = (0..4).filter(|&i| i != victim).collect();
+    let before = cluster.height(alive[0]).await.expect("height");
+    let started = Instant::now();
+    let latencies = commit_round_robin(&mut cluster, &alive, 5).await;
+    println!(
+        "proposer {victim} killed: first commit after {} ms, then {:?} ms",
+        started.elapsed().as_millis(),
+        latencies
+    );
+    let round = block_round(&cluster, alive[0], before + 1).await;
+    assert!(
+        round <= 1,
+        "height {} needed round {round}: more than one view change",
+        before + 1
+    );
+
+    // Many blocks while it was down; it catches up through /MissingBlockRequeset.
+    cluster.start(victim);
+    cluster.wait_healthy(victim).await;
+    let target = cluster.height(alive[0]).await.expect("height");
+    let caught_up = wait_for(DEADLINE, || async {
+        cluster.height(victim).await.unwrap_or(0) >= target
+    })
+    .await;
+    assert!(
+        caught_up,
+        "restarted node did not catch up:\n{}",
+        cluster.log_tail(victim)
+    );
+    // And it takes part again: a transaction it receives commits everywhere.
+    commit_round_robin(&mut cluster, &[victim], 1).await;
+    cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_non_proposer_does_not_stop_the_others() {
+    let mut cluster = TestCluster::create(4, |_| {});
+    cluster.start_all().await;
+    let proposer = next_proposer(&cluster, 0).await;
+    let victim = (proposer + 1) % 4;
+    cluster.kill9(victim);
+    let alive: Vec<usize> = (0..4).filter(|&i| i != victim).collect();
+    let latencies = commit_round_robin(&mut cluster, &alive, 5).await;
+    let (p50, max) = median_and_max(latencies);
+    println!("one of four down: median {p50} ms, worst {max} ms");
+    cluster.assert_identical_chains(&alive).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_restart_lose_no_committed_block() {
+    let mut cluster = TestCluster::create(4, |_| {});
+    cluster.start_all().await;
+    commit_round_robin(&mut cluster, &[0, 1, 2, 3], 4).await;
+    let height = cluster.height(1).await.expect("height");
+    let before = cluster.block_hashes(1, height).await;
+
+    let status = cluster.sigterm(1);
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+    assert!(cluster.log_tail(1).contains("node stopped"));
+    cluster.start(1);
+    cluster.wait_healthy(1).await;
+    assert!(cluster.height(1).await.expect("height") >= height);
+    assert_eq!(cluster.block_hashes(1, height).await, before);
+    commit_round_robin(&mut cluster, &[1, 2], 2).await;
+    cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
+    use tinyweb_node::config::JoinSection;
+    use tinyweb_node::node::join::{Invitation, InvitationFile};
+
+    let mut cluster = TestCluster::create(4, |_| {});
+    cluster.start_all().await;
+    commit_round_robin(&mut cluster, &[0, 1, 2, 3], 3).await;
+
+    // Member 0 invites; the new node is set up to join through it.
+    let invitation = Invitation::new(
+        cluster.chain_id(),
+        &cluster.nodes[0].key,
+        tinyweb_node::node::now_ms() + 60_000,
+        42,
+    );
+    let file = InvitationFile {
+        url: cluster.nodes[0].url(),
+        genesis: cluster.genesis.clone(),
+        invitation,
+    };
+    let dir = cluster.root.path().join("node4");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("invitation.json"),
+        serde_json::to_vec(&file).expect("json"),
+    )
+    .expect("write");
+    let key = tinyweb_node::config::generate_key();
+    let port = free_port();
+    let url0 = cluster.nodes[0].url();
+    let config_path = write_node(&dir, &key, &cluster.genesis, port, &|c| {
+        c.join = Some(JoinSection {
+            url: url0.clone(),
+            invitation_file: "invitation.json".into(),
+        })
+    });
+    cluster.nodes.push(TestNode {
+        dir,
+        config_path,
+        port,
+        key,
+        child: None,
+    });
+    cluster.start(4);
+    cluster.wait_healthy(4).await;
+
+    let joined = wait_for(DEADLINE, || async {
+        let Some(status) = cluster.get_json(4, "/status").await else {
+            return false;
+        };
+        status["id"] == 4 && status["n"] == 5
+    })
+    .await;
+    assert!(
+        joined,
+        "the new node did not become validator 4:\n{}",
+        cluster.log_tail(4)
+    );
+    // It takes part: a transaction it receives commits on all five.
+    commit_round_robin(&mut cluster, &[4, 0], 2).await;
+    cluster.assert_identical_chains(&[0, 1, 2, 3, 4]).await;
+}

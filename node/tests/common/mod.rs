@@ -13,6 +13,13 @@ use consensus_core::{Genesis, Hash32, Transaction, TxKind};
 use tinyweb_node::config::{self, NodeConfig};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
+/// Log lines shown when a test fails (TEST_LOG_TAIL overrides).
+static LOG_TAIL_LINES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("TEST_LOG_TAIL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+});
 
 pub struct TestNode {
     pub dir: PathBuf,
@@ -121,7 +128,10 @@ impl TestCluster {
         let child = Command::new(env!("CARGO_BIN_EXE_tinyweb"))
             .args(["run", "--config"])
             .arg(&node.config_path)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -180,7 +190,7 @@ impl TestCluster {
     pub fn log_tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(self.nodes[i].dir.join("node.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(*LOG_TAIL_LINES)..].join("\n")
     }
 
     pub async fn get_json(&self, i: usize, path: &str) -> Option<serde_json::Value> {
@@ -291,6 +301,11 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the node dirs (logs, stores) of a failed test for a post-mortem.
+            self.root.disable_cleanup(true);
+            eprintln!("test cluster kept at {}", self.root.path().display());
+        }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 let _ = child.kill();
