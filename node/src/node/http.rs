@@ -585,3 +585,33 @@ async fn health(State(s): Shr) -> Response {
         .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_answers_503_with_retry_after_and_a_json_body() {
+        let response = WireError::Busy.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn every_error_has_its_documented_status() {
+        let cases = [
+            (WireError::BadJson(String::new()), 400),
+            (WireError::UnsupportedVersion { got: "2".into() }, 400),
+            (WireError::WrongShape(String::new()), 400),
+            (WireError::BadSignature, 401),
+            (WireError::NotFound, 404),
+            (WireError::Replayed, 409),
+            (WireError::TooLarge { limit: 1 }, 413),
+            (WireError::Busy, 503),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.into_response().status().as_u16(), status);
+        }
+    }
+}

@@ -209,6 +209,28 @@ impl Shared {
     }
 }
 
+/// Two processes on one data dir would both sign as this validator: an equivocation
+/// waiting to happen. The OS releases the lock when the process dies, even on kill -9.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another tinyweb process is using {} (two nodes with one key would sign twice)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// Replay ids remembered at most (see [`ReplayGuard`]).
 const REPLAY_IDS_MAX: usize = 200_000;
 /// Events buffered for slow `/events` subscribers before they skip ahead.
@@ -226,6 +248,7 @@ pub async fn run(
     let key = crate::config::load_key(&config.node.key_file)?;
     std::fs::create_dir_all(&config.node.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.node.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.node.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         LmdbStore::open(
             &config.node.data_dir,
