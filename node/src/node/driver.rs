@@ -80,7 +80,7 @@ impl Driver {
             last_commit_latency_ms: None,
             alerts: VecDeque::new(),
         };
-        driver.publish_validators();
+        driver.load_peers_from_blockchain();
         Ok(driver)
     }
 
@@ -114,6 +114,9 @@ impl Driver {
         self.step(Input::Start)?;
         self.ask_peers_for_their_tips();
         loop {
+            // Due timers first: under a steady stream of messages the biased select below
+            // would never reach its timer arm, and a stuck round would never time out.
+            self.fire_due_timers()?;
             let next_timer = self.timers.keys().next().map(|(deadline, _)| *deadline);
             let timer = async move {
                 match next_timer {
@@ -157,7 +160,7 @@ impl Driver {
                     self.send_message(now, &to, &message);
                 }
                 Output::Send { to, message } => self.send_message(now, &[to], &message),
-                Output::BroadcastTx { tx, except } => self.broadcast_tx(now, tx, except),
+                Output::BroadcastTx { tx, except } => self.rebroadcast_transaction(now, tx, except),
                 Output::ScheduleTimer(timer) => self.schedule(timer),
                 Output::RequestSync { peer, request } => self.request_sync(peer, request),
                 Output::Event(event) => self.on_event(now, event),
@@ -171,7 +174,7 @@ impl Driver {
         for tx in &block.txs {
             self.tx_heights.insert(tx.hash(), block.height());
         }
-        self.publish_validators();
+        self.load_peers_from_blockchain();
         let current = self.replica.height() + 1;
         self.timers.retain(|_, t| t.height >= current);
         Ok(())
@@ -220,7 +223,7 @@ impl Driver {
 
     /// `pbft_node_rebroadcast_transaction`: the transaction unmodified (its own signature
     /// intact) in our envelope, to every peer but its origin (Req 10.2, 10.6).
-    fn broadcast_tx(&self, now: u64, tx: Transaction, except: Option<NodeId>) {
+    fn rebroadcast_transaction(&self, now: u64, tx: Transaction, except: Option<NodeId>) {
         let Some(me) = self.replica.id() else { return };
         let envelope = Envelope::seal(
             &self.shared.chain_id,
@@ -352,20 +355,75 @@ impl Driver {
         });
     }
 
-    /// `pbft_node_get_blockchain_length_from_peer` for every peer, once at start: a node
-    /// that was down catches up even if the chain is idle (no message would show it is
-    /// behind). Each answer is only a claim; the replica validates what it then fetches.
+    /// Once at start, for every peer: `pbft_node_get_blockchain_length_from_peer` (a node
+    /// that was down catches up even on an idle chain, where no message would show it is
+    /// behind; each answer is only a claim, the replica validates what it then fetches),
+    /// `pbft_node_get_last_block_hash_from_peer` (a peer at our height with another tip is
+    /// a fork: alert), and `pbft_node_get_pending_transactions_from_peer` from the first
+    /// peer that answers (transactions submitted while we were down).
     fn ask_peers_for_their_tips(&self) {
-        let peers: Vec<(NodeId, String)> = self
+        let peers: Vec<consensus_core::Validator> = self
             .peers()
-            .filter_map(|id| self.address_of(id).map(|a| (id, a)))
+            .filter_map(|id| self.replica.chain_state().validator(id).cloned())
             .collect();
+        let (our_height, our_hash) = (self.replica.height(), self.replica.last_hash());
+        let me = self.replica.id().unwrap_or(wire::NO_ID);
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            for (peer, address) in peers {
-                if let Some(length) = shared.transport.chain_length(&address).await {
-                    let height = length.saturating_sub(1);
-                    let _ = shared.control.send(Control::PeerTip { peer, height }).await;
+            let mut pending_fetched = false;
+            for peer in peers {
+                let transport = &shared.transport;
+                let Some(length) = transport.get_blockchain_length(&peer.address).await else {
+                    continue;
+                };
+                let height = length.saturating_sub(1);
+                if height > our_height {
+                    let tip = Control::PeerTip {
+                        peer: peer.id,
+                        height,
+                    };
+                    let _ = shared.control.send(tip).await;
+                } else if height == our_height {
+                    let theirs = transport.get_last_block_hash(&peer.address).await;
+                    if let Some((h, hash)) =
+                        theirs.filter(|(h, hash)| *h == our_height && *hash != our_hash)
+                    {
+                        let alert = format!(
+                            "peer {} has block {hash} at height {h}, we have {our_hash}: conflicting chains",
+                            peer.id
+                        );
+                        let _ = shared.control.send(Control::Alert(alert)).await;
+                    }
+                }
+                if !pending_fetched {
+                    let envelope = Envelope::seal(
+                        &shared.chain_id,
+                        &shared.key,
+                        me,
+                        kind::PENDING_REQUEST,
+                        now_ms(),
+                        wire::Empty {},
+                    );
+                    let answer = transport
+                        .exchange::<wire::Empty, wire::PendingTransactions>(
+                            &peer,
+                            "/GetPendingTransactions",
+                            &envelope,
+                            &[kind::PENDING],
+                            &shared.chain_id,
+                        )
+                        .await;
+                    if let Ok(answer) = answer {
+                        pending_fetched = true;
+                        for tx in answer.body.pending_transactions {
+                            let submission = TxSubmission {
+                                tx,
+                                origin: Some(peer.id),
+                                reply: None,
+                            };
+                            let _ = shared.tx_in.send(submission).await;
+                        }
+                    }
                 }
             }
         });
@@ -378,6 +436,14 @@ impl Driver {
             }
             Control::Sync { from, response } => self.step(Input::SyncResponse { from, response }),
             Control::PeerTip { peer, height } => self.step(Input::PeerTip { peer, height }),
+            Control::Alert(message) => {
+                tracing::error!(security = true, %message, "alert");
+                self.shared
+                    .metrics
+                    .inc("tinyweb_security_events_total{kind=\"conflicting_chain\"}");
+                self.alert(message);
+                Ok(())
+            }
             Control::Query(query) => {
                 self.answer(query);
                 Ok(())
@@ -465,7 +531,9 @@ impl Driver {
             Event::PeerDelinquent { peer, failures } => {
                 self.alert(format!("peer {peer} delinquent after {failures} failures"))
             }
-            Event::ValidatorJoined { node, .. } => self.push_chain_to(now, *node),
+            Event::ValidatorJoined { node, .. } => {
+                self.broadcast_blockchain_to_new_node(now, *node)
+            }
             _ => {}
         }
         let me = self.replica.id().map(|id| id.0);
@@ -482,7 +550,7 @@ impl Driver {
 
     /// `pbft_node_broadcast_blockchain_to_new_node`: tell a validator that just joined how
     /// long our chain is; it pulls (and validates) the blocks through normal sync.
-    fn push_chain_to(&self, now: u64, node: NodeId) {
+    fn broadcast_blockchain_to_new_node(&self, now: u64, node: NodeId) {
         let (Some(me), Some(address)) = (self.replica.id(), self.address_of(node)) else {
             return;
         };
@@ -516,7 +584,7 @@ impl Driver {
 
     /// `pbft_node_load_peers_from_blockchain`: the validator set (and so the peer list) is
     /// whatever the committed chain says; handlers authenticate senders against it.
-    fn publish_validators(&self) {
+    fn load_peers_from_blockchain(&self) {
         let validators = self.replica.chain_state().validators().to_vec();
         if let Ok(mut v) = self.shared.validators.write() {
             *v = validators;

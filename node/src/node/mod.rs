@@ -61,6 +61,8 @@ pub enum Control {
         peer: NodeId,
         height: Height,
     },
+    /// Something an operator must look at (shown in `/status` and logged at error).
+    Alert(String),
     Query(Query),
 }
 

@@ -197,7 +197,7 @@ impl Transport {
     }
 
     /// `pbft_node_get_blockchain_length_from_peer`: the peer's `/GetBlockChainLength`.
-    pub async fn chain_length(&self, address: &str) -> Option<u64> {
+    pub async fn get_blockchain_length(&self, address: &str) -> Option<u64> {
         let url = format!("{}/GetBlockChainLength", base_url(address));
         let resp = self.client.get(url).send().await.ok()?;
         let value: serde_json::Value = resp.json().await.ok()?;
@@ -205,7 +205,7 @@ impl Transport {
     }
 
     /// `pbft_node_get_last_block_hash_from_peer`: the peer's `/BlockChainLastHash`.
-    pub async fn last_hash(&self, address: &str) -> Option<(u64, Hash32)> {
+    pub async fn get_last_block_hash(&self, address: &str) -> Option<(u64, Hash32)> {
         let url = format!("{}/BlockChainLastHash", base_url(address));
         let resp = self.client.get(url).send().await.ok()?;
         let value: serde_json::Value = resp.json().await.ok()?;
