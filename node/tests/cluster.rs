@@ -203,3 +203,38 @@ async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
     commit_round_robin(&mut cluster, &[4, 0], 2).await;
     cluster.assert_identical_chains(&[0, 1, 2, 3, 4]).await;
 }
+
+/// A node down for more than a sync page of blocks: the others suspend it (delinquent),
+/// keep committing without it, and when it comes back it pages through the missing blocks
+/// and is readmitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_offline_for_many_blocks_catches_up_page_by_page() {
+    let mut cluster = TestCluster::create(4, |c| {
+        c.consensus.create_empty_blocks = true;
+        c.timeouts.empty_block_interval_ms = 10;
+    });
+    cluster.start_all().await;
+    let victim = 3;
+    cluster.kill9(victim);
+    let alive = [0, 1, 2];
+    let start = cluster.height(0).await.expect("height");
+    let page = consensus_core::limits::SYNC_BLOCKS_MAX as u64;
+    let grew = wait_for(std::time::Duration::from_secs(60), || async {
+        cluster.height(0).await.unwrap_or(0) > start + page + 10
+    })
+    .await;
+    assert!(grew, "the three kept committing: {}", cluster.log_tail(0));
+    let status = cluster.get_json(0, "/status").await.expect("status");
+    println!("while node {victim} was down: active set {}", status["active"]);
+
+    cluster.start(victim);
+    cluster.wait_healthy(victim).await;
+    let caught_up = wait_for(DEADLINE, || async {
+        let target = cluster.height(0).await.unwrap_or(u64::MAX);
+        cluster.height(victim).await.unwrap_or(0) + 2 >= target
+    })
+    .await;
+    assert!(caught_up, "{}", cluster.log_tail(victim));
+    cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
+    let _ = alive;
+}
