@@ -1200,7 +1200,7 @@ fn n4f1_a_peer_claiming_a_longer_chain_is_asked_for_blocks_once() {
     behind.handle(
         net.now,
         Input::SyncResponse {
-            from: NodeId(2),
+            from: asked,
             response: SyncResponse::MissingBlocks {
                 blocks: newest_first,
             },

@@ -310,6 +310,34 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], private: bool) -> Result<
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// The files of a node directory (`config.toml` points at the other two by these names).
+pub const KEY_FILE: &str = "node.key";
+pub const GENESIS_FILE: &str = "genesis.json";
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Writes a node directory: `node.key` (only when `key` is given: an existing key is never
+/// replaced), `genesis.json`, and `config.toml` last, since its presence marks an existing
+/// node. `config` keeps the default relative file names. Returns the config file's path.
+pub fn write_node_dir(
+    dir: &Path,
+    key: Option<&Keypair>,
+    genesis: &Genesis,
+    config: &NodeConfig,
+) -> Result<PathBuf, ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    config.validate()?;
+    if let Some(key) = key {
+        save_key(&dir.join(KEY_FILE), key)?;
+    }
+    save_genesis(&dir.join(GENESIS_FILE), genesis)?;
+    let path = dir.join(CONFIG_FILE);
+    write_file_atomic(&path, config.to_toml().as_bytes(), false)?;
+    Ok(path)
+}
+
 pub fn load_key(path: &Path) -> Result<Keypair, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),

@@ -3,6 +3,9 @@
 //! Exit status: 0 on success, 1 when a simulation found a violation (or the command failed),
 //! 2 on bad usage.
 
+mod client_cmd;
+mod cluster_cmd;
+mod init_cmd;
 mod run_cmd;
 mod sim_cmd;
 
@@ -29,6 +32,14 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Print an invitation a new node uses to join (`tinyweb init --join URL --invitation FILE`).
     Invite(run_cmd::InviteArgs),
+    /// Set up a node directory: key, genesis and config (first use).
+    Init(init_cmd::InitArgs),
+    /// Start N local nodes as child processes and watch them until Ctrl-C.
+    Cluster(cluster_cmd::ClusterArgs),
+    /// Sign a message transaction and submit it to a node.
+    Submit(client_cmd::SubmitArgs),
+    /// Show a node's /status.
+    Status(client_cmd::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +48,10 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Invite(args) => run_cmd::invite(args),
+        Command::Init(args) => init_cmd::run(args),
+        Command::Cluster(args) => cluster_cmd::run(args),
+        Command::Submit(args) => client_cmd::submit(args),
+        Command::Status(args) => client_cmd::status(args),
     };
     match result {
         Ok(code) => code,

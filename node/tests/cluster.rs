@@ -142,44 +142,48 @@ async fn sigterm_and_restart_lose_no_committed_block() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
-    use tinyweb_node::config::JoinSection;
-    use tinyweb_node::node::join::{Invitation, InvitationFile};
-
     let mut cluster = TestCluster::create(4, |_| {});
     cluster.start_all().await;
     commit_round_robin(&mut cluster, &[0, 1, 2, 3], 3).await;
 
-    // Member 0 invites; the new node is set up to join through it.
-    let invitation = Invitation::new(
-        cluster.chain_id(),
-        &cluster.nodes[0].key,
-        tinyweb_node::node::now_ms() + 60_000,
-        42,
+    // Member 0 invites (`tinyweb invite`); the new node is set up with `tinyweb init --join`.
+    let tinyweb = env!("CARGO_BIN_EXE_tinyweb");
+    let invite = std::process::Command::new(tinyweb)
+        .args(["invite", "--expires", "10m", "--config"])
+        .arg(&cluster.nodes[0].config_path)
+        .output()
+        .expect("invite");
+    assert!(
+        invite.status.success(),
+        "{}",
+        String::from_utf8_lossy(&invite.stderr)
     );
-    let file = InvitationFile {
-        url: cluster.nodes[0].url(),
-        genesis: cluster.genesis.clone(),
-        invitation,
-    };
+    let invitation = cluster.root.path().join("invitation.json");
+    std::fs::write(&invitation, &invite.stdout).expect("write");
     let dir = cluster.root.path().join("node4");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(
-        dir.join("invitation.json"),
-        serde_json::to_vec(&file).expect("json"),
-    )
-    .expect("write");
-    let key = tinyweb_node::config::generate_key();
     let port = free_port();
-    let url0 = cluster.nodes[0].url();
-    let config_path = write_node(&dir, &key, &cluster.genesis, port, &|c| {
-        c.join = Some(JoinSection {
-            url: url0.clone(),
-            invitation_file: "invitation.json".into(),
-        })
-    });
+    let init = std::process::Command::new(tinyweb)
+        .args(["init", "--dir"])
+        .arg(&dir)
+        .args([
+            "--join",
+            &cluster.nodes[0].url(),
+            "--port",
+            &port.to_string(),
+            "--invitation",
+        ])
+        .arg(&invitation)
+        .output()
+        .expect("init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let key = tinyweb_node::config::load_key(&dir.join("node.key")).expect("key");
     cluster.nodes.push(TestNode {
+        config_path: dir.join("config.toml"),
         dir,
-        config_path,
         port,
         key,
         child: None,
@@ -225,7 +229,10 @@ async fn a_node_offline_for_many_blocks_catches_up_page_by_page() {
     .await;
     assert!(grew, "the three kept committing: {}", cluster.log_tail(0));
     let status = cluster.get_json(0, "/status").await.expect("status");
-    println!("while node {victim} was down: active set {}", status["active"]);
+    println!(
+        "while node {victim} was down: active set {}",
+        status["active"]
+    );
 
     cluster.start(victim);
     cluster.wait_healthy(victim).await;

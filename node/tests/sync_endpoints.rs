@@ -22,8 +22,14 @@ async fn signed_post<B: wire::WireBody>(
     assert_eq!(status, 200, "{json}");
     let answer: Envelope<SyncResponse> = serde_json::from_value(json).expect("a signed envelope");
     let node0 = cluster.nodes[0].key.public();
-    wire::authenticate(&answer, &cluster.chain_id(), |id| (id == NodeId(0)).then_some(node0), now_ms(), 60_000)
-        .expect("signed by node 0");
+    wire::authenticate(
+        &answer,
+        &cluster.chain_id(),
+        |id| (id == NodeId(0)).then_some(node0),
+        now_ms(),
+        60_000,
+    )
+    .expect("signed by node 0");
     answer
 }
 
@@ -34,7 +40,10 @@ async fn missing_blocks_come_newest_first_and_an_unknown_hash_gets_no_common_has
     for k in 0..3 {
         let tx = cluster.message_tx(&format!("sync {k}"));
         assert_eq!(cluster.submit(0, &tx).await.0, 200);
-        assert!(cluster.wait_committed_on(&[0], &tx.hash(), DEADLINE).await.is_some());
+        assert!(cluster
+            .wait_committed_on(&[0], &tx.hash(), DEADLINE)
+            .await
+            .is_some());
     }
     let tip = cluster.height(0).await.expect("height");
     let genesis_hash = cluster.genesis.chain_id();
@@ -43,7 +52,9 @@ async fn missing_blocks_come_newest_first_and_an_unknown_hash_gets_no_common_has
         &cluster,
         "/MissingBlockRequeset",
         kind::MISSING_BLOCKS_REQUEST,
-        LastHash { last_hash: genesis_hash },
+        LastHash {
+            last_hash: genesis_hash,
+        },
     )
     .await;
     let SyncResponse::MissingBlocks { blocks } = answer.body else {
@@ -51,14 +62,19 @@ async fn missing_blocks_come_newest_first_and_an_unknown_hash_gets_no_common_has
     };
     let heights: Vec<u64> = blocks.iter().map(|b| b.height()).collect();
     assert_eq!(heights, (1..=tip).rev().collect::<Vec<_>>(), "newest first");
-    assert!(blocks.iter().all(|b| b.commit.is_some()), "each with its certificate");
+    assert!(
+        blocks.iter().all(|b| b.commit.is_some()),
+        "each with its certificate"
+    );
 
     // The alias answers the same way; an unknown hash gets "no shared hash".
     let answer = signed_post(
         &cluster,
         "/MissingBlockRequest",
         kind::MISSING_BLOCKS_REQUEST,
-        LastHash { last_hash: Hash32([0xab; 32]) },
+        LastHash {
+            last_hash: Hash32([0xab; 32]),
+        },
     )
     .await;
     assert_eq!(answer.body, SyncResponse::NoCommonHash);
@@ -70,10 +86,18 @@ async fn missing_blocks_come_newest_first_and_an_unknown_hash_gets_no_common_has
         FromHeight { from_height: 2 },
     )
     .await;
-    let SyncResponse::ChainPage { blocks, chain_length } = answer.body else {
+    let SyncResponse::ChainPage {
+        blocks,
+        chain_length,
+    } = answer.body
+    else {
         panic!("expected a chain page");
     };
     assert_eq!(chain_length, tip + 1);
     let heights: Vec<u64> = blocks.iter().map(|b| b.height()).collect();
-    assert_eq!(heights, (2..=tip).collect::<Vec<_>>(), "oldest first from the page start");
+    assert_eq!(
+        heights,
+        (2..=tip).collect::<Vec<_>>(),
+        "oldest first from the page start"
+    );
 }

@@ -59,16 +59,11 @@ pub fn write_node(
     port: u16,
     tune: &dyn Fn(&mut NodeConfig),
 ) -> PathBuf {
-    std::fs::create_dir_all(dir).expect("node dir");
-    config::save_key(&dir.join("node.key"), key).expect("key");
-    config::save_genesis(&dir.join("genesis.json"), genesis).expect("genesis");
     let mut c = NodeConfig::default();
     c.node.listen = format!("127.0.0.1:{port}").parse().expect("addr");
     c.node.advertise = format!("127.0.0.1:{port}");
     tune(&mut c);
-    let path = dir.join("config.toml");
-    std::fs::write(&path, c.to_toml()).expect("config");
-    path
+    config::write_node_dir(dir, Some(key), genesis, &c).expect("node dir")
 }
 
 impl TestCluster {
