@@ -39,6 +39,8 @@ pub struct Driver {
     /// Committed transaction -> height (`/Transaction/{hash}`), rebuilt from the store.
     tx_heights: HashMap<Hash32, Height>,
     last_commit_latency_ms: Option<u64>,
+    /// The proposer's timestamp of the block just stored, for the commit latency.
+    last_block_timestamp_ms: u64,
     alerts: VecDeque<String>,
 }
 
@@ -78,6 +80,7 @@ impl Driver {
             timer_seq: 0,
             tx_heights,
             last_commit_latency_ms: None,
+            last_block_timestamp_ms: 0,
             alerts: VecDeque::new(),
         };
         driver.load_peers_from_blockchain();
@@ -171,6 +174,7 @@ impl Driver {
 
     fn commit(&mut self, block: Block) -> Result<(), StoreError> {
         self.shared.store.append_block(&block)?;
+        self.last_block_timestamp_ms = block.header.timestamp_ms;
         for tx in &block.txs {
             self.tx_heights.insert(tx.hash(), block.height());
         }
@@ -516,7 +520,15 @@ impl Driver {
         self.shared.metrics.record(&event);
         log_event(&event);
         match &event {
-            Event::Committed { height_ms, .. } => self.last_commit_latency_ms = Some(*height_ms),
+            Event::Committed { .. } => {
+                // Proposal to commit: the time a transaction waits once a block carries it
+                // (the height's own duration includes idle time waiting for work).
+                let latency = now.saturating_sub(self.last_block_timestamp_ms);
+                self.last_commit_latency_ms = Some(latency);
+                self.shared
+                    .metrics
+                    .set("tinyweb_last_commit_latency_ms", latency as f64);
+            }
             Event::ByzantineOverload { height, detail } => self.alert(format!(
                 "height {height}: more than f validators faulty: {detail}"
             )),

@@ -168,7 +168,6 @@ impl Metrics {
                 self.set("tinyweb_height", *height as f64);
                 self.add("tinyweb_height_duration_ms_sum", *height_ms as f64);
                 self.inc("tinyweb_height_duration_ms_count");
-                self.set("tinyweb_last_commit_latency_ms", *height_ms as f64);
             }
             Event::RoundChanged { round, reason, .. } => {
                 self.set("tinyweb_round", f64::from(*round));
