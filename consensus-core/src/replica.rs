@@ -1551,17 +1551,15 @@ impl Replica {
         }
         let claimed = self.claimed_tips.entry(peer).or_insert(height);
         *claimed = (*claimed).max(height);
-        if self.sync.outstanding.is_some() {
-            return;
+        if self.sync.outstanding.is_none() {
+            self.request_blocks_after_tip(now_ms, peer, out);
         }
-        self.send_sync_request(
-            now_ms,
-            peer,
-            SyncRequest::MissingBlocks {
-                last_hash: self.chain.last_hash(),
-            },
-            out,
-        );
+    }
+
+    /// `/MissingBlockRequeset` to `peer`: the blocks after our last hash.
+    fn request_blocks_after_tip(&mut self, now_ms: u64, peer: NodeId, out: &mut Out) {
+        let last_hash = self.chain.last_hash();
+        self.send_sync_request(now_ms, peer, SyncRequest::MissingBlocks { last_hash }, out);
     }
 
     /// Schedules a sync attempt: right away when `urgent`, else after the sync timeout.
@@ -1609,14 +1607,7 @@ impl Replica {
             return;
         }
         let peer = candidates[(self.rng.next_u32() as usize) % candidates.len()];
-        self.send_sync_request(
-            now_ms,
-            peer,
-            SyncRequest::MissingBlocks {
-                last_hash: self.chain.last_hash(),
-            },
-            out,
-        );
+        self.request_blocks_after_tip(now_ms, peer, out);
     }
 
     fn send_sync_request(
@@ -1701,14 +1692,7 @@ impl Replica {
             }));
             self.enter_height(now_ms, out);
             if more && error.is_none() && self.sync.outstanding.is_none() {
-                self.send_sync_request(
-                    now_ms,
-                    from,
-                    SyncRequest::MissingBlocks {
-                        last_hash: self.chain.last_hash(),
-                    },
-                    out,
-                );
+                self.request_blocks_after_tip(now_ms, from, out);
             }
         }
     }

@@ -287,8 +287,7 @@ impl<B: WireBody> Envelope<B> {
         }
     }
 
-    /// The message id for replay detection: the digest of what the signature covers.
-    pub fn id(&self, chain_id: &Hash32) -> Hash32 {
+    fn own_signing_bytes(&self, chain_id: &Hash32) -> SigningBytes {
         signing_bytes(
             chain_id,
             &self.kind,
@@ -297,18 +296,15 @@ impl<B: WireBody> Envelope<B> {
             self.ts,
             &self.body,
         )
-        .digest()
+    }
+
+    /// The message id for replay detection: the digest of what the signature covers.
+    pub fn id(&self, chain_id: &Hash32) -> Hash32 {
+        self.own_signing_bytes(chain_id).digest()
     }
 
     fn verify_signature(&self, chain_id: &Hash32) -> Result<(), WireError> {
-        let bytes = signing_bytes(
-            chain_id,
-            &self.kind,
-            self.from,
-            &self.sender,
-            self.ts,
-            &self.body,
-        );
+        let bytes = self.own_signing_bytes(chain_id);
         crypto::verify(&self.sender, &bytes, &self.signature).map_err(|_| WireError::BadSignature)
     }
 }

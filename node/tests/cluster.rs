@@ -245,3 +245,24 @@ async fn a_node_offline_for_many_blocks_catches_up_page_by_page() {
     cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
     let _ = alive;
 }
+
+/// Two and three validators tolerate no fault (q = n) but must commit when all are up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_and_three_node_clusters_commit() {
+    for n in [2, 3] {
+        let mut cluster = TestCluster::create(n, |_| {});
+        cluster.start_all().await;
+        let all: Vec<usize> = (0..n).collect();
+        commit_round_robin(&mut cluster, &all, 3).await;
+        cluster.assert_identical_chains(&all).await;
+        let status = cluster.get_json(0, "/status").await.expect("status");
+        assert_eq!(
+            (
+                status["n"].as_u64(),
+                status["quorum"].as_u64(),
+                status["f"].as_u64()
+            ),
+            (Some(n as u64), Some(n as u64), Some(0))
+        );
+    }
+}
