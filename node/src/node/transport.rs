@@ -155,8 +155,8 @@ impl Transport {
         }
     }
 
-    /// POSTs with retries. 2xx and 409 (the peer already has it: an earlier attempt landed)
-    /// count as delivered; 503 and transport errors are retried; other statuses mean the
+    /// POSTs with retries. 2xx and a 409 "replayed" (the peer already has it: an earlier
+    /// attempt landed) count as delivered; 503 and transport errors are retried; other statuses mean the
     /// peer refused the message, which retrying cannot change.
     async fn deliver(&self, url: &str, body: &Arc<Vec<u8>>) -> (bool, Option<u64>) {
         let attempts = self.network.send_attempts;
@@ -171,8 +171,17 @@ impl Transport {
                 .await;
             let rtt = started.elapsed().as_millis() as u64;
             match result {
-                Ok(resp) if resp.status().is_success() || resp.status().as_u16() == 409 => {
-                    return (true, Some(rtt));
+                Ok(resp) if resp.status().is_success() => return (true, Some(rtt)),
+                Ok(resp) if resp.status().as_u16() == 409 => {
+                    // "replayed": an earlier attempt landed. "stale": our clock and the
+                    // peer's disagree by more than the replay window; nothing we send gets
+                    // through, which must show as a failing peer, not as success.
+                    let body = resp.text().await.unwrap_or_default();
+                    let stale = body.contains("\"stale\"");
+                    if stale {
+                        tracing::warn!(%url, "peer refuses our timestamps: check both clocks");
+                    }
+                    return (!stale, Some(rtt));
                 }
                 Ok(resp) if resp.status().as_u16() != 503 => {
                     tracing::debug!(%url, status = %resp.status(), "peer refused a message");
