@@ -441,17 +441,17 @@ impl Signals {
     }
 }
 
-/// Sends SIGTERM through the `kill` program (the crate has no libc binding); false when it
-/// could not be sent.
+/// Sends SIGTERM directly (not through a `kill` helper process: a helper would sit in our
+/// process group, where a second Ctrl-C, or `timeout`'s group-wide signal, kills it
+/// before it delivers). False when it could not be sent.
 async fn send_sigterm(pid: u32) -> bool {
-    tokio::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .is_ok_and(|s| s.success())
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
 }
 
 /// SIGTERM to every running child, up to `STOP_GRACE` for them to exit, then SIGKILL.
