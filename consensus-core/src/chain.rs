@@ -9,14 +9,22 @@
 //! distinct active validators of one height for the same change have been committed, it
 //! takes effect from the next height. Requests expire after [`MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS`].
 //! Committed equivocation evidence suspends the offender at once (from the next height).
+//!
+//! An `approve_node(X)` request carries the joiner's invitation, and the chain (not each
+//! node's goodwill) enforces it, when the request is proposed and again when its quorum
+//! completes ([`ChainState::check_join`]): the invitation is for this chain, signed by a
+//! validator that is active and not convicted, unexpired at block time, not used by an
+//! earlier join, and its inviter has not admitted anyone in the last [`JOIN_COOLDOWN_MS`] of
+//! block time. Otherwise one invitation could register any number of validators that never
+//! vote, and enough of them halt the chain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::PROTOCOL_VERSION;
-use crate::error::{BlockError, TxError};
+use crate::error::{BlockError, JoinRefusal, TxError};
 use crate::event::Event;
 use crate::limits::{
-    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, MEMBERSHIP_REQUESTS_MAX,
+    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, JOIN_COOLDOWN_MS, MEMBERSHIP_REQUESTS_MAX,
     MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX, TX_PAYLOAD_BYTES_MAX, TX_REPLAY_WINDOW_MS,
     VALIDATORS_MAX,
 };
@@ -96,6 +104,13 @@ pub struct ChainState {
     recent_txs: BTreeMap<Hash32, u64>,
     /// Validators with committed equivocation evidence against them.
     convicted: NodeSet,
+    /// (inviter, nonce) of every invitation that registered a validator: one join each.
+    /// Bounded: an entry is added only when a validator is registered, at most
+    /// [`VALIDATORS_MAX`] ever.
+    used_invitations: BTreeSet<(NodeId, u64)>,
+    /// Block time of each inviter's last join, for [`JOIN_COOLDOWN_MS`]. At most one entry
+    /// per validator.
+    last_join_ms: BTreeMap<NodeId, u64>,
 }
 
 impl ChainState {
@@ -125,6 +140,8 @@ impl ChainState {
             requests: BTreeMap::new(),
             recent_txs: BTreeMap::new(),
             convicted: NodeSet::EMPTY,
+            used_invitations: BTreeSet::new(),
+            last_join_ms: BTreeMap::new(),
         };
         s.active_set_hash = s.compute_active_set_hash();
         s
@@ -220,8 +237,8 @@ impl ChainState {
             if tx.kind == TxKind::Evidence {
                 let ev = parse_evidence(tx)?;
                 self.check_evidence(&ev)?;
-            } else {
-                parse_membership(tx)?;
+            } else if let Some(MembershipOp::Approve(join)) = parse_membership(tx)? {
+                self.check_join(&join, block_ts)?;
             }
         }
         if self.recent_txs.contains_key(&tx.hash()) {
@@ -229,6 +246,49 @@ impl ChainState {
         }
         if !verified {
             tx.verify().map_err(|_| TxError::BadSignature)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a join may take effect at block time `now_ms` (or be admitted at local time
+    /// `now_ms`) given the committed state: DESIGN §3's "signed by a current validator,
+    /// unexpired, within that inviter's rate limit, key not already present", plus one join
+    /// per invitation. A pure function of the chain, so every honest node agrees.
+    pub fn check_join(&self, join: &JoinRequest, now_ms: u64) -> Result<(), JoinRefusal> {
+        let inv = &join.invitation;
+        if inv.chain_id != self.chain_id {
+            return Err(JoinRefusal::WrongChain {
+                invitation_chain: inv.chain_id,
+            });
+        }
+        // Active, not merely registered: a suspended or convicted validator is exactly the
+        // one whose judgement the chain has stopped relying on.
+        let inviter = self
+            .id_of(&inv.inviter)
+            .filter(|id| self.active.contains(*id) && !self.convicted.contains(*id))
+            .ok_or(JoinRefusal::InviterNotActive)?;
+        inv.verify()
+            .map_err(|_| JoinRefusal::BadInvitationSignature)?;
+        if now_ms > inv.expires_ms {
+            return Err(JoinRefusal::Expired {
+                expires_ms: inv.expires_ms,
+                now_ms,
+            });
+        }
+        if self.used_invitations.contains(&(inviter, inv.nonce)) {
+            return Err(JoinRefusal::InvitationUsed);
+        }
+        if let Some(last) = self.last_join_ms.get(&inviter) {
+            let next_ms = last.saturating_add(JOIN_COOLDOWN_MS);
+            if now_ms < next_ms {
+                return Err(JoinRefusal::RateLimited { inviter, next_ms });
+            }
+        }
+        if self.id_of(&join.public_key).is_some() {
+            return Err(JoinRefusal::AlreadyValidator);
+        }
+        if self.validators.len() >= VALIDATORS_MAX {
+            return Err(JoinRefusal::ValidatorsFull);
         }
         Ok(())
     }
@@ -372,6 +432,7 @@ impl ChainState {
     pub fn apply(&mut self, block: &Block) -> Vec<Event> {
         let mut events = Vec::new();
         let height = block.height();
+        let block_ts = block.header.timestamp_ms;
         let q = self.quorum();
         let mut active = self.active;
         for tx in &block.txs {
@@ -417,7 +478,16 @@ impl ChainState {
                     req.requesters.insert(requester);
                     if req.requesters.intersection(self.active).len() >= q {
                         self.requests.remove(&op);
-                        self.apply_membership(op, &mut active, height, &mut events);
+                        // Each approval was valid when included, but the state may have moved
+                        // since (another joiner used the invitation or the inviter's cooldown,
+                        // the inviter was suspended, the invitation expired): a join takes
+                        // effect only if it is still valid at this block's time.
+                        if let MembershipOp::Approve(join) = &op {
+                            if self.check_join(join, block_ts).is_err() {
+                                continue;
+                            }
+                        }
+                        self.apply_membership(op, &mut active, height, block_ts, &mut events);
                     }
                 }
             }
@@ -446,6 +516,7 @@ impl ChainState {
         op: MembershipOp,
         active: &mut NodeSet,
         height: Height,
+        block_ts: u64,
         events: &mut Vec<Event>,
     ) {
         match op {
@@ -478,6 +549,13 @@ impl ChainState {
             MembershipOp::Approve(req) => {
                 if self.id_of(&req.public_key).is_none() && self.validators.len() < VALIDATORS_MAX {
                     let id = NodeId(self.validators.len() as u16);
+                    // Spend the invitation and start the inviter's cooldown (check_join
+                    // passed, so the inviter is a registered validator).
+                    if let Some(inviter) = self.id_of(&req.invitation.inviter) {
+                        self.used_invitations
+                            .insert((inviter, req.invitation.nonce));
+                        self.last_join_ms.insert(inviter, block_ts);
+                    }
                     self.validators.push(Validator {
                         id,
                         public_key: req.public_key,
@@ -504,7 +582,7 @@ impl ChainState {
 mod tests {
     use super::*;
     use crate::crypto::Keypair;
-    use crate::message::{BlockHeader, Certificate, CommitSig};
+    use crate::message::{BlockHeader, Certificate, CommitSig, Invitation};
 
     fn key(i: usize) -> Keypair {
         Keypair::from_secret([i as u8 + 1; 32])
@@ -520,6 +598,16 @@ mod tests {
 
     /// The next block with `txs`, certified by `signers`.
     fn certified(state: &ChainState, txs: Vec<Transaction>, signers: &[usize]) -> Block {
+        certified_at(state, txs, signers, state.last_timestamp_ms() + 1000)
+    }
+
+    /// The next block with `txs` and block time `timestamp_ms`, certified by `signers`.
+    fn certified_at(
+        state: &ChainState,
+        txs: Vec<Transaction>,
+        signers: &[usize],
+        timestamp_ms: u64,
+    ) -> Block {
         let proposer = state.proposer(0);
         let mut block = Block {
             header: BlockHeader {
@@ -528,7 +616,7 @@ mod tests {
                 round: 0,
                 prev_hash: state.last_hash(),
                 proposer,
-                timestamp_ms: state.last_timestamp_ms() + 1000,
+                timestamp_ms,
                 tx_root: Block::compute_tx_root(&txs),
                 validator_set_hash: state.active_set_hash(),
             },
@@ -767,5 +855,300 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    const HOUR: u64 = 3_600_000;
+
+    /// Validator `inviter`'s invitation (nonce `nonce`, valid until `expires_ms`) for the
+    /// node with key `joiner`.
+    fn join_request(
+        state: &ChainState,
+        inviter: usize,
+        nonce: u64,
+        expires_ms: u64,
+        joiner: usize,
+    ) -> JoinRequest {
+        JoinRequest {
+            public_key: key(joiner).public(),
+            address: format!("127.0.0.1:{}", 9000 + joiner),
+            invitation: Invitation::new(state.chain_id(), &key(inviter), expires_ms, nonce),
+        }
+    }
+
+    fn approve(from: usize, join: &JoinRequest, ts: u64) -> Transaction {
+        let payload = serde_json::to_vec(join).expect("serialisable");
+        Transaction::new_signed(&key(from), TxKind::ApproveNode, payload, 1, ts)
+    }
+
+    fn approvals(from: &[usize], join: &JoinRequest, ts: u64) -> Vec<Transaction> {
+        from.iter().map(|i| approve(*i, join, ts)).collect()
+    }
+
+    fn join_refusal(state: &ChainState, join: &JoinRequest, ts: u64) -> Result<(), TxError> {
+        state.validate_tx(&approve(0, join, ts), ts, false)
+    }
+
+    #[test]
+    fn a_quorum_of_approvals_with_a_valid_invitation_registers_the_joiner() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let join = join_request(&s, 0, 7, HOUR, 4);
+        assert_eq!(join_refusal(&s, &join, 500), Ok(()));
+        // f approvals are not enough; the quorum's third one registers it.
+        let b1 = certified(&s, approvals(&[0, 1], &join, 500), &[0, 1, 2]);
+        assert!(commit(&mut s, b1).is_empty());
+        let b2 = certified(&s, approvals(&[2], &join, 1500), &[0, 1, 2]);
+        assert_eq!(
+            commit(&mut s, b2),
+            vec![Event::ValidatorJoined {
+                node: NodeId(4),
+                from_height: 3
+            }]
+        );
+        assert_eq!((s.validators().len(), s.active().len()), (5, 5));
+        assert_eq!(s.validators()[4].public_key, key(4).public());
+        // Approvals still in flight for the registered key are now invalid.
+        assert_eq!(
+            join_refusal(&s, &join, 2500),
+            Err(TxError::Join(JoinRefusal::InvitationUsed))
+        );
+    }
+
+    #[test]
+    fn an_invitation_for_another_chain_is_refused() {
+        let s = ChainState::genesis(&genesis(4));
+        let mut join = join_request(&s, 0, 1, HOUR, 4);
+        let other = Hash32([9; 32]);
+        join.invitation = Invitation::new(other, &key(0), HOUR, 1);
+        assert_eq!(
+            join_refusal(&s, &join, 500),
+            Err(TxError::Join(JoinRefusal::WrongChain {
+                invitation_chain: other
+            }))
+        );
+    }
+
+    #[test]
+    fn an_invitation_from_an_unknown_or_suspended_inviter_is_refused() {
+        let mut s = ChainState::genesis(&genesis(4));
+        let unknown = join_request(&s, 9, 1, HOUR, 4);
+        assert_eq!(
+            join_refusal(&s, &unknown, 500),
+            Err(TxError::Join(JoinRefusal::InviterNotActive))
+        );
+        // Registered but suspended: no longer trusted to vouch for anyone.
+        let by_3 = join_request(&s, 3, 1, HOUR, 4);
+        assert_eq!(join_refusal(&s, &by_3, 500), Ok(()));
+        let suspend = (0..3)
+            .map(|i| request(i, TxKind::SuspendNode, 3, 500))
+            .collect();
+        let b1 = certified(&s, suspend, &[0, 1, 2]);
+        commit(&mut s, b1);
+        assert!(!s.active().contains(NodeId(3)));
+        assert_eq!(
+            join_refusal(&s, &by_3, 1500),
+            Err(TxError::Join(JoinRefusal::InviterNotActive))
+        );
+    }
+
+    #[test]
+    fn an_invitation_with_a_bad_signature_is_refused() {
+        let s = ChainState::genesis(&genesis(4));
+        let mut join = join_request(&s, 0, 1, HOUR, 4);
+        join.invitation.expires_ms += HOUR;
+        assert_eq!(
+            join_refusal(&s, &join, 500),
+            Err(TxError::Join(JoinRefusal::BadInvitationSignature))
+        );
+        // Signed by someone else than the inviter it names.
+        let mut join = join_request(&s, 0, 1, HOUR, 4);
+        join.invitation.signature = join_request(&s, 1, 1, HOUR, 4).invitation.signature;
+        assert_eq!(
+            join_refusal(&s, &join, 500),
+            Err(TxError::Join(JoinRefusal::BadInvitationSignature))
+        );
+    }
+
+    #[test]
+    fn an_expired_invitation_is_refused_at_block_time() {
+        let s = ChainState::genesis(&genesis(4));
+        let join = join_request(&s, 0, 1, 10_000, 4);
+        assert_eq!(
+            join_refusal(&s, &join, 10_000),
+            Ok(()),
+            "valid until expiry"
+        );
+        assert_eq!(
+            join_refusal(&s, &join, 10_001),
+            Err(TxError::Join(JoinRefusal::Expired {
+                expires_ms: 10_000,
+                now_ms: 10_001
+            }))
+        );
+        // A block whose time is past the expiry cannot carry the approvals.
+        let block = certified_at(&s, approvals(&[0, 1, 2], &join, 10_500), &[0, 1, 2], 11_000);
+        assert!(matches!(
+            s.verify_certified_block(&block),
+            Err(BlockError::Tx {
+                error: TxError::Join(JoinRefusal::Expired { .. }),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_key_of_a_validator_cannot_join_again() {
+        let s = ChainState::genesis(&genesis(4));
+        let join = join_request(&s, 0, 1, HOUR, 2);
+        assert_eq!(
+            join_refusal(&s, &join, 500),
+            Err(TxError::Join(JoinRefusal::AlreadyValidator))
+        );
+    }
+
+    /// The reviewer's repro: three joiners (fresh keys) present one invitation and each
+    /// gathers a quorum of approvals in the same block. Only the first registers; without
+    /// this n would grow by three phantoms and the chain would halt.
+    #[test]
+    fn one_invitation_admits_one_validator_even_within_one_block() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let joins: Vec<JoinRequest> = (4..7)
+            .map(|joiner| join_request(&s, 0, 7, HOUR, joiner))
+            .collect();
+        let txs = joins
+            .iter()
+            .flat_map(|j| approvals(&[0, 1, 2], j, 500))
+            .collect();
+        let b1 = certified(&s, txs, &[0, 1, 2]);
+        let events = commit(&mut s, b1);
+        assert_eq!(
+            events,
+            vec![Event::ValidatorJoined {
+                node: NodeId(4),
+                from_height: 2
+            }]
+        );
+        assert_eq!(s.validators().len(), 5);
+        // Later approvals with the spent invitation are invalid, so no block carries them.
+        assert_eq!(
+            join_refusal(&s, &joins[1], 1500),
+            Err(TxError::Join(JoinRefusal::InvitationUsed))
+        );
+        let reuse = certified(&s, approvals(&[0, 1, 2, 3], &joins[2], 1500), &[0, 1, 2, 3]);
+        assert!(matches!(
+            s.verify_certified_block(&reuse),
+            Err(BlockError::Tx {
+                error: TxError::Join(JoinRefusal::InvitationUsed),
+                ..
+            })
+        ));
+    }
+
+    /// Approvals valid when included can go stale before their quorum completes: the rule is
+    /// checked again at completion.
+    #[test]
+    fn a_join_whose_invitation_was_spent_meanwhile_does_not_complete() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let a = join_request(&s, 0, 7, HOUR, 4);
+        let b = join_request(&s, 0, 7, HOUR, 5);
+        let mut txs = approvals(&[0, 1], &a, 500);
+        txs.extend(approvals(&[0, 1], &b, 500));
+        let b1 = certified(&s, txs, &[0, 1, 2]);
+        assert!(commit(&mut s, b1).is_empty());
+        // Both third approvals are valid against the state before block 2.
+        let txs = vec![approve(2, &a, 1500), approve(2, &b, 1500)];
+        let b2 = certified(&s, txs, &[0, 1, 2]);
+        let events = commit(&mut s, b2);
+        assert_eq!(
+            events,
+            vec![Event::ValidatorJoined {
+                node: NodeId(4),
+                from_height: 3
+            }]
+        );
+        assert_eq!(s.id_of(&key(5).public()), None);
+    }
+
+    #[test]
+    fn an_inviter_admits_at_most_one_validator_per_cooldown() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let first = join_request(&s, 0, 1, 10 * HOUR, 4);
+        let b1 = certified(&s, approvals(&[0, 1, 2], &first, 500), &[0, 1, 2]);
+        commit(&mut s, b1);
+        let joined_at = s.last_timestamp_ms();
+        assert_eq!(s.validators().len(), 5);
+
+        // A second invitation (fresh nonce) from the same inviter waits out the cooldown.
+        let second = join_request(&s, 0, 2, 10 * HOUR, 5);
+        let next_ms = joined_at + JOIN_COOLDOWN_MS;
+        assert_eq!(
+            join_refusal(&s, &second, next_ms - 1),
+            Err(TxError::Join(JoinRefusal::RateLimited {
+                inviter: NodeId(0),
+                next_ms
+            }))
+        );
+        // Another inviter is not held back by inviter 0's cooldown.
+        let by_1 = join_request(&s, 1, 1, 10 * HOUR, 6);
+        assert_eq!(join_refusal(&s, &by_1, next_ms - 1), Ok(()));
+        // Once the cooldown has passed in block time, the second join goes through.
+        assert_eq!(join_refusal(&s, &second, next_ms), Ok(()));
+        let signers = [0, 1, 2, 3];
+        let b2 = certified_at(&s, approvals(&signers, &second, next_ms), &signers, next_ms);
+        assert_eq!(
+            commit(&mut s, b2),
+            vec![Event::ValidatorJoined {
+                node: NodeId(5),
+                from_height: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn two_joins_by_one_inviter_in_one_block_register_only_the_first() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let a = join_request(&s, 0, 1, HOUR, 4);
+        let b = join_request(&s, 0, 2, HOUR, 5);
+        let mut txs = approvals(&[0, 1, 2], &a, 500);
+        txs.extend(approvals(&[0, 1, 2], &b, 500));
+        let b1 = certified(&s, txs, &[0, 1, 2]);
+        assert_eq!(commit(&mut s, b1).len(), 1);
+        assert_eq!(s.validators().len(), 5);
+    }
+
+    /// Restore and sync rebuild the state by applying the same blocks: spent invitations and
+    /// cooldowns come back with it.
+    #[test]
+    fn replaying_the_chain_rebuilds_spent_invitations_and_cooldowns() {
+        let g = genesis(4);
+        let mut live = ChainState::genesis(&g);
+        let join = join_request(&live, 0, 7, HOUR, 4);
+        let b1 = certified(&live, approvals(&[0, 1, 2], &join, 500), &[0, 1, 2]);
+        commit(&mut live, b1.clone());
+        let b2 = certified(&live, vec![], &[0, 1, 2, 3]);
+        commit(&mut live, b2.clone());
+
+        let mut restored = ChainState::genesis(&g);
+        for block in [b1, b2] {
+            commit(&mut restored, block);
+        }
+        let reuse = join_request(&live, 0, 7, HOUR, 5);
+        let fresh = join_request(&live, 0, 8, HOUR, 5);
+        for s in [&live, &restored] {
+            assert_eq!(s.last_hash(), live.last_hash());
+            assert_eq!(s.active_set_hash(), live.active_set_hash());
+            assert_eq!(
+                join_refusal(s, &reuse, 3000),
+                Err(TxError::Join(JoinRefusal::InvitationUsed))
+            );
+            assert!(matches!(
+                join_refusal(s, &fresh, 3000),
+                Err(TxError::Join(JoinRefusal::RateLimited { .. }))
+            ));
+        }
     }
 }

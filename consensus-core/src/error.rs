@@ -132,6 +132,30 @@ pub enum TxError {
     MempoolFull,
     #[error("already pending")]
     Duplicate,
+    #[error("approve_node refused: {0}")]
+    Join(#[from] JoinRefusal),
+}
+
+/// Why the chain refuses an `approve_node` request (DESIGN §3): the same rules every honest
+/// node applies when the request is proposed and again when its quorum completes.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum JoinRefusal {
+    #[error("the invitation is for chain {invitation_chain}, not this one")]
+    WrongChain { invitation_chain: Hash32 },
+    #[error("the inviter is not an active validator")]
+    InviterNotActive,
+    #[error("the invitation's signature does not verify")]
+    BadInvitationSignature,
+    #[error("the invitation expired at {expires_ms}, block time is {now_ms}")]
+    Expired { expires_ms: u64, now_ms: u64 },
+    #[error("the invitation already admitted a validator")]
+    InvitationUsed,
+    #[error("inviter {inviter} admitted a validator recently; next join from {next_ms}")]
+    RateLimited { inviter: NodeId, next_ms: u64 },
+    #[error("the key is already a validator")]
+    AlreadyValidator,
+    #[error("the validator registry is full")]
+    ValidatorsFull,
 }
 
 /// Why a sync response was not applied.

@@ -80,12 +80,12 @@ pub mod types;
 pub mod votes;
 
 pub use effect::{Output, SignState};
-pub use error::{BlockError, CryptoError, RejectReason, SyncError, TxError};
+pub use error::{BlockError, CryptoError, JoinRefusal, RejectReason, SyncError, TxError};
 pub use event::Event;
 pub use input::{Input, SyncRequest, SyncResponse};
 pub use message::{
-    Block, BlockHeader, Certificate, ConsensusMessage, Genesis, NewRound, Proposal, Transaction,
-    TxKind, Validator, Vote, VoteKind,
+    Block, BlockHeader, Certificate, ConsensusMessage, Genesis, Invitation, JoinRequest, NewRound,
+    Proposal, Transaction, TxKind, Validator, Vote, VoteKind,
 };
 pub use replica::{QuorumRule, Replica, ReplicaConfig, ReplicaStatus};
 pub use types::{BlockHash, Hash32, Height, NodeId, NodeSet, PublicKey, Round, Signature};

@@ -41,6 +41,13 @@ pub const FUTURE_PROPOSALS_PER_PEER_MAX: usize = 2;
 /// How long (ms) a committed transaction hash is remembered to refuse a replay of it.
 /// Transactions older than this (by their own timestamp, against the block's) are invalid.
 pub const TX_REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// Block time (ms) an inviter must wait after one of its invitations registered a validator
+/// before another can. Each join grows n, and a joiner that never shows up is a silent
+/// validator: enough of them halt the chain (they count toward n but never vote). The
+/// cooldown caps how fast even an honest-but-careless (or compromised) inviter can do that,
+/// and gives operators time to suspend a phantom. Block time cannot run far ahead of the
+/// honest validators' clocks ([`BLOCK_TIME_AHEAD_MS_MAX`]), so this is about an hour of wall time.
+pub const JOIN_COOLDOWN_MS: u64 = 60 * 60 * 1000;
 /// Largest address string of a validator.
 pub const ADDRESS_BYTES_MAX: usize = 256;
 /// Highest round number accepted from a peer.
@@ -53,3 +60,7 @@ const _: () = assert!(
 );
 const _: () = assert!(ROUNDS_AHEAD_MAX as usize <= ROUNDS_KEPT_MAX);
 const _: () = assert!(SYNC_BLOCKS_MAX >= 1);
+const _: () = assert!(
+    JOIN_COOLDOWN_MS > BLOCK_TIME_AHEAD_MS_MAX,
+    "a proposer's clock lead must not skip a whole cooldown"
+);

@@ -305,12 +305,63 @@ impl Transaction {
     }
 }
 
-/// Payload of an `approve_node` transaction: the joining node's key and address, and the
-/// invitation that vouches for it.
+/// A member's signed promise that whoever holds it may ask to join this chain, once, until
+/// `expires_ms`. The chain admits at most one validator per (inviter, nonce), and only from an
+/// active inviter within its rate limit ([`crate::chain::ChainState::check_join`]): without
+/// that, one invitation could register any number of (possibly unreachable) validators and
+/// halt the chain.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invitation {
+    pub chain_id: Hash32,
+    pub inviter: PublicKey,
+    pub expires_ms: u64,
+    pub nonce: u64,
+    /// By `inviter`, over [`Invitation::signing_bytes`].
+    pub signature: Signature,
+}
+
+impl Invitation {
+    pub fn signing_bytes(
+        chain_id: &Hash32,
+        inviter: &PublicKey,
+        expires_ms: u64,
+        nonce: u64,
+    ) -> SigningBytes {
+        let mut b = SigningBytes::new("invitation");
+        b.hash(chain_id).key(inviter).u64(expires_ms).u64(nonce);
+        b
+    }
+
+    pub fn new(chain_id: Hash32, key: &Keypair, expires_ms: u64, nonce: u64) -> Self {
+        let inviter = key.public();
+        let signature = key.sign(&Self::signing_bytes(&chain_id, &inviter, expires_ms, nonce));
+        Self {
+            chain_id,
+            inviter,
+            expires_ms,
+            nonce,
+            signature,
+        }
+    }
+
+    /// The inviter's signature only; whether the inviter may invite is the chain's call.
+    pub fn verify(&self) -> Result<(), CryptoError> {
+        let bytes = Self::signing_bytes(&self.chain_id, &self.inviter, self.expires_ms, self.nonce);
+        crypto::verify(&self.inviter, &bytes, &self.signature)
+    }
+}
+
+/// Payload of an `approve_node` transaction: the joining node's key and address, and the
+/// invitation that vouches for it. Approvals count toward one join only if they carry the
+/// identical value (it is the key of the pending request), so every validator approves
+/// exactly what the joiner sent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     pub public_key: PublicKey,
     pub address: String,
+    pub invitation: Invitation,
 }
 
 /// Two conflicting signed votes by one validator for the same (height, round, kind).

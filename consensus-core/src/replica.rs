@@ -1654,9 +1654,15 @@ impl Replica {
                 return;
             }
             SyncResponse::MissingBlocks { mut blocks } => {
+                if blocks.is_empty() {
+                    // Nothing after our tip: whatever tip it claimed, we have it now.
+                    self.claimed_tips.remove(&from);
+                }
                 blocks.reverse();
-                let full = blocks.len() >= SYNC_BLOCKS_MAX;
-                (blocks, full)
+                // A page may end early (the peer cuts pages to its body limit), so only an
+                // empty answer says we are level with the peer: ask again while it gives.
+                let more = !blocks.is_empty();
+                (blocks, more)
             }
             SyncResponse::ChainPage {
                 blocks,

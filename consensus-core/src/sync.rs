@@ -18,15 +18,37 @@ pub trait BlockStore {
 /// `MissingBlocks` returns the blocks right after the requester's last hash (so it can
 /// apply them), listed newest first as the requirements' wire format has it (Req 4.11).
 pub fn serve(store: &impl BlockStore, request: &SyncRequest) -> SyncResponse {
+    serve_within(store, request, |_| true)
+}
+
+/// [`serve`], but a page ends before the first block `fits` refuses (the host's body-size
+/// budget), with at least one block. Blocks are read one at a time, oldest first, so a page
+/// of large blocks never sits in memory beyond its budget.
+pub fn serve_within(
+    store: &impl BlockStore,
+    request: &SyncRequest,
+    mut fits: impl FnMut(&Block) -> bool,
+) -> SyncResponse {
+    let mut page = |from: Height, last: Height| {
+        let mut blocks = Vec::new();
+        for height in from..=last {
+            let Some(block) = store.block(height) else {
+                break;
+            };
+            if !blocks.is_empty() && !fits(&block) {
+                break;
+            }
+            blocks.push(block);
+        }
+        blocks
+    };
     match request {
         SyncRequest::MissingBlocks { last_hash } => match store.height_of(last_hash) {
             None => SyncResponse::NoCommonHash,
             Some(h) => {
                 let last = store.tip_height().min(h + SYNC_BLOCKS_MAX as u64);
-                let blocks = (h + 1..=last)
-                    .rev()
-                    .filter_map(|i| store.block(i))
-                    .collect();
+                let mut blocks = page(h + 1, last);
+                blocks.reverse();
                 SyncResponse::MissingBlocks { blocks }
             }
         },
@@ -34,9 +56,8 @@ pub fn serve(store: &impl BlockStore, request: &SyncRequest) -> SyncResponse {
             let from = (*from_height).max(1);
             let tip = store.tip_height();
             let last = tip.min(from.saturating_add(SYNC_BLOCKS_MAX as u64 - 1));
-            let blocks = (from..=last).filter_map(|i| store.block(i)).collect();
             SyncResponse::ChainPage {
-                blocks,
+                blocks: page(from, last),
                 chain_length: tip + 1,
             }
         }
@@ -172,5 +193,34 @@ mod tests {
         let stray = c.blocks()[1].clone();
         assert!(!c.push(stray));
         assert_eq!(c.tip_height(), 2);
+    }
+
+    #[test]
+    fn a_budget_cuts_pages_at_whole_blocks_and_keeps_at_least_one() {
+        let c = chain(10);
+        let genesis = c.blocks()[0].hash();
+        let mut room = 3;
+        let budget = |_: &Block| {
+            room -= 1;
+            room > 0
+        };
+        let SyncResponse::MissingBlocks { blocks } = serve_within(
+            &c,
+            &SyncRequest::MissingBlocks { last_hash: genesis },
+            budget,
+        ) else {
+            panic!("missing blocks");
+        };
+        assert_eq!(
+            heights(&blocks),
+            vec![3, 2, 1],
+            "the oldest ones, newest first"
+        );
+        let SyncResponse::ChainPage { blocks, .. } =
+            serve_within(&c, &SyncRequest::EntireChain { from_height: 4 }, |_| false)
+        else {
+            panic!("chain page");
+        };
+        assert_eq!(heights(&blocks), vec![4], "one block even if nothing fits");
     }
 }

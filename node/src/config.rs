@@ -255,9 +255,32 @@ impl NodeConfig {
                 "network.transaction_queue and max_connections must be at least 1".into(),
             ));
         }
-        if self.timeouts.propose_ms == 0 || self.timeouts.backoff_percent < 100 {
+        let t = &self.timeouts;
+        let positive = [
+            ("timeouts.propose_ms", t.propose_ms),
+            ("timeouts.verification_ms", t.verification_ms),
+            ("timeouts.commit_ms", t.commit_ms),
+            ("timeouts.max_ms", t.max_ms),
+            ("timeouts.heartbeat_ms", t.heartbeat_ms),
+            ("timeouts.sync_ms", t.sync_ms),
+            (
+                "timeouts.empty_block_interval_ms",
+                t.empty_block_interval_ms,
+            ),
+            ("network.replay_window_ms", n.replay_window_ms),
+            ("network.request_timeout_ms", n.request_timeout_ms),
+            ("network.header_read_timeout_ms", n.header_read_timeout_ms),
+            ("storage.map_size_mib", self.storage.map_size_mib as u64),
+        ];
+        // A zero timeout would make the node spin (a timer that is always due).
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "{key} must be greater than 0"
+            )));
+        }
+        if t.backoff_percent < 100 {
             return Err(ConfigError::Invalid(
-                "timeouts.propose_ms must be > 0 and timeouts.backoff_percent >= 100".into(),
+                "timeouts.backoff_percent must be at least 100 (timeouts never shrink)".into(),
             ));
         }
         Ok(())
@@ -419,6 +442,14 @@ mod tests {
         c.consensus.block_txs_max = 500;
         let err = c.validate().expect_err("500 full txs exceed 4 MiB");
         assert!(err.to_string().contains("body_limit_bytes"), "{err}");
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let mut c = NodeConfig::default();
+        c.timeouts.sync_ms = 0;
+        let err = c.validate().expect_err("a zero timeout spins");
+        assert!(err.to_string().contains("timeouts.sync_ms"), "{err}");
     }
 
     #[test]

@@ -330,6 +330,8 @@ pub enum WireError {
     Replayed,
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("request body not received within {ms} ms")]
+    SlowBody { ms: u64 },
     #[error("{0}")]
     Rejected(String),
     #[error("queue full, retry later")]
@@ -352,6 +354,7 @@ impl WireError {
             WireError::NotFound => 404,
             WireError::Stale { .. } | WireError::Replayed => 409,
             WireError::TooLarge { .. } => 413,
+            WireError::SlowBody { .. } => 408,
             WireError::Busy | WireError::Unavailable(_) => 503,
         }
     }
@@ -367,6 +370,7 @@ impl WireError {
             WireError::Stale { .. } => "stale",
             WireError::Replayed => "replayed",
             WireError::TooLarge { .. } => "too_large",
+            WireError::SlowBody { .. } => "slow_body",
             WireError::Rejected(_) => "rejected",
             WireError::Busy => "busy",
             WireError::NotFound => "not_found",
@@ -391,16 +395,15 @@ pub fn parse_envelope<B: WireBody>(
     raw: &[u8],
     expected: &[&str],
 ) -> Result<Envelope<B>, WireError> {
-    let value: serde_json::Value =
+    let probe: VersionProbe =
         serde_json::from_slice(raw).map_err(|e| WireError::BadJson(e.to_string()))?;
-    let version = value.get("v").cloned().unwrap_or(serde_json::Value::Null);
-    if version.as_u64() != Some(u64::from(WIRE_VERSION)) {
+    if probe.v.as_ref().and_then(|v| v.as_u64()) != Some(u64::from(WIRE_VERSION)) {
         return Err(WireError::UnsupportedVersion {
-            got: version.to_string(),
+            got: probe.v.map_or_else(|| "none".to_owned(), |v| v.to_string()),
         });
     }
     let envelope: Envelope<B> =
-        serde_json::from_value(value).map_err(|e| WireError::WrongShape(e.to_string()))?;
+        serde_json::from_slice(raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
     if !expected.contains(&envelope.kind.as_str()) {
         return Err(WireError::WrongType {
             got: envelope.kind.clone(),
@@ -408,6 +411,13 @@ pub fn parse_envelope<B: WireBody>(
         });
     }
     Ok(envelope)
+}
+
+/// Reads only `v` (other fields are skipped, not built into a tree): checking the version
+/// costs no allocation proportional to the body, which no one has authenticated yet.
+#[derive(Deserialize)]
+pub struct VersionProbe {
+    pub v: Option<serde_json::Value>,
 }
 
 /// Authenticates an envelope: `key_of(from)` must be `sender`, the timestamp must be within
@@ -474,6 +484,12 @@ impl ReplayGuard {
         self.seen.insert(id, ts);
         self.order.push_back((now_ms, id));
         true
+    }
+
+    /// Forgets `id`: the message was refused after its id was recorded (a full queue), so
+    /// the sender's retry of the very same bytes must not look like a replay.
+    pub fn forget(&mut self, id: &Hash32) {
+        self.seen.remove(id);
     }
 
     pub fn len(&self) -> usize {

@@ -60,7 +60,8 @@ fn post_huge(port: u16, size: usize) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_with_their_status_and_the_cluster_keeps_committing() {
-    let mut cluster = TestCluster::create(4, |_| {});
+    // No heartbeat block during the test: the height may only move with our transaction.
+    let mut cluster = TestCluster::create(4, |c| c.timeouts.heartbeat_ms = 3_600_000);
     cluster.start_all().await;
     let height_before = cluster.height(0).await.expect("height");
     let next = height_before + 1;
@@ -153,6 +154,7 @@ async fn bad_requests_are_refused_with_their_status_and_the_cluster_keeps_commit
     tx.payload = b"other".to_vec();
     let (status, json) = cluster.submit(0, &tx).await;
     assert_eq!(status, 401, "{json}");
+    let tampered = tx.hash();
 
     // Security events were counted.
     let metrics = cluster
@@ -173,8 +175,13 @@ async fn bad_requests_are_refused_with_their_status_and_the_cluster_keeps_commit
         "{metrics}"
     );
 
-    // Nothing was stored: no block appeared from the junk.
+    // Nothing was stored: no block appeared from the junk, the forged transaction is unknown.
     assert_eq!(cluster.height(0).await, Some(height_before));
+    let status = cluster
+        .get_json(0, &format!("/Transaction/{tampered}"))
+        .await
+        .expect("status");
+    assert_eq!(status["status"], "unknown", "{status}");
     // And the node still commits.
     let tx = cluster.message_tx("still alive");
     let (status, body) = cluster.submit(0, &tx).await;

@@ -206,13 +206,93 @@ async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
     // It takes part: a transaction it receives commits on all five.
     commit_round_robin(&mut cluster, &[4, 0], 2).await;
     cluster.assert_identical_chains(&[0, 1, 2, 3, 4]).await;
+
+    // The reviewer's repro: the same invitation presented again with a fresh key. Every
+    // member that saw it refuses it (the address answers /health, so only the reuse can be
+    // the reason); the new member never saw it and may approve, but the chain refuses a
+    // second join per invitation, so the count stays five either way.
+    let file: tinyweb_node::node::join::InvitationFile =
+        serde_json::from_slice(&invite.stdout).expect("invitation json");
+    let reachable = format!("127.0.0.1:{}", cluster.nodes[1].port);
+    let again = tinyweb_node::node::join::NewNodeRequest::new(
+        file.invitation.clone(),
+        &tinyweb_node::config::generate_key(),
+        reachable,
+        tinyweb_node::node::now_ms(),
+    );
+    let body = serde_json::to_vec(&again).expect("json");
+    for i in 0..4 {
+        let (status, reply) = cluster.post_raw(i, "/NewNode", body.clone()).await;
+        assert_eq!(
+            status, 400,
+            "node {i} accepted a reused invitation: {reply}"
+        );
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(message.contains("already presented"), "node {i}: {reply}");
+    }
+    let _ = cluster.post_raw(4, "/NewNode", body).await;
+
+    // A fresh invitation for a node nobody can reach: refused before anyone approves it.
+    let invitation = tinyweb_node::node::join::Invitation::new(
+        cluster.chain_id(),
+        &cluster.nodes[1].key,
+        tinyweb_node::node::now_ms() + 600_000,
+        42,
+    );
+    let phantom = tinyweb_node::node::join::NewNodeRequest::new(
+        invitation,
+        &tinyweb_node::config::generate_key(),
+        format!("127.0.0.1:{}", free_port()),
+        tinyweb_node::node::now_ms(),
+    );
+    let (status, reply) = cluster
+        .post_raw(1, "/NewNode", serde_json::to_vec(&phantom).expect("json"))
+        .await;
+    assert_eq!(status, 400, "an unreachable joiner was accepted: {reply}");
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not reachable"), "{reply}");
+
+    // Blocks go on committing with the same five validators everywhere.
+    commit_round_robin(&mut cluster, &[0, 1, 2, 3, 4], 5).await;
+    for i in 0..5 {
+        let status = cluster.get_json(i, "/status").await.expect("status");
+        assert_eq!(status["n"], 5, "node {i}: {status}");
+        let peers = status["peers"].as_array().map_or(0, Vec::len);
+        assert_eq!(peers, 4, "node {i} registered another validator: {status}");
+    }
+    cluster.assert_identical_chains(&[0, 1, 2, 3, 4]).await;
+}
+
+/// Whether node `i` counts `id` in the active set.
+async fn is_active(cluster: &TestCluster, i: usize, id: usize) -> bool {
+    let status = cluster.get_json(i, "/status").await.expect("status");
+    status["active"]
+        .as_array()
+        .expect("active")
+        .iter()
+        .any(|v| v.as_u64() == Some(id as u64))
+}
+
+async fn metric(cluster: &TestCluster, i: usize, series: &str) -> f64 {
+    let text = cluster
+        .client
+        .get(format!("{}/metrics", cluster.nodes[i].url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A node down for more than a sync page of blocks: the others suspend it (delinquent),
 /// keep committing without it, and when it comes back it pages through the missing blocks
 /// and is readmitted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_offline_for_many_blocks_catches_up_page_by_page() {
+async fn a_node_offline_for_many_blocks_is_suspended_catches_up_page_by_page_and_is_readmitted() {
     let mut cluster = TestCluster::create(4, |c| {
         c.consensus.create_empty_blocks = true;
         c.timeouts.empty_block_interval_ms = 10;
@@ -220,19 +300,19 @@ async fn a_node_offline_for_many_blocks_catches_up_page_by_page() {
     cluster.start_all().await;
     let victim = 3;
     cluster.kill9(victim);
-    let alive = [0, 1, 2];
     let start = cluster.height(0).await.expect("height");
     let page = consensus_core::limits::SYNC_BLOCKS_MAX as u64;
+    let suspended = wait_for(DEADLINE, || async { !is_active(&cluster, 0, victim).await }).await;
+    assert!(
+        suspended,
+        "the dead node was not suspended: {}",
+        cluster.log_tail(0)
+    );
     let grew = wait_for(std::time::Duration::from_secs(60), || async {
         cluster.height(0).await.unwrap_or(0) > start + page + 10
     })
     .await;
     assert!(grew, "the three kept committing: {}", cluster.log_tail(0));
-    let status = cluster.get_json(0, "/status").await.expect("status");
-    println!(
-        "while node {victim} was down: active set {}",
-        status["active"]
-    );
 
     cluster.start(victim);
     cluster.wait_healthy(victim).await;
@@ -242,8 +322,62 @@ async fn a_node_offline_for_many_blocks_catches_up_page_by_page() {
     })
     .await;
     assert!(caught_up, "{}", cluster.log_tail(victim));
+    let requests = metric(&cluster, victim, "tinyweb_sync_total{what=\"requests\"}").await;
+    assert!(
+        requests >= 2.0,
+        "more than one page: {requests} sync requests"
+    );
+    let readmitted = wait_for(DEADLINE, || async { is_active(&cluster, 0, victim).await }).await;
+    assert!(
+        readmitted,
+        "the node came back but was not readmitted: {}",
+        cluster.log_tail(0)
+    );
     cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
-    let _ = alive;
+}
+
+/// Blocks so large that a sync page holds only a few of them: the server cuts pages to its
+/// body limit and the returning node keeps asking until it is level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blocks_sync_in_pages_cut_to_the_body_limit() {
+    let mut cluster = TestCluster::create(4, |c| {
+        c.consensus.block_txs_max = 1;
+        c.network.body_limit_bytes = 100_000;
+        c.timeouts.heartbeat_ms = 3_600_000;
+    });
+    cluster.start_all().await;
+    let victim = 2;
+    cluster.kill9(victim);
+    let alive = [0, 1, 3];
+    // 14 KiB payloads: about 28 KiB of hex per block, three blocks per 100 kB page.
+    for k in 0..12 {
+        let payload = format!("{k:>14336}");
+        let tx = cluster.message_tx(&payload);
+        let (status, body) = cluster.submit(alive[k % 3], &tx).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            cluster
+                .wait_committed_on(&alive, &tx.hash(), DEADLINE)
+                .await
+                .is_some(),
+            "{}",
+            cluster.log_tail(alive[k % 3])
+        );
+    }
+    let target = cluster.height(0).await.expect("height");
+    cluster.start(victim);
+    cluster.wait_healthy(victim).await;
+    let caught_up = wait_for(DEADLINE, || async {
+        cluster.height(victim).await.unwrap_or(0) >= target
+    })
+    .await;
+    assert!(caught_up, "{}", cluster.log_tail(victim));
+    let requests = metric(&cluster, victim, "tinyweb_sync_total{what=\"requests\"}").await;
+    assert!(
+        requests >= 4.0,
+        "12 large blocks need several pages: {requests} requests"
+    );
+    cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
 }
 
 /// Two and three validators tolerate no fault (q = n) but must commit when all are up.

@@ -100,3 +100,162 @@ async fn the_event_stream_reports_commits() {
     }
     assert!(seen.contains("data: {"), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_trickling_a_body_are_cut_off() {
+    let mut cluster = TestCluster::create(1, |c| {
+        c.network.header_read_timeout_ms = 300;
+        c.network.max_connections = 4;
+    });
+    cluster.start_all().await;
+    let url = format!("127.0.0.1:{}", cluster.nodes[0].port);
+    // Fill every slot with a request whose body never finishes.
+    let mut slow: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut conn = TcpStream::connect(&url).expect("connect");
+            use std::io::Write;
+            conn.write_all(
+                b"POST /Transaction HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+            )
+            .expect("head");
+            conn
+        })
+        .collect();
+    let started = Instant::now();
+    for conn in &mut slow {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "a trickled body is refused with 408: {answer:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The slots are free again.
+    let health = cluster.get_json(0, "/health").await.expect("health");
+    assert_eq!(health["ok"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_are_capped() {
+    let mut cluster = TestCluster::create(1, |_| {});
+    cluster.start_all().await;
+    let url = format!("{}/events", cluster.nodes[0].url());
+    let mut open = Vec::new();
+    let mut refused = None;
+    for _ in 0..64 {
+        let resp = cluster
+            .client
+            .get(&url)
+            .timeout(DEADLINE)
+            .send()
+            .await
+            .expect("events");
+        if resp.status() == 503 {
+            refused = Some(resp);
+            break;
+        }
+        open.push(resp);
+    }
+    let refused = refused.expect("some stream was refused");
+    assert!(
+        !open.is_empty() && open.len() < 64,
+        "{} streams open",
+        open.len()
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    // Closing one frees its slot.
+    drop(open.pop());
+    let ok = wait_for(DEADLINE, || async {
+        matches!(cluster.client.get(&url).timeout(DEADLINE).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    assert!(ok, "a closed stream's slot is reused");
+}
+
+/// With a one-message consensus queue some messages of a burst get 503; sending the very
+/// same bytes again must then be accepted (or refused as busy), never taken for a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_as_busy_is_not_a_replay_when_sent_again() {
+    use consensus_core::{NewRound, NodeId};
+    use tinyweb_node::node::now_ms;
+    use tinyweb_node::wire::Envelope;
+
+    let mut cluster = TestCluster::create(4, |c| {
+        c.network.consensus_queue = 1;
+        c.timeouts.heartbeat_ms = 3_600_000;
+    });
+    cluster.start_all().await;
+    let key = cluster.nodes[1].key.clone();
+    let chain = cluster.chain_id();
+    let mut busy = None;
+    'bursts: for burst in 0..10u64 {
+        let bodies: Vec<Vec<u8>> = (0..200u64)
+            .map(|i| {
+                let vote =
+                    NewRound::new_signed(&chain, &key, 1_000 + burst * 1_000 + i, 0, NodeId(1));
+                let env = Envelope::seal(&chain, &key, NodeId(1), "new_round", now_ms(), vote);
+                serde_json::to_vec(&env).expect("json")
+            })
+            .collect();
+        let sends = bodies
+            .iter()
+            .map(|b| cluster.post_raw(0, "/MissingProposer", b.clone()));
+        let answers = futures_join_all(sends).await;
+        for (body, (status, _)) in bodies.iter().zip(answers) {
+            if status == 503 {
+                busy = Some(body.clone());
+                break 'bursts;
+            }
+        }
+    }
+    let body = busy.expect("a 200-message burst into a one-message queue hits 503");
+    let again = wait_for(DEADLINE, || async {
+        let (status, json) = cluster.post_raw(0, "/MissingProposer", body.clone()).await;
+        assert_ne!(status, 409, "the retry was taken for a replay: {json}");
+        status == 200
+    })
+    .await;
+    assert!(
+        again,
+        "the retried message is accepted once the queue drains"
+    );
+}
+
+/// Runs futures concurrently (no `futures` crate in the tree): one task each.
+async fn futures_join_all<F, T>(futures: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut out = Vec::new();
+    let futures: Vec<_> = futures.map(Box::pin).collect();
+    // Poll them together by joining in a local set of pinned futures.
+    let mut pending: Vec<_> = futures.into_iter().map(Some).collect();
+    let mut results: Vec<Option<T>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    for r in results.into_iter().flatten() {
+        out.push(r);
+    }
+    out
+}

@@ -35,7 +35,8 @@ async fn signed_post<B: wire::WireBody>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_blocks_come_newest_first_and_an_unknown_hash_gets_no_common_hash() {
-    let mut cluster = TestCluster::create(4, |_| {});
+    // No heartbeat block during the test: the exact heights below come from our transactions.
+    let mut cluster = TestCluster::create(4, |c| c.timeouts.heartbeat_ms = 3_600_000);
     cluster.start_all().await;
     for k in 0..3 {
         let tx = cluster.message_tx(&format!("sync {k}"));

@@ -31,6 +31,14 @@ pub const PENDING_LIST_MAX: usize = 256;
 /// Timers kept at most; stale ones (older heights) are dropped first.
 const TIMERS_MAX: usize = 4_096;
 
+/// The driver's inbound queues, in the order it serves them (after due timers).
+pub struct Inbound {
+    pub control: mpsc::Receiver<Control>,
+    pub consensus: mpsc::Receiver<(NodeId, ConsensusMessage)>,
+    pub queries: mpsc::Receiver<Query>,
+    pub transactions: mpsc::Receiver<TxSubmission>,
+}
+
 pub struct Driver {
     shared: Arc<Shared>,
     replica: Replica,
@@ -89,14 +97,10 @@ impl Driver {
 
     pub async fn run(
         mut self,
-        mut consensus_rx: mpsc::Receiver<(NodeId, ConsensusMessage)>,
-        mut tx_rx: mpsc::Receiver<TxSubmission>,
-        mut control_rx: mpsc::Receiver<Control>,
+        mut inbound: Inbound,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let result = self
-            .event_loop(&mut consensus_rx, &mut tx_rx, &mut control_rx, &mut stop)
-            .await;
+        let result = self.event_loop(&mut inbound, &mut stop).await;
         if let Err(e) = &result {
             let reason = format!("{e:#}");
             tracing::error!(error = %reason, "consensus stopped (fail-stop)");
@@ -109,9 +113,7 @@ impl Driver {
 
     async fn event_loop(
         &mut self,
-        consensus_rx: &mut mpsc::Receiver<(NodeId, ConsensusMessage)>,
-        tx_rx: &mut mpsc::Receiver<TxSubmission>,
-        control_rx: &mut mpsc::Receiver<Control>,
+        inbound: &mut Inbound,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         self.step(Input::Start)?;
@@ -125,10 +127,7 @@ impl Driver {
                 match next_timer {
                     Some(deadline) => {
                         let wait = deadline.saturating_sub(now_ms());
-                        tokio::time::sleep_until(
-                            tokio::time::Instant::now() + Duration::from_millis(wait),
-                        )
-                        .await
+                        tokio::time::sleep(Duration::from_millis(wait)).await
                     }
                     None => std::future::pending().await,
                 }
@@ -136,12 +135,13 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Ok(()),
-                Some(control) = control_rx.recv() => self.on_control(control)?,
-                Some((from, message)) = consensus_rx.recv() => {
+                Some(control) = inbound.control.recv() => self.on_control(control)?,
+                Some((from, message)) = inbound.consensus.recv() => {
                     self.step(Input::Message { from, message })?
                 }
                 _ = timer => self.fire_due_timers()?,
-                Some(submission) = tx_rx.recv() => self.on_transaction(submission)?,
+                Some(query) = inbound.queries.recv() => self.answer(query),
+                Some(submission) = inbound.transactions.recv() => self.on_transaction(submission)?,
             }
             self.publish_queue_depths();
         }
@@ -266,13 +266,13 @@ impl Driver {
             .insert((timer.deadline_ms, self.timer_seq), timer);
     }
 
+    /// Fires the timers due now, oldest first. Timers scheduled while firing wait for the
+    /// next turn of the loop even if already due (a zero-length timeout must not spin here).
     fn fire_due_timers(&mut self) -> Result<(), StoreError> {
         let now = now_ms();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let timer = entry.remove();
+        let later = self.timers.split_off(&(now.saturating_add(1), 0));
+        let due = std::mem::replace(&mut self.timers, later);
+        for timer in due.into_values() {
             self.step(Input::Timeout(timer))?;
         }
         Ok(())
@@ -448,10 +448,6 @@ impl Driver {
                 self.alert(message);
                 Ok(())
             }
-            Control::Query(query) => {
-                self.answer(query);
-                Ok(())
-            }
         }
     }
 
@@ -600,6 +596,9 @@ impl Driver {
         let validators = self.replica.chain_state().validators().to_vec();
         if let Ok(mut v) = self.shared.validators.write() {
             *v = validators;
+        }
+        if let Ok(mut a) = self.shared.active.write() {
+            *a = self.replica.chain_state().active();
         }
         let status = self.replica.status();
         let m = &self.shared.metrics;

@@ -129,10 +129,21 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::
     connections.abort_all();
 }
 
-/// Reads the body up to the configured limit (413 beyond it, before reading when the
-/// client declared its length).
-async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, WireError> {
-    let limit = shared.config.network.body_limit_bytes;
+/// Most bytes of a request that is not a proposal (votes, new-round votes, transactions,
+/// sync and join requests are all far smaller): unauthenticated senders cannot make the node
+/// buffer and parse megabytes on the endpoints most of the traffic goes to.
+const SMALL_BODY_LIMIT: usize = 64 * 1024;
+
+/// Reads the body up to `limit` (413 beyond it, before reading when the client declared its
+/// length) within the header-read timeout again (408): a client trickling its body cannot
+/// hold a connection slot for longer than one that sends nothing.
+async fn read_body(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, WireError> {
+    let limit = limit.min(shared.config.network.body_limit_bytes);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -140,9 +151,12 @@ async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<B
     if declared.is_some_and(|n| n > limit) {
         return Err(WireError::TooLarge { limit });
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| WireError::TooLarge { limit })
+    let ms = shared.config.network.header_read_timeout_ms;
+    match tokio::time::timeout(Duration::from_millis(ms), axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(WireError::TooLarge { limit }),
+        Err(_) => Err(WireError::SlowBody { ms }),
+    }
 }
 
 /// A refusal worth a log line and a metric; security events at warn (Req 8.3, 9.5).
@@ -168,7 +182,7 @@ fn open_envelope<B: WireBody>(
     shared: &Shared,
     raw: &[u8],
     kinds: &[&str],
-) -> Result<Envelope<B>, WireError> {
+) -> Result<(Envelope<B>, Hash32), WireError> {
     let envelope: Envelope<B> = wire::parse_envelope(raw, kinds)?;
     let id = wire::authenticate(
         &envelope,
@@ -178,7 +192,7 @@ fn open_envelope<B: WireBody>(
         shared.config.network.replay_window_ms,
     )?;
     check_replay(shared, id, envelope.ts)?;
-    Ok(envelope)
+    Ok((envelope, id))
 }
 
 /// Like [`open_envelope`], but the sender is found by key: for read-only requests from a
@@ -187,7 +201,7 @@ fn open_request<B: WireBody>(
     shared: &Shared,
     raw: &[u8],
     kinds: &[&str],
-) -> Result<Envelope<B>, WireError> {
+) -> Result<(Envelope<B>, Hash32), WireError> {
     let envelope: Envelope<B> = wire::parse_envelope(raw, kinds)?;
     let known = shared
         .validators
@@ -203,7 +217,14 @@ fn open_request<B: WireBody>(
         shared.config.network.replay_window_ms,
     )?;
     check_replay(shared, id, envelope.ts)?;
-    Ok(envelope)
+    Ok((envelope, id))
+}
+
+/// A message refused after its id was recorded (full queue) may be sent again as is.
+fn forget(shared: &Shared, id: &Hash32) {
+    if let Ok(mut guard) = shared.replay.lock() {
+        guard.forget(id);
+    }
 }
 
 fn check_replay(shared: &Shared, id: Hash32, ts: u64) -> Result<(), WireError> {
@@ -238,19 +259,21 @@ fn enqueue(
     Ok(accepted())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn consensus_message<B: WireBody>(
     shared: &Shared,
     endpoint: &str,
     headers: &HeaderMap,
     body: Body,
+    limit: usize,
     kinds: &[&str],
     into_message: impl FnOnce(&str, B) -> Result<ConsensusMessage, WireError>,
 ) -> Response {
     let result = async {
-        let raw = read_body(shared, headers, body).await?;
-        let envelope: Envelope<B> = open_envelope(shared, &raw, kinds)?;
+        let raw = read_body(shared, headers, body, limit).await?;
+        let (envelope, id): (Envelope<B>, _) = open_envelope(shared, &raw, kinds)?;
         let message = into_message(&envelope.kind, envelope.body)?;
-        enqueue(shared, envelope.from, message)
+        enqueue(shared, envelope.from, message).inspect_err(|_| forget(shared, &id))
     }
     .await;
     result.unwrap_or_else(|e| refused(shared, endpoint, e).into_response())
@@ -262,6 +285,7 @@ async fn propose_block(State(s): Shr, headers: HeaderMap, body: Body) -> Respons
         "/ProposeBlock",
         &headers,
         body,
+        s.config.network.body_limit_bytes,
         &["proposal"],
         |_, p| Ok(ConsensusMessage::Proposal(p)),
     )
@@ -287,6 +311,7 @@ async fn verification_vote(State(s): Shr, headers: HeaderMap, body: Body) -> Res
         "/VerificationVote",
         &headers,
         body,
+        SMALL_BODY_LIMIT,
         &kinds,
         vote_of(VoteKind::Verification),
     )
@@ -300,6 +325,7 @@ async fn commit_vote(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
         "/CommitVote",
         &headers,
         body,
+        SMALL_BODY_LIMIT,
         &kinds,
         vote_of(VoteKind::Commit),
     )
@@ -312,6 +338,7 @@ async fn missing_proposer(State(s): Shr, headers: HeaderMap, body: Body) -> Resp
         "/MissingProposer",
         &headers,
         body,
+        SMALL_BODY_LIMIT,
         &["new_round"],
         |_, v| Ok(ConsensusMessage::NewRound(v)),
     )
@@ -322,21 +349,25 @@ async fn missing_proposer(State(s): Shr, headers: HeaderMap, body: Body) -> Resp
 /// unmodified, in its envelope (so the origin is known and not sent it back, Req 10.6).
 async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body).await?;
-        let value: serde_json::Value =
+        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let probe: wire::VersionProbe =
             serde_json::from_slice(&raw).map_err(|e| WireError::BadJson(e.to_string()))?;
-        if value.get("v").is_some() {
-            let envelope: Envelope<Transaction> = open_envelope(&s, &raw, &[kind::TRANSACTION])?;
+        if probe.v.is_some() {
+            let (envelope, id): (Envelope<Transaction>, _) =
+                open_envelope(&s, &raw, &[kind::TRANSACTION])?;
             let submission = TxSubmission {
                 tx: envelope.body,
                 origin: Some(envelope.from),
                 reply: None,
             };
-            s.tx_in.try_send(submission).map_err(|_| WireError::Busy)?;
+            if s.tx_in.try_send(submission).is_err() {
+                forget(&s, &id);
+                return Err(WireError::Busy);
+            }
             return Ok(accepted());
         }
         let tx: Transaction =
-            serde_json::from_value(value).map_err(|e| WireError::WrongShape(e.to_string()))?;
+            serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
         tx.verify().map_err(|_| WireError::BadSignature)?;
         let (reply, verdict) = oneshot::channel();
         s.tx_in
@@ -360,59 +391,56 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
     result.unwrap_or_else(|e| refused(&s, "/Transaction", e).into_response())
 }
 
-/// Answers a sync request with a signed envelope. Pages are cut to fit the body limit
-/// (Req 5.6); a single block always fits (the config guarantees it).
-fn sync_answer(shared: &Shared, request: &SyncRequest) -> Result<Response, WireError> {
-    let store: &dyn crate::store::Store = shared.store.as_ref();
-    let mut response = sync::serve(&store, request);
-    let limit = shared.config.network.body_limit_bytes;
-    let answer_kind = match &response {
-        SyncResponse::ChainPage { .. } => kind::CHAIN_PAGE,
-        _ => kind::MISSING_BLOCKS,
-    };
-    let me = shared.my_id().unwrap_or(wire::NO_ID);
-    loop {
+/// Room kept in a sync answer for the envelope around its blocks and the JSON between them.
+const SYNC_ENVELOPE_OVERHEAD: usize = 16 * 1024;
+
+/// Answers a sync request with a signed envelope. A page holds whole blocks up to the body
+/// limit (Req 5.6; one block always fits, the config guarantees it), read and serialised
+/// once each. Runs on a blocking thread: LMDB reads and serialising megabytes must not
+/// stall the async workers that carry consensus messages.
+async fn sync_answer(shared: Arc<Shared>, request: SyncRequest) -> Result<Response, WireError> {
+    tokio::task::spawn_blocking(move || {
+        let budget = shared
+            .config
+            .network
+            .body_limit_bytes
+            .saturating_sub(SYNC_ENVELOPE_OVERHEAD);
+        let mut used = 0usize;
+        let fits = |block: &consensus_core::Block| {
+            used += serde_json::to_vec(block).map_or(usize::MAX, |b| b.len() + 1);
+            used <= budget
+        };
+        let store: &dyn crate::store::Store = shared.store.as_ref();
+        let response = sync::serve_within(&store, &request, fits);
+        let answer_kind = match &response {
+            SyncResponse::ChainPage { .. } => kind::CHAIN_PAGE,
+            _ => kind::MISSING_BLOCKS,
+        };
+        let me = shared.my_id().unwrap_or(wire::NO_ID);
         let envelope = Envelope::seal(
             &shared.chain_id,
             &shared.key,
             me,
             answer_kind,
             now_ms(),
-            response.clone(),
+            response,
         );
         let bytes =
             serde_json::to_vec(&envelope).map_err(|e| WireError::Unavailable(e.to_string()))?;
-        if bytes.len() <= limit {
-            return Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response());
-        }
-        // Too big: drop the block farthest from the requester's tip and try again.
-        match &mut response {
-            SyncResponse::MissingBlocks { blocks } if blocks.len() > 1 => {
-                blocks.remove(0);
-            }
-            SyncResponse::ChainPage { blocks, .. } if blocks.len() > 1 => {
-                blocks.pop();
-            }
-            _ => {
-                return Err(WireError::Unavailable(
-                    "a single block exceeds the body limit".into(),
-                ))
-            }
-        }
-    }
+        Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+    })
+    .await
+    .map_err(|e| WireError::Unavailable(e.to_string()))?
 }
 
 /// `/MissingBlockRequeset`: the blocks after the requester's last hash, newest first.
 async fn missing_blocks(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body).await?;
-        let envelope: Envelope<LastHash> = open_request(&s, &raw, &[kind::MISSING_BLOCKS_REQUEST])?;
-        sync_answer(
-            &s,
-            &SyncRequest::MissingBlocks {
-                last_hash: envelope.body.last_hash,
-            },
-        )
+        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let (envelope, _): (Envelope<LastHash>, _) =
+            open_request(&s, &raw, &[kind::MISSING_BLOCKS_REQUEST])?;
+        let last_hash = envelope.body.last_hash;
+        sync_answer(s.clone(), SyncRequest::MissingBlocks { last_hash }).await
     }
     .await;
     result.unwrap_or_else(|e| refused(&s, "/MissingBlockRequeset", e).into_response())
@@ -421,14 +449,11 @@ async fn missing_blocks(State(s): Shr, headers: HeaderMap, body: Body) -> Respon
 /// `/RequestEntireBlockchain`: one page of the chain from `fromHeight`, oldest first.
 async fn entire_chain(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body).await?;
-        let envelope: Envelope<FromHeight> = open_request(&s, &raw, &[kind::ENTIRE_CHAIN_REQUEST])?;
-        sync_answer(
-            &s,
-            &SyncRequest::EntireChain {
-                from_height: envelope.body.from_height,
-            },
-        )
+        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let (envelope, _): (Envelope<FromHeight>, _) =
+            open_request(&s, &raw, &[kind::ENTIRE_CHAIN_REQUEST])?;
+        let from_height = envelope.body.from_height;
+        sync_answer(s.clone(), SyncRequest::EntireChain { from_height }).await
     }
     .await;
     result.unwrap_or_else(|e| refused(&s, "/RequestEntireBlockchain", e).into_response())
@@ -438,13 +463,17 @@ async fn entire_chain(State(s): Shr, headers: HeaderMap, body: Body) -> Response
 /// the replica fetches and validates the blocks from it.
 async fn new_blockchain(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body).await?;
-        let envelope: Envelope<ChainNotice> = open_envelope(&s, &raw, &[kind::NEW_BLOCKCHAIN])?;
+        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let (envelope, id): (Envelope<ChainNotice>, _) =
+            open_envelope(&s, &raw, &[kind::NEW_BLOCKCHAIN])?;
         let tip = Control::PeerTip {
             peer: envelope.from,
             height: envelope.body.chain_length.saturating_sub(1),
         };
-        s.control.try_send(tip).map_err(|_| WireError::Busy)?;
+        if s.control.try_send(tip).is_err() {
+            forget(&s, &id);
+            return Err(WireError::Busy);
+        }
         Ok(accepted())
     }
     .await;
@@ -469,8 +498,8 @@ async fn ask<T>(
     query: impl FnOnce(oneshot::Sender<T>) -> Query,
 ) -> Result<T, WireError> {
     let (reply, answer) = oneshot::channel();
-    s.control
-        .try_send(Control::Query(query(reply)))
+    s.queries
+        .try_send(query(reply))
         .map_err(|_| WireError::Busy)?;
     tokio::time::timeout(Duration::from_secs(5), answer)
         .await
@@ -491,8 +520,8 @@ async fn pending_plain(State(s): Shr) -> Response {
 /// `pbft_node_get_pending_transactions_from_peer`'s server side, signed both ways.
 async fn pending_signed(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body).await?;
-        let _: Envelope<Empty> = open_request(&s, &raw, &[kind::PENDING_REQUEST])?;
+        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let _: (Envelope<Empty>, _) = open_request(&s, &raw, &[kind::PENDING_REQUEST])?;
         let list = ask(&s, Query::Pending).await?;
         let envelope = Envelope::seal(
             &s.chain_id,
@@ -566,9 +595,16 @@ async fn metrics(State(s): Shr) -> Response {
 /// The core's events as server-sent events (the visualizer's live feed). A subscriber
 /// that falls more than the buffer behind skips ahead rather than slowing the node.
 async fn events(State(s): Shr) -> Response {
+    let Ok(slot) = s.event_streams.clone().try_acquire_owned() else {
+        return WireError::Busy.into_response();
+    };
     let stream = BroadcastStream::new(s.events.subscribe())
         .filter_map(|item| item.ok())
-        .map(|json| Ok::<_, Infallible>(SseEvent::default().data(&*json)));
+        .map(move |json| {
+            // The slot is released when the client goes away and the stream is dropped.
+            let _held = &slot;
+            Ok::<_, Infallible>(SseEvent::default().data(&*json))
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -5,12 +5,17 @@
 //! 2. The new node (`tinyweb init --join URL --invitation FILE`) posts a [`NewNodeRequest`]
 //!    to `/NewNode`: the invitation, its key and address, signed with its own key (proof
 //!    that it holds the key it asks to register).
-//! 3. Every validator that checks the request signs its own `approve_node` transaction and
-//!    forwards the request, unmodified, to its peers; the new validator is registered once a
-//!    quorum of the active validators' approvals are committed (the core's membership rule).
+//! 3. Every validator that checks the request (inviter active, invitation valid, joiner
+//!    reachable at `/health`, no other joiner seen with this invitation) signs its own
+//!    `approve_node` transaction and forwards the request, unmodified, to its peers; the new
+//!    validator is registered once a quorum of the active validators' approvals are
+//!    committed and the chain still finds the invitation valid: one join per invitation, at
+//!    most one join per inviter per `JOIN_COOLDOWN_MS` (the core's membership rule,
+//!    `ChainState::check_join`). The node's own checks only save work; the chain's decide.
 //! 4. On that commit every member adds the peer, and pushes it its chain length
 //!    (`/SendNewBlockChain`); the new node pulls and validates the blocks through sync.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,55 +25,24 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use consensus_core::crypto::{self, Keypair, SigningBytes};
-use consensus_core::message::JoinRequest;
-use consensus_core::{Genesis, Hash32, PublicKey, Signature, Transaction, TxKind};
+pub use consensus_core::message::{Invitation, JoinRequest};
+use consensus_core::{
+    Genesis, Hash32, NodeSet, PublicKey, Signature, Transaction, TxKind, Validator,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::transport::base_url;
 use super::{now_ms, Shared, TxSubmission};
 use crate::wire::WireError;
 
-/// A member's signed promise that whoever holds this may ask to join (once, until expiry).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Invitation {
-    pub chain_id: Hash32,
-    pub inviter: PublicKey,
-    pub expires_ms: u64,
-    pub nonce: u64,
-    pub signature: Signature,
-}
-
-impl Invitation {
-    fn signing_bytes(
-        chain_id: &Hash32,
-        inviter: &PublicKey,
-        expires_ms: u64,
-        nonce: u64,
-    ) -> SigningBytes {
-        let mut b = SigningBytes::new("invitation");
-        b.hash(chain_id).key(inviter).u64(expires_ms).u64(nonce);
-        b
-    }
-
-    pub fn new(chain_id: Hash32, key: &Keypair, expires_ms: u64, nonce: u64) -> Self {
-        let inviter = key.public();
-        let signature = key.sign(&Self::signing_bytes(&chain_id, &inviter, expires_ms, nonce));
-        Self {
-            chain_id,
-            inviter,
-            expires_ms,
-            nonce,
-            signature,
-        }
-    }
-
-    pub fn verify(&self) -> Result<(), WireError> {
-        let bytes = Self::signing_bytes(&self.chain_id, &self.inviter, self.expires_ms, self.nonce);
-        crypto::verify(&self.inviter, &bytes, &self.signature).map_err(|_| WireError::BadSignature)
-    }
-}
+/// Most invitations `/NewNode` remembers (the oldest is forgotten first). Forgetting one
+/// costs at most a redundant approval: the chain itself admits one validator per invitation.
+pub const JOINS_SEEN_MAX: usize = 256;
+/// How long a member waits for the joining node's `/health` before refusing it.
+const JOINER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest `/NewNode` body: a join request is well under 1 KiB.
+const NEW_NODE_BODY_MAX: usize = 16 * 1024;
 
 /// What `tinyweb invite` prints and `tinyweb init --join` reads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,11 +53,11 @@ pub struct InvitationFile {
     pub invitation: Invitation,
 }
 
-/// The `/NewNode` body.
+/// The `/NewNode` body. `join` (with its invitation) is exactly the payload every member's
+/// `approve_node` carries, so all approvals count toward the same pending join.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewNodeRequest {
-    pub invitation: Invitation,
     pub join: JoinRequest,
     pub ts: u64,
     /// By `join.public_key`.
@@ -91,10 +65,10 @@ pub struct NewNodeRequest {
 }
 
 impl NewNodeRequest {
-    fn signing_bytes(invitation: &Invitation, join: &JoinRequest, ts: u64) -> SigningBytes {
+    fn signing_bytes(join: &JoinRequest, ts: u64) -> SigningBytes {
         let mut b = SigningBytes::new("new_node");
-        b.hash(&invitation.chain_id)
-            .bytes(&invitation.signature.0)
+        b.hash(&join.invitation.chain_id)
+            .bytes(&join.invitation.signature.0)
             .key(&join.public_key)
             .bytes(join.address.as_bytes())
             .u64(ts);
@@ -105,39 +79,52 @@ impl NewNodeRequest {
         let join = JoinRequest {
             public_key: key.public(),
             address,
-        };
-        let signature = key.sign(&Self::signing_bytes(&invitation, &join, ts));
-        Self {
             invitation,
+        };
+        let signature = key.sign(&Self::signing_bytes(&join, ts));
+        Self {
             join,
             ts,
             signature,
         }
     }
 
-    /// Everything a member checks before approving: chain, inviter is a validator, not
-    /// expired, the joiner holds its key, fresh timestamp, a plausible address.
+    pub fn invitation(&self) -> &Invitation {
+        &self.join.invitation
+    }
+
+    /// Everything a member checks on its own before approving: chain, the inviter is an
+    /// active validator, the invitation is signed and unexpired, the joiner holds its key,
+    /// fresh timestamp, a plausible address, not a validator already. (The chain checks the
+    /// invitation again, with one join per invitation and the inviter's rate limit.)
     pub fn check(
         &self,
         chain_id: &Hash32,
-        is_validator: impl Fn(&PublicKey) -> bool,
+        validators: &[Validator],
+        active: NodeSet,
         now: u64,
         window_ms: u64,
     ) -> Result<(), WireError> {
-        let inv = &self.invitation;
+        let inv = self.invitation();
         if inv.chain_id != *chain_id {
             return Err(WireError::Rejected(format!(
                 "the invitation is for chain {}, this is chain {chain_id}",
                 inv.chain_id
             )));
         }
-        if !is_validator(&inv.inviter) {
+        let Some(inviter) = validators.iter().find(|v| v.public_key == inv.inviter) else {
             return Err(WireError::UnknownSender {
                 from: crate::wire::NO_ID,
                 sender: inv.inviter,
             });
+        };
+        if !active.contains(inviter.id) {
+            return Err(WireError::Rejected(format!(
+                "the inviter (validator {}) is not in the active set: ask an active member for an invitation",
+                inviter.id
+            )));
         }
-        inv.verify()?;
+        inv.verify().map_err(|_| WireError::BadSignature)?;
         if now > inv.expires_ms {
             return Err(WireError::Rejected("the invitation has expired".into()));
         }
@@ -148,7 +135,7 @@ impl NewNodeRequest {
                 window_ms,
             });
         }
-        let bytes = Self::signing_bytes(inv, &self.join, self.ts);
+        let bytes = Self::signing_bytes(&self.join, self.ts);
         crypto::verify(&self.join.public_key, &bytes, &self.signature)
             .map_err(|_| WireError::BadSignature)?;
         let address = &self.join.address;
@@ -160,7 +147,10 @@ impl NewNodeRequest {
                 "{address:?} is not a host:port address"
             )));
         }
-        if is_validator(&self.join.public_key) {
+        if validators
+            .iter()
+            .any(|v| v.public_key == self.join.public_key)
+        {
             return Err(WireError::Rejected(
                 "this key is already a validator".into(),
             ));
@@ -169,32 +159,139 @@ impl NewNodeRequest {
     }
 }
 
+/// What this member already did with an invitation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Never presented here.
+    New,
+    /// Presented by this joiner before: approved and forwarded already.
+    SameJoiner,
+    /// Presented by another key: an invitation admits one validator, refuse.
+    OtherJoiner,
+}
+
+/// Invitations presented at `/NewNode`, keyed by (inviter, nonce), with the joiner that
+/// presented each first; bounded by [`JOINS_SEEN_MAX`], oldest dropped.
+#[derive(Debug, Default)]
+pub struct SeenInvitations {
+    joiner: BTreeMap<(PublicKey, u64), PublicKey>,
+    order: VecDeque<(PublicKey, u64)>,
+}
+
+impl SeenInvitations {
+    pub fn lookup(&self, join: &JoinRequest) -> Seen {
+        let id = (join.invitation.inviter, join.invitation.nonce);
+        match self.joiner.get(&id) {
+            None => Seen::New,
+            Some(k) if *k == join.public_key => Seen::SameJoiner,
+            Some(_) => Seen::OtherJoiner,
+        }
+    }
+
+    /// Records `join`'s joiner for its invitation unless one is recorded already; returns
+    /// what was there before (so check and record are one step under the lock).
+    pub fn record(&mut self, join: &JoinRequest) -> Seen {
+        let seen = self.lookup(join);
+        if seen == Seen::New {
+            let id = (join.invitation.inviter, join.invitation.nonce);
+            while self.order.len() >= JOINS_SEEN_MAX {
+                if let Some(old) = self.order.pop_front() {
+                    self.joiner.remove(&old);
+                }
+            }
+            self.joiner.insert(id, join.public_key);
+            self.order.push_back(id);
+        }
+        seen
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+fn invitation_taken() -> WireError {
+    WireError::Rejected(
+        "this invitation was already presented by another node: an invitation admits one validator"
+            .into(),
+    )
+}
+
+/// A joiner nobody can reach would count toward n and never vote: enough of them halt the
+/// chain. So each member checks that it answers before approving it.
+async fn probe_joiner(address: &str) -> Result<(), WireError> {
+    let url = format!("{}/health", base_url(address));
+    let result = reqwest::Client::new()
+        .get(&url)
+        .timeout(JOINER_PROBE_TIMEOUT)
+        .send()
+        .await;
+    let problem = match result {
+        Ok(resp) if resp.status().is_success() => return Ok(()),
+        Ok(resp) => format!("it answered {}", resp.status()),
+        Err(e) => e.to_string(),
+    };
+    Err(WireError::Rejected(format!(
+        "the joining node is not reachable at {url} ({problem}): a validator the others cannot \
+         reach would never vote, and enough of them halt the chain; start the node (and open its \
+         port) before asking to join"
+    )))
+}
+
 /// `POST /NewNode`.
 pub async fn new_node(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let limit = s.config.network.body_limit_bytes;
     let _ = headers;
     let result = async {
-        let raw = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| WireError::TooLarge { limit })?;
+        // Bounded in size and in time: the sender is not authenticated yet.
+        let limit = NEW_NODE_BODY_MAX.min(s.config.network.body_limit_bytes);
+        let ms = s.config.network.header_read_timeout_ms;
+        let raw =
+            tokio::time::timeout(Duration::from_millis(ms), axum::body::to_bytes(body, limit))
+                .await
+                .map_err(|_| WireError::SlowBody { ms })?
+                .map_err(|_| WireError::TooLarge { limit })?;
         let request: NewNodeRequest =
             serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
         let validators = s.validators.read().map(|v| v.clone()).unwrap_or_default();
+        let active = s.active.read().map(|a| *a).unwrap_or(NodeSet::EMPTY);
         request.check(
             &s.chain_id,
-            |k| validators.iter().any(|v| v.public_key == *k),
+            &validators,
+            active,
             now_ms(),
             s.config.network.replay_window_ms,
         )?;
-        let first_time = s
+        let accepted = || Json(serde_json::json!({ "accepted": true })).into_response();
+        // A poisoned lock only means another handler panicked mid-update; the map is
+        // still a valid map.
+        let lookup = s
             .joins_seen
             .lock()
-            .map(|mut seen| seen.insert(request.join.public_key))
-            .unwrap_or(false);
-        if first_time {
-            approve_and_forward(&s, &request);
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(&request.join);
+        match lookup {
+            Seen::OtherJoiner => return Err(invitation_taken()),
+            // The joiner retries until it is registered; we approved it already.
+            Seen::SameJoiner => return Ok(accepted()),
+            Seen::New => {}
         }
-        Ok::<_, WireError>(Json(serde_json::json!({ "accepted": true })).into_response())
+        probe_joiner(&request.join.address).await?;
+        let recorded = s
+            .joins_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&request.join);
+        match recorded {
+            Seen::New => approve_and_forward(&s, &request),
+            Seen::SameJoiner => {}
+            // Another joiner with this invitation got in while we probed.
+            Seen::OtherJoiner => return Err(invitation_taken()),
+        }
+        Ok::<_, WireError>(accepted())
     }
     .await;
     result.unwrap_or_else(|e| {
@@ -203,16 +300,36 @@ pub async fn new_node(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bo
     })
 }
 
+/// Queues our `approve_node` for the driver, waiting for room rather than dropping it when
+/// the queue is full (a lost approval can leave a join one vote short until it expires),
+/// and logs the verdict (the chain may refuse it: invitation spent, inviter rate-limited).
+fn submit_approval(tx_in: &mpsc::Sender<TxSubmission>, tx: Transaction) {
+    let (reply, verdict) = oneshot::channel();
+    let submission = TxSubmission {
+        tx,
+        origin: None,
+        reply: Some(reply),
+    };
+    let tx_in = tx_in.clone();
+    tokio::spawn(async move {
+        if tx_in.send(submission).await.is_err() {
+            tracing::warn!("node is stopping: approval not submitted");
+            return;
+        }
+        match verdict.await {
+            Ok(Ok(hash)) => tracing::info!(tx = %hash, "approval submitted"),
+            Ok(Err(reason)) => tracing::warn!(%reason, "approval refused by the chain rules"),
+            Err(_) => {}
+        }
+    });
+}
+
 fn approve_and_forward(s: &Arc<Shared>, request: &NewNodeRequest) {
     tracing::info!(key = %request.join.public_key, address = %request.join.address, "approving a join request");
     if let Ok(payload) = serde_json::to_vec(&request.join) {
         let now = now_ms();
         let tx = Transaction::new_signed(&s.key, TxKind::ApproveNode, payload, now, now);
-        let _ = s.tx_in.try_send(TxSubmission {
-            tx,
-            origin: None,
-            reply: None,
-        });
+        submit_approval(&s.tx_in, tx);
     }
     let Ok(body) = serde_json::to_vec(request) else {
         return;
@@ -297,6 +414,18 @@ pub fn start(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consensus_core::NodeId;
+
+    fn validators(keys: &[&Keypair]) -> Vec<Validator> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| Validator {
+                id: NodeId(i as u16),
+                public_key: k.public(),
+                address: format!("127.0.0.1:{}", 9000 + i),
+            })
+            .collect()
+    }
 
     #[test]
     fn a_join_request_is_checked_against_chain_inviter_expiry_and_key() {
@@ -305,33 +434,77 @@ mod tests {
         let joiner = Keypair::from_secret([2; 32]);
         let inv = Invitation::new(chain, &member, 10_000, 7);
         let req = NewNodeRequest::new(inv.clone(), &joiner, "127.0.0.1:8704".into(), 1_000);
-        let members = |k: &PublicKey| *k == member.public();
-        assert_eq!(req.check(&chain, members, 1_000, 60_000), Ok(()));
+        let members = validators(&[&member]);
+        let active = NodeSet::first_n(1);
+        assert_eq!(req.check(&chain, &members, active, 1_000, 60_000), Ok(()));
 
         assert!(
-            req.check(&Hash32([4; 32]), members, 1_000, 60_000).is_err(),
+            req.check(&Hash32([4; 32]), &members, active, 1_000, 60_000)
+                .is_err(),
             "other chain"
         );
         assert!(matches!(
-            req.check(&chain, |_| false, 1_000, 60_000),
+            req.check(&chain, &[], NodeSet::EMPTY, 1_000, 60_000),
             Err(WireError::UnknownSender { .. })
         ));
         assert!(
-            req.check(&chain, members, 20_000, 60_000).is_err(),
+            matches!(
+                req.check(&chain, &members, NodeSet::EMPTY, 1_000, 60_000),
+                Err(WireError::Rejected(m)) if m.contains("active")
+            ),
+            "a suspended inviter cannot invite"
+        );
+        assert!(
+            req.check(&chain, &members, active, 20_000, 60_000).is_err(),
             "expired"
         );
         let mut forged = req.clone();
         forged.join.address = "10.0.0.1:1".into();
         assert_eq!(
-            forged.check(&chain, members, 1_000, 60_000),
+            forged.check(&chain, &members, active, 1_000, 60_000),
             Err(WireError::BadSignature),
             "the joiner's signature covers its address"
         );
         let mut bad_inv = req.clone();
-        bad_inv.invitation.expires_ms += 1;
+        bad_inv.join.invitation.expires_ms += 1;
         assert_eq!(
-            bad_inv.check(&chain, members, 1_000, 60_000),
+            bad_inv.check(&chain, &members, active, 1_000, 60_000),
             Err(WireError::BadSignature)
+        );
+        let already = NewNodeRequest::new(inv, &member, "127.0.0.1:8704".into(), 1_000);
+        assert!(already
+            .check(&chain, &members, active, 1_000, 60_000)
+            .is_err());
+    }
+
+    #[test]
+    fn an_invitation_is_remembered_for_its_first_joiner_only_and_the_memory_is_bounded() {
+        let chain = Hash32([3; 32]);
+        let member = Keypair::from_secret([1; 32]);
+        let join = |nonce: u64, joiner: u8| {
+            NewNodeRequest::new(
+                Invitation::new(chain, &member, 10_000, nonce),
+                &Keypair::from_secret([joiner; 32]),
+                "127.0.0.1:8704".into(),
+                1_000,
+            )
+            .join
+        };
+        let mut seen = SeenInvitations::default();
+        assert_eq!(seen.record(&join(1, 2)), Seen::New);
+        assert_eq!(seen.record(&join(1, 2)), Seen::SameJoiner);
+        assert_eq!(seen.lookup(&join(1, 3)), Seen::OtherJoiner);
+        assert_eq!(seen.record(&join(1, 3)), Seen::OtherJoiner);
+        assert_eq!(seen.lookup(&join(2, 3)), Seen::New, "another nonce");
+
+        for nonce in 100..100 + JOINS_SEEN_MAX as u64 {
+            seen.record(&join(nonce, 4));
+        }
+        assert_eq!(seen.len(), JOINS_SEEN_MAX);
+        assert_eq!(
+            seen.lookup(&join(1, 3)),
+            Seen::New,
+            "the oldest was dropped"
         );
     }
 }

@@ -17,7 +17,6 @@ pub mod join;
 pub mod metrics;
 pub mod transport;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -37,12 +36,19 @@ use crate::wire::ReplayGuard;
 use metrics::Metrics;
 use transport::Transport;
 
-/// Unix time in ms: the replica's clock input (block timestamps are wall-clock).
+/// Unix time in ms: the replica's clock input (block timestamps are wall-clock). Read once
+/// from the system clock, then advanced by the monotonic clock, so a wall-clock step (NTP,
+/// a resumed VM) neither fires every timer at once nor stalls them.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    static START: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (unix_at_start, started) = START.get_or_init(|| {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        (unix, std::time::Instant::now())
+    });
+    unix_at_start + started.elapsed().as_millis() as u64
 }
 
 /// What reaches the driver besides peer messages and transactions.
@@ -63,10 +69,10 @@ pub enum Control {
     },
     /// Something an operator must look at (shown in `/status` and logged at error).
     Alert(String),
-    Query(Query),
 }
 
-/// Read requests answered by the driver from the replica's own state.
+/// Read requests answered by the driver from the replica's own state. They have their own
+/// small queue, served after consensus messages: unauthenticated reads must not delay votes.
 #[derive(Debug)]
 pub enum Query {
     Status(oneshot::Sender<NodeStatus>),
@@ -179,13 +185,19 @@ pub struct Shared {
     pub transport: Arc<Transport>,
     /// The registered validators at our tip (envelope senders are checked against it).
     pub validators: RwLock<Vec<Validator>>,
+    /// The active set of the next height (only an active validator may invite).
+    pub active: RwLock<consensus_core::NodeSet>,
     pub replay: Mutex<ReplayGuard>,
-    /// Join requests already acted on (each is approved and forwarded once).
-    pub joins_seen: Mutex<HashSet<PublicKey>>,
+    /// Invitations presented at `/NewNode` (each is approved and forwarded once, for one
+    /// joiner), bounded.
+    pub joins_seen: Mutex<join::SeenInvitations>,
     pub events: broadcast::Sender<Arc<str>>,
     pub consensus_in: mpsc::Sender<(NodeId, ConsensusMessage)>,
     pub tx_in: mpsc::Sender<TxSubmission>,
     pub control: mpsc::Sender<Control>,
+    pub queries: mpsc::Sender<Query>,
+    /// `/events` subscribers at most: a stream holds its connection for good.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
     /// Set when the node stopped consensus for good (a storage failure): `/health` says why.
     pub fatal: RwLock<Option<String>>,
 }
@@ -235,6 +247,10 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 /// Replay ids remembered at most (see [`ReplayGuard`]).
 const REPLAY_IDS_MAX: usize = 200_000;
+/// Read queries waiting for the driver; when full, reads get 503.
+const QUERY_QUEUE: usize = 64;
+/// Concurrent `/events` streams.
+const EVENT_STREAMS_MAX: usize = 16;
 /// Events buffered for slow `/events` subscribers before they skip ahead.
 const EVENT_BUFFER: usize = 4_096;
 
@@ -271,6 +287,7 @@ pub async fn run(
     let (control_tx, control_rx) = mpsc::channel(config.network.consensus_queue * 4);
     let (consensus_tx, consensus_rx) = mpsc::channel(config.network.consensus_queue);
     let (tx_tx, tx_rx) = mpsc::channel(config.network.transaction_queue);
+    let (query_tx, query_rx) = mpsc::channel(QUERY_QUEUE);
     let metrics = Arc::new(Metrics::default());
     let transport = Transport::new(
         config.network.clone(),
@@ -292,11 +309,14 @@ pub async fn run(
         metrics,
         transport,
         validators: RwLock::new(Vec::new()),
-        joins_seen: Mutex::new(HashSet::new()),
+        active: RwLock::new(consensus_core::NodeSet::EMPTY),
+        joins_seen: Mutex::new(join::SeenInvitations::default()),
         events,
         consensus_in: consensus_tx,
         tx_in: tx_tx,
         control: control_tx,
+        queries: query_tx,
+        event_streams: Arc::new(tokio::sync::Semaphore::new(EVENT_STREAMS_MAX)),
         fatal: RwLock::new(None),
     });
 
@@ -311,7 +331,13 @@ pub async fn run(
     );
 
     let server = tokio::spawn(http::serve(shared.clone(), listener, stop_rx.clone()));
-    let driver_task = tokio::spawn(driver.run(consensus_rx, tx_rx, control_rx, stop_rx.clone()));
+    let inbound = driver::Inbound {
+        consensus: consensus_rx,
+        transactions: tx_rx,
+        control: control_rx,
+        queries: query_rx,
+    };
+    let driver_task = tokio::spawn(driver.run(inbound, stop_rx.clone()));
     join::start(shared.clone(), stop_rx.clone());
 
     let mut driver_task = driver_task;

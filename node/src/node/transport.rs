@@ -207,20 +207,25 @@ impl Transport {
 
     /// `pbft_node_get_blockchain_length_from_peer`: the peer's `/GetBlockChainLength`.
     pub async fn get_blockchain_length(&self, address: &str) -> Option<u64> {
-        let url = format!("{}/GetBlockChainLength", base_url(address));
-        let resp = self.client.get(url).send().await.ok()?;
-        let value: serde_json::Value = resp.json().await.ok()?;
+        let value = self.get_small_json(address, "/GetBlockChainLength").await?;
         value.get("chainLength")?.as_u64()
     }
 
     /// `pbft_node_get_last_block_hash_from_peer`: the peer's `/BlockChainLastHash`.
     pub async fn get_last_block_hash(&self, address: &str) -> Option<(u64, Hash32)> {
-        let url = format!("{}/BlockChainLastHash", base_url(address));
-        let resp = self.client.get(url).send().await.ok()?;
-        let value: serde_json::Value = resp.json().await.ok()?;
+        let value = self.get_small_json(address, "/BlockChainLastHash").await?;
         let height = value.get("height")?.as_u64()?;
         let hash = Hash32::from_hex(value.get("lastHash")?.as_str()?).ok()?;
         Some((height, hash))
+    }
+
+    /// A GET whose answer is a few fields: read at most a few KiB of it.
+    async fn get_small_json(&self, address: &str, path: &str) -> Option<serde_json::Value> {
+        const SMALL_ANSWER_BYTES: usize = 4 * 1024;
+        let url = format!("{}{path}", base_url(address));
+        let resp = self.client.get(url).send().await.ok()?;
+        let raw = read_capped(resp, SMALL_ANSWER_BYTES).await.ok()?;
+        serde_json::from_slice(&raw).ok()
     }
 
     /// One signed request/response exchange (sync, pending transactions): the answer must be
@@ -235,29 +240,22 @@ impl Transport {
     ) -> Result<Envelope<Resp>, ExchangeError> {
         let url = format!("{}{}", base_url(&peer.address), path);
         let body = serde_json::to_vec(request).map_err(|e| ExchangeError::Local(e.to_string()))?;
-        let mut resp = self
+        // A page of large blocks takes longer than a vote: give the whole exchange (request,
+        // the peer's reads, the transfer) several ordinary timeouts.
+        let timeout = Duration::from_millis(self.network.request_timeout_ms.saturating_mul(5));
+        let resp = self
             .client
             .post(&url)
             .header("content-type", "application/json")
             .body(body)
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| ExchangeError::Transport(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(ExchangeError::Status(resp.status().as_u16()));
         }
-        let limit = self.network.body_limit_bytes;
-        let mut raw = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| ExchangeError::Transport(e.to_string()))?
-        {
-            if raw.len() + chunk.len() > limit {
-                return Err(ExchangeError::Invalid(WireError::TooLarge { limit }));
-            }
-            raw.extend_from_slice(&chunk);
-        }
+        let raw = read_capped(resp, self.network.body_limit_bytes).await?;
         let envelope: Envelope<Resp> =
             wire::parse_envelope(&raw, expected).map_err(ExchangeError::Invalid)?;
         wire::authenticate(
@@ -270,6 +268,23 @@ impl Transport {
         .map_err(ExchangeError::Invalid)?;
         Ok(envelope)
     }
+}
+
+/// Reads an answer's body, refusing one over `limit` bytes (a peer's answer is as untrusted
+/// as its requests).
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ExchangeError> {
+    let mut raw = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| ExchangeError::Transport(e.to_string()))?
+    {
+        if raw.len() + chunk.len() > limit {
+            return Err(ExchangeError::Invalid(WireError::TooLarge { limit }));
+        }
+        raw.extend_from_slice(&chunk);
+    }
+    Ok(raw)
 }
 
 #[derive(Debug, thiserror::Error)]

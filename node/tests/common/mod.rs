@@ -44,12 +44,36 @@ pub struct TestCluster {
     nonce: u64,
 }
 
-/// A port the kernel just handed out (and took back): free for a moment.
+/// A free port below the kernel's ephemeral range: a port taken from that range could be
+/// grabbed by some outgoing connection before the node binds it. Each test process walks its
+/// own stretch (seeded by its pid), checking each port with a bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 12_000;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32_768)
+        .max(LOW + 1_000);
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let span = high - LOW;
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(span)) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {high}");
 }
 
 pub fn write_node(
