@@ -330,7 +330,14 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], private: bool) -> Result<
         f.sync_all().map_err(err)?;
     }
     let _ = private;
-    std::fs::rename(&tmp, path).map_err(err)
+    std::fs::rename(&tmp, path).map_err(err)?;
+    // The rename itself is durable only once the directory entry is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// The files of a node directory (`config.toml` points at the other two by these names).

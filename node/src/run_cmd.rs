@@ -41,14 +41,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{s:?}: expected a number and a unit (s, m, h, d), e.g. 24h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" | "" => n * 3600,
-        "d" => n * 86_400,
+    let per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
     };
-    Ok(Duration::from_secs(secs))
+    n.checked_mul(per_unit)
+        .filter(|secs| *secs <= 10 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: at most ten years"))
 }
 
 pub fn init_logging(format: LogFormat) {

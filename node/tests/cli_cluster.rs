@@ -1,12 +1,15 @@
 //! `tinyweb init`, `cluster`, `submit` and `status` as scripts call them (DESIGN §9): the
 //! built binary, its exit status, its output and the files it leaves.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::free_ports;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tinyweb");
 
@@ -29,23 +32,6 @@ fn json_stdout(out: &Output) -> serde_json::Value {
             text(&out.stderr)
         )
     })
-}
-
-/// `n` consecutive ports that are free right now.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        if base > u16::MAX - n {
-            continue;
-        }
-        if (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
 }
 
 fn pid_alive(pid: u64) -> bool {

@@ -206,7 +206,7 @@ impl Driver {
     /// `/MissingProposer` vote: one sealed envelope, queued for each peer.
     fn send_message(&self, now: u64, to: &[NodeId], message: &ConsensusMessage) {
         let Some(me) = self.replica.id() else { return };
-        let body = Arc::new(wire::seal_message(
+        let body = axum::body::Bytes::from(wire::seal_message(
             &self.shared.chain_id,
             &self.shared.key,
             me,
@@ -242,7 +242,7 @@ impl Driver {
         };
         let outgoing = Outgoing {
             path: "/Transaction",
-            body: Arc::new(body),
+            body: body.into(),
             queued: Instant::now(),
         };
         let peers: Vec<NodeId> = self.peers().filter(|p| Some(*p) != except).collect();
@@ -583,7 +583,7 @@ impl Driver {
                 &address,
                 Outgoing {
                     path: "/SendNewBlockChain",
-                    body: Arc::new(body),
+                    body: body.into(),
                     queued: Instant::now(),
                 },
             );

@@ -25,7 +25,8 @@ use crate::wire::{self, Envelope, WireBody, WireError};
 #[derive(Clone, Debug)]
 pub struct Outgoing {
     pub path: &'static str,
-    pub body: Arc<Vec<u8>>,
+    /// Shared by every peer it goes to and every retry (cloning `Bytes` copies nothing).
+    pub body: axum::body::Bytes,
     pub queued: Instant,
 }
 
@@ -158,7 +159,7 @@ impl Transport {
     /// POSTs with retries. 2xx and a 409 "replayed" (the peer already has it: an earlier
     /// attempt landed) count as delivered; 503 and transport errors are retried; other statuses mean the
     /// peer refused the message, which retrying cannot change.
-    async fn deliver(&self, url: &str, body: &Arc<Vec<u8>>) -> (bool, Option<u64>) {
+    async fn deliver(&self, url: &str, body: &axum::body::Bytes) -> (bool, Option<u64>) {
         let attempts = self.network.send_attempts;
         for attempt in 0..attempts {
             let started = Instant::now();
@@ -166,7 +167,7 @@ impl Transport {
                 .client
                 .post(url)
                 .header("content-type", "application/json")
-                .body(body.as_ref().clone())
+                .body(body.clone())
                 .send()
                 .await;
             let rtt = started.elapsed().as_millis() as u64;

@@ -45,9 +45,14 @@ pub struct TestCluster {
 }
 
 /// A free port below the kernel's ephemeral range: a port taken from that range could be
-/// grabbed by some outgoing connection before the node binds it. Each test process walks its
-/// own stretch (seeded by its pid), checking each port with a bind.
+/// grabbed by some outgoing connection before the node binds it.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// `n` consecutive free ports below the kernel's ephemeral range. Each test process walks
+/// its own stretch (seeded by its pid), checking every port with a bind.
+pub fn free_ports(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     const LOW: u16 = 12_000;
     let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -60,20 +65,16 @@ pub fn free_port() -> u16 {
         .unwrap_or(32_768)
         .max(LOW + 1_000);
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let span = high - LOW;
-    let _ = NEXT.compare_exchange(
-        0,
-        (std::process::id() % u32::from(span)) as u16,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    let span = high - LOW - n;
+    let seed = (std::process::id() % u32::from(span)) as u16;
+    let _ = NEXT.compare_exchange(0, seed, Ordering::SeqCst, Ordering::SeqCst);
     for _ in 0..span {
-        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let base = LOW + NEXT.fetch_add(n, Ordering::SeqCst) % span;
+        if (base..base + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
         }
     }
-    panic!("no free port between {LOW} and {high}");
+    panic!("no {n} free ports between {LOW} and {high}");
 }
 
 pub fn write_node(
