@@ -84,9 +84,12 @@ impl TimeoutConfig {
             TimerKind::Propose | TimerKind::Rebroadcast => self.propose_ms,
             TimerKind::Verification => self.verification_ms,
             TimerKind::Commit => self.commit_ms,
-            TimerKind::Heartbeat => return self.heartbeat_ms.saturating_mul(speed_permille) / 1000,
+            // At least 1 ms: a timer that is due the moment it is set would spin its host.
+            TimerKind::Heartbeat => {
+                return (self.heartbeat_ms.saturating_mul(speed_permille) / 1000).max(1)
+            }
             TimerKind::BlockInterval => {
-                return self.empty_block_interval_ms.saturating_mul(speed_permille) / 1000
+                return (self.empty_block_interval_ms.saturating_mul(speed_permille) / 1000).max(1)
             }
             TimerKind::Sync => self.sync_ms,
         };
@@ -98,7 +101,7 @@ impl TimeoutConfig {
                 break;
             }
         }
-        t.min(self.max_ms).saturating_mul(speed_permille) / 1000
+        (t.min(self.max_ms).saturating_mul(speed_permille) / 1000).max(1)
     }
 }
 

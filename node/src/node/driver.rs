@@ -31,18 +31,21 @@ pub const PENDING_LIST_MAX: usize = 256;
 /// Timers kept at most; stale ones (older heights) are dropped first.
 const TIMERS_MAX: usize = 4_096;
 
-/// The driver's inbound queues, in the order it serves them (after due timers).
+/// The driver's inbound queues, in the order it serves them (after due timers). Reads come
+/// last: anyone can send them, and they must not hold back votes or transactions.
 pub struct Inbound {
     pub control: mpsc::Receiver<Control>,
     pub consensus: mpsc::Receiver<(NodeId, ConsensusMessage)>,
-    pub queries: mpsc::Receiver<Query>,
     pub transactions: mpsc::Receiver<TxSubmission>,
+    pub queries: mpsc::Receiver<Query>,
 }
 
 pub struct Driver {
     shared: Arc<Shared>,
     replica: Replica,
-    timers: BTreeMap<(u64, u64), Timer>,
+    /// Keyed by when they fire on the monotonic clock: a wall-clock step must neither fire
+    /// every timeout at once nor hold them back.
+    timers: BTreeMap<(tokio::time::Instant, u64), Timer>,
     timer_seq: u64,
     /// Committed transaction -> height (`/Transaction/{hash}`), rebuilt from the store.
     tx_heights: HashMap<Hash32, Height>,
@@ -122,13 +125,10 @@ impl Driver {
             // Due timers first: under a steady stream of messages the biased select below
             // would never reach its timer arm, and a stuck round would never time out.
             self.fire_due_timers()?;
-            let next_timer = self.timers.keys().next().map(|(deadline, _)| *deadline);
+            let next_timer = self.timers.keys().next().map(|(at, _)| *at);
             let timer = async move {
                 match next_timer {
-                    Some(deadline) => {
-                        let wait = deadline.saturating_sub(now_ms());
-                        tokio::time::sleep(Duration::from_millis(wait)).await
-                    }
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -140,8 +140,8 @@ impl Driver {
                     self.step(Input::Message { from, message })?
                 }
                 _ = timer => self.fire_due_timers()?,
-                Some(query) = inbound.queries.recv() => self.answer(query),
                 Some(submission) = inbound.transactions.recv() => self.on_transaction(submission)?,
+                Some(query) = inbound.queries.recv() => self.answer(query),
             }
             self.publish_queue_depths();
         }
@@ -262,15 +262,17 @@ impl Driver {
             }
         }
         self.timer_seq += 1;
-        self.timers
-            .insert((timer.deadline_ms, self.timer_seq), timer);
+        // The replica speaks in its (wall-clock) ms; the wait is what is left of it now.
+        let wait = Duration::from_millis(timer.deadline_ms.saturating_sub(now_ms()));
+        let at = tokio::time::Instant::now() + wait;
+        self.timers.insert((at, self.timer_seq), timer);
     }
 
     /// Fires the timers due now, oldest first. Timers scheduled while firing wait for the
     /// next turn of the loop even if already due (a zero-length timeout must not spin here).
     fn fire_due_timers(&mut self) -> Result<(), StoreError> {
-        let now = now_ms();
-        let later = self.timers.split_off(&(now.saturating_add(1), 0));
+        let now = tokio::time::Instant::now();
+        let later = self.timers.split_off(&(now + Duration::from_millis(1), 0));
         let due = std::mem::replace(&mut self.timers, later);
         for timer in due.into_values() {
             self.step(Input::Timeout(timer))?;
@@ -465,6 +467,14 @@ impl Driver {
                     .cloned()
                     .collect();
                 let _ = reply.send(list);
+            }
+            Query::CheckJoin(join, reply) => {
+                let verdict = self
+                    .replica
+                    .chain_state()
+                    .check_join(&join, now_ms())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(verdict);
             }
             Query::TxStatus(hash, reply) => {
                 let status = match self.tx_heights.get(&hash) {

@@ -399,7 +399,13 @@ const SYNC_ENVELOPE_OVERHEAD: usize = 16 * 1024;
 /// once each. Runs on a blocking thread: LMDB reads and serialising megabytes must not
 /// stall the async workers that carry consensus messages.
 async fn sync_answer(shared: Arc<Shared>, request: SyncRequest) -> Result<Response, WireError> {
+    let permit = shared
+        .sync_serving
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| WireError::Busy)?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let budget = shared
             .config
             .network
@@ -493,7 +499,7 @@ async fn last_hash(State(s): Shr) -> Response {
     .into_response()
 }
 
-async fn ask<T>(
+pub(super) async fn ask<T>(
     s: &Shared,
     query: impl FnOnce(oneshot::Sender<T>) -> Query,
 ) -> Result<T, WireError> {

@@ -265,6 +265,12 @@ pub async fn new_node(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bo
             now_ms(),
             s.config.network.replay_window_ms,
         )?;
+        // The chain's own rules (invitation unused, inviter not rate-limited, room left),
+        // so a joiner that cannot get in is told why instead of waiting forever.
+        let join = Box::new(request.join.clone());
+        super::http::ask(&s, |reply| super::Query::CheckJoin(join, reply))
+            .await?
+            .map_err(WireError::Rejected)?;
         let accepted = || Json(serde_json::json!({ "accepted": true })).into_response();
         // A poisoned lock only means another handler panicked mid-update; the map is
         // still a valid map.

@@ -36,19 +36,18 @@ use crate::wire::ReplayGuard;
 use metrics::Metrics;
 use transport::Transport;
 
-/// Unix time in ms: the replica's clock input (block timestamps are wall-clock). Read once
-/// from the system clock, then advanced by the monotonic clock, so a wall-clock step (NTP,
-/// a resumed VM) neither fires every timer at once nor stalls them.
+/// Unix time in ms: the replica's clock input (block timestamps and envelope `ts` are
+/// wall-clock, compared across nodes). It follows the system clock but never goes back, so
+/// a clock stepped backwards cannot make this node's view of time regress; timers do not
+/// use it (the driver sleeps on the monotonic clock).
 pub fn now_ms() -> u64 {
-    static START: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
-    let (unix_at_start, started) = START.get_or_init(|| {
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        (unix, std::time::Instant::now())
-    });
-    unix_at_start + started.elapsed().as_millis() as u64
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let system = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let previous = LAST.fetch_max(system, std::sync::atomic::Ordering::SeqCst);
+    previous.max(system)
 }
 
 /// What reaches the driver besides peer messages and transactions.
@@ -78,6 +77,11 @@ pub enum Query {
     Status(oneshot::Sender<NodeStatus>),
     Pending(oneshot::Sender<Vec<Transaction>>),
     TxStatus(Hash32, oneshot::Sender<TxStatus>),
+    /// Would the chain accept this join now (invitation unused, inviter not rate-limited)?
+    CheckJoin(
+        Box<consensus_core::JoinRequest>,
+        oneshot::Sender<Result<(), String>>,
+    ),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -198,6 +202,10 @@ pub struct Shared {
     pub queries: mpsc::Sender<Query>,
     /// `/events` subscribers at most: a stream holds its connection for good.
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Sync answers being built at once. Each runs on a blocking thread that cannot be
+    /// cancelled once started (a requester hanging up does not stop it) and holds an LMDB
+    /// reader: beyond this, requests get 503 and the requester tries again later.
+    pub sync_serving: Arc<tokio::sync::Semaphore>,
     /// Set when the node stopped consensus for good (a storage failure): `/health` says why.
     pub fatal: RwLock<Option<String>>,
 }
@@ -249,6 +257,8 @@ fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 const REPLAY_IDS_MAX: usize = 200_000;
 /// Read queries waiting for the driver; when full, reads get 503.
 const QUERY_QUEUE: usize = 64;
+/// Sync answers built at once (each up to a body limit of blocks in memory, twice).
+const SYNC_SERVING_MAX: usize = 4;
 /// Concurrent `/events` streams.
 const EVENT_STREAMS_MAX: usize = 16;
 /// Events buffered for slow `/events` subscribers before they skip ahead.
@@ -317,6 +327,7 @@ pub async fn run(
         control: control_tx,
         queries: query_tx,
         event_streams: Arc::new(tokio::sync::Semaphore::new(EVENT_STREAMS_MAX)),
+        sync_serving: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVING_MAX)),
         fatal: RwLock::new(None),
     });
 
