@@ -1159,7 +1159,11 @@ impl Replica {
             }
             TimerKind::Sync => {
                 self.sync.timer_armed = false;
-                self.sync.outstanding = None;
+                // A peer that claimed a longer chain and then did not answer in time loses
+                // its claim (a claim is unauthenticated; it may come again).
+                if let Some(silent) = self.sync.outstanding.take() {
+                    self.claimed_tips.remove(&silent);
+                }
                 self.request_sync(now_ms, out);
             }
         }
