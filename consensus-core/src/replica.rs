@@ -1663,10 +1663,8 @@ impl Replica {
                     self.claimed_tips.remove(&from);
                 }
                 blocks.reverse();
-                // A page may end early (the peer cuts pages to its body limit), so only an
-                // empty answer says we are level with the peer: ask again while it gives.
-                let more = !blocks.is_empty();
-                (blocks, more)
+                let full = blocks.len() >= SYNC_BLOCKS_MAX;
+                (blocks, full)
             }
             SyncResponse::ChainPage {
                 blocks,
@@ -1681,6 +1679,13 @@ impl Replica {
             return;
         }
         let (applied, error) = self.apply_synced(blocks, out);
+        // A host may cut pages short (the node cuts them to its body limit): a peer that
+        // claimed a tip we have not reached yet still has more for us.
+        let more = more
+            || self
+                .claimed_tips
+                .get(&from)
+                .is_some_and(|tip| *tip > self.chain.height());
         if self.halted.is_some() {
             return;
         }
