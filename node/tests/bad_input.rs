@@ -157,15 +157,7 @@ async fn bad_requests_are_refused_with_their_status_and_the_cluster_keeps_commit
     let tampered = tx.hash();
 
     // Security events were counted.
-    let metrics = cluster
-        .client
-        .get(format!("{}/metrics", cluster.nodes[0].url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = cluster.metrics_text(0).await;
     assert!(
         metrics.contains("tinyweb_security_events_total{kind=\"bad_signature\"}"),
         "{metrics}"

@@ -278,21 +278,6 @@ async fn is_active(cluster: &TestCluster, i: usize, id: usize) -> bool {
         .any(|v| v.as_u64() == Some(id as u64))
 }
 
-async fn metric(cluster: &TestCluster, i: usize, series: &str) -> f64 {
-    let text = cluster
-        .client
-        .get(format!("{}/metrics", cluster.nodes[i].url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A node down for more than a sync page of blocks: the others suspend it (delinquent),
 /// keep committing without it, and when it comes back it pages through the missing blocks
 /// and is readmitted.
@@ -327,7 +312,9 @@ async fn a_node_offline_for_many_blocks_is_suspended_catches_up_page_by_page_and
     })
     .await;
     assert!(caught_up, "{}", cluster.log_tail(victim));
-    let requests = metric(&cluster, victim, "tinyweb_sync_total{what=\"requests\"}").await;
+    let requests = cluster
+        .metric(victim, "tinyweb_sync_total{what=\"requests\"}")
+        .await;
     assert!(
         requests >= 2.0,
         "more than one page: {requests} sync requests"
@@ -377,7 +364,9 @@ async fn large_blocks_sync_in_pages_cut_to_the_body_limit() {
     })
     .await;
     assert!(caught_up, "{}", cluster.log_tail(victim));
-    let requests = metric(&cluster, victim, "tinyweb_sync_total{what=\"requests\"}").await;
+    let requests = cluster
+        .metric(victim, "tinyweb_sync_total{what=\"requests\"}")
+        .await;
     assert!(
         requests >= 4.0,
         "12 large blocks need several pages: {requests} requests"

@@ -223,6 +223,27 @@ impl TestCluster {
         resp.json().await.ok()
     }
 
+    /// Node `i`'s `/metrics` text.
+    pub async fn metrics_text(&self, i: usize) -> String {
+        self.client
+            .get(format!("{}/metrics", self.nodes[i].url()))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// One series' value on node `i` (0 when it was never set).
+    pub async fn metric(&self, i: usize, series: &str) -> f64 {
+        self.metrics_text(i)
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn height(&self, i: usize) -> Option<u64> {
         let v = self.get_json(i, "/GetBlockChainLength").await?;
         Some(v["chainLength"].as_u64()? - 1)
