@@ -189,13 +189,12 @@ pub(crate) async fn is_healthy(client: &reqwest::Client, url: &str, timeout: Dur
     }
 }
 
-/// `GET {url}/status` as raw JSON.
-pub(crate) async fn get_status_json(
-    client: &reqwest::Client,
+/// Sends `request` to the node at `url`: its status and body, or "could not ask".
+async fn send(
+    request: reqwest::RequestBuilder,
     url: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let response = client
-        .get(format!("{url}/status"))
+) -> anyhow::Result<(reqwest::StatusCode, String)> {
+    let response = request
         .send()
         .await
         .with_context(|| format!("cannot reach the node at {url}"))?;
@@ -203,14 +202,33 @@ pub(crate) async fn get_status_json(
     let body = response
         .text()
         .await
-        .with_context(|| format!("reading /status from {url}"))?;
+        .with_context(|| format!("reading the answer of {url}"))?;
+    Ok((status, body))
+}
+
+/// `GET {url}{path}`, parsed; a refusal is an error carrying the node's message.
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+) -> anyhow::Result<T> {
+    let (status, body) = send(client.get(format!("{url}{path}")), url).await?;
     if !status.is_success() {
         bail!(
-            "{url}/status answered {status}: {}",
+            "{url}{path} answered {status}: {}",
             error_message(&body).unwrap_or(body.trim().to_owned())
         );
     }
-    serde_json::from_str(&body).with_context(|| format!("{url}/status did not answer JSON"))
+    serde_json::from_str(&body)
+        .with_context(|| format!("{url}{path} did not answer the expected JSON"))
+}
+
+/// `GET {url}/status` as raw JSON.
+pub(crate) async fn get_status_json(
+    client: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<serde_json::Value> {
+    get_json(client, url, "/status").await
 }
 
 /// `GET {url}/status`, parsed.
@@ -227,17 +245,8 @@ pub(crate) async fn submit_tx(
     url: &str,
     tx: &Transaction,
 ) -> anyhow::Result<Submitted> {
-    let response = client
-        .post(format!("{url}/Transaction"))
-        .json(tx)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    let status = response.status();
-    let body = response
-        .text()
-        .await
-        .with_context(|| format!("reading the answer of {url}/Transaction"))?;
+    let request = client.post(format!("{url}/Transaction")).json(tx);
+    let (status, body) = send(request, url).await?;
     Ok(submit_outcome(status.as_u16(), &body, tx))
 }
 
@@ -271,21 +280,7 @@ pub(crate) async fn tx_status(
     url: &str,
     tx_hash: &str,
 ) -> anyhow::Result<TxStatus> {
-    let response = client
-        .get(format!("{url}/Transaction/{tx_hash}"))
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the node at {url}"))?;
-    let status = response.status();
-    let body = response.text().await.context("reading the answer")?;
-    if !status.is_success() {
-        bail!(
-            "{url}/Transaction/{tx_hash} answered {status}: {}",
-            error_message(&body).unwrap_or(body.trim().to_owned())
-        );
-    }
-    serde_json::from_str(&body)
-        .with_context(|| format!("{url}/Transaction/{tx_hash} did not answer the expected JSON"))
+    get_json(client, url, &format!("/Transaction/{tx_hash}")).await
 }
 
 /// The `message` of a node's `{"error", "message"}` body.

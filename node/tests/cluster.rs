@@ -90,8 +90,7 @@ async fn killing_the_proposer_costs_one_view_change_and_the_restarted_node_catch
     );
 
     // Many blocks while it was down; it catches up through /MissingBlockRequeset.
-    cluster.start(victim);
-    cluster.wait_healthy(victim).await;
+    cluster.start_healthy(victim).await;
     let target = cluster.height(alive[0]).await.expect("height");
     let caught_up = wait_for(DEADLINE, || async {
         cluster.height(victim).await.unwrap_or(0) >= target
@@ -132,8 +131,7 @@ async fn sigterm_and_restart_lose_no_committed_block() {
     let status = cluster.sigterm(1);
     assert!(status.success(), "graceful stop exits 0: {status:?}");
     assert!(cluster.log_tail(1).contains("node stopped"));
-    cluster.start(1);
-    cluster.wait_healthy(1).await;
+    cluster.start_healthy(1).await;
     assert!(cluster.height(1).await.expect("height") >= height);
     assert_eq!(cluster.block_hashes(1, height).await, before);
     commit_round_robin(&mut cluster, &[1, 2], 2).await;
@@ -188,8 +186,7 @@ async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
         key,
         child: None,
     });
-    cluster.start(4);
-    cluster.wait_healthy(4).await;
+    cluster.start_healthy(4).await;
 
     let joined = wait_for(DEADLINE, || async {
         let Some(status) = cluster.get_json(4, "/status").await else {
@@ -304,8 +301,7 @@ async fn a_node_offline_for_many_blocks_is_suspended_catches_up_page_by_page_and
     .await;
     assert!(grew, "the three kept committing: {}", cluster.log_tail(0));
 
-    cluster.start(victim);
-    cluster.wait_healthy(victim).await;
+    cluster.start_healthy(victim).await;
     let caught_up = wait_for(DEADLINE, || async {
         let target = cluster.height(0).await.unwrap_or(u64::MAX);
         cluster.height(victim).await.unwrap_or(0) + 2 >= target
@@ -357,8 +353,7 @@ async fn large_blocks_sync_in_pages_cut_to_the_body_limit() {
         );
     }
     let target = cluster.height(0).await.expect("height");
-    cluster.start(victim);
-    cluster.wait_healthy(victim).await;
+    cluster.start_healthy(victim).await;
     let caught_up = wait_for(DEADLINE, || async {
         cluster.height(victim).await.unwrap_or(0) >= target
     })

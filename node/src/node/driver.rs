@@ -213,12 +213,22 @@ impl Driver {
             now,
             message,
         ));
+        self.queue_for(to.iter().copied(), wire::path_of(message), body);
+    }
+
+    /// Queues one sealed body for each of `peers` (at their address on chain).
+    fn queue_for(
+        &self,
+        peers: impl IntoIterator<Item = NodeId>,
+        path: &'static str,
+        body: axum::body::Bytes,
+    ) {
         let outgoing = Outgoing {
-            path: wire::path_of(message),
+            path,
             body,
             queued: Instant::now(),
         };
-        for &peer in to {
+        for peer in peers {
             if let Some(address) = self.address_of(peer) {
                 self.shared.transport.send(peer, &address, outgoing.clone());
             }
@@ -240,17 +250,8 @@ impl Driver {
         let Ok(body) = serde_json::to_vec(&envelope) else {
             return;
         };
-        let outgoing = Outgoing {
-            path: "/Transaction",
-            body: body.into(),
-            queued: Instant::now(),
-        };
-        let peers: Vec<NodeId> = self.peers().filter(|p| Some(*p) != except).collect();
-        for peer in peers {
-            if let Some(address) = self.address_of(peer) {
-                self.shared.transport.send(peer, &address, outgoing.clone());
-            }
-        }
+        let peers = self.peers().filter(|p| Some(*p) != except);
+        self.queue_for(peers, "/Transaction", body.into());
     }
 
     fn schedule(&mut self, timer: Timer) {
@@ -569,12 +570,9 @@ impl Driver {
     /// `pbft_node_broadcast_blockchain_to_new_node`: tell a validator that just joined how
     /// long our chain is; it pulls (and validates) the blocks through normal sync.
     fn broadcast_blockchain_to_new_node(&self, now: u64, node: NodeId) {
-        let (Some(me), Some(address)) = (self.replica.id(), self.address_of(node)) else {
+        let Some(me) = self.replica.id().filter(|me| *me != node) else {
             return;
         };
-        if Some(node) == self.replica.id() {
-            return;
-        }
         let notice = ChainNotice {
             chain_length: wire::chain_length(self.replica.height()),
             last_hash: self.replica.last_hash(),
@@ -588,15 +586,7 @@ impl Driver {
             notice,
         );
         if let Ok(body) = serde_json::to_vec(&envelope) {
-            self.shared.transport.send(
-                node,
-                &address,
-                Outgoing {
-                    path: "/SendNewBlockChain",
-                    body: body.into(),
-                    queued: Instant::now(),
-                },
-            );
+            self.queue_for([node], "/SendNewBlockChain", body.into());
         }
     }
 
@@ -613,7 +603,6 @@ impl Driver {
         let status = self.replica.status();
         let m = &self.shared.metrics;
         m.set("tinyweb_height", status.height as f64);
-        m.set("tinyweb_mempool_txs", status.mempool as f64);
         for (peer, failures) in &status.peer_failures {
             m.set(
                 &format!("tinyweb_peer_failures{{peer=\"{peer}\"}}"),

@@ -137,7 +137,7 @@ const SMALL_BODY_LIMIT: usize = 64 * 1024;
 /// Reads the body up to `limit` (413 beyond it, before reading when the client declared its
 /// length) within the header-read timeout again (408): a client trickling its body cannot
 /// hold a connection slot for longer than one that sends nothing.
-async fn read_body(
+pub(super) async fn read_body(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
@@ -177,17 +177,39 @@ fn refused(shared: &Shared, endpoint: &str, error: WireError) -> WireError {
     error
 }
 
-/// Parse, authenticate against the validator set (by id), and check for replays.
-fn open_envelope<B: WireBody>(
+/// How an envelope's sender is matched against the validator set.
+#[derive(Clone, Copy)]
+enum Sender {
+    /// By `from`: consensus messages and anything that changes state.
+    ById,
+    /// By key alone: read-only requests from a validator that joined recently and does not
+    /// know its own id yet.
+    ByKey,
+}
+
+/// Parse, authenticate against the validator set, and check for replays.
+fn open<B: WireBody>(
     shared: &Shared,
     raw: &[u8],
     kinds: &[&str],
+    sender: Sender,
 ) -> Result<(Envelope<B>, Hash32), WireError> {
     let envelope: Envelope<B> = wire::parse_envelope(raw, kinds)?;
+    let claimed = envelope.sender;
+    let key_of = |from| match sender {
+        Sender::ById => shared.validator(from).map(|v| v.public_key),
+        Sender::ByKey => shared
+            .validators
+            .read()
+            .ok()?
+            .iter()
+            .any(|v| v.public_key == claimed)
+            .then_some(claimed),
+    };
     let id = wire::authenticate(
         &envelope,
         &shared.chain_id,
-        |from| shared.validator(from).map(|v| v.public_key),
+        key_of,
         now_ms(),
         shared.config.network.replay_window_ms,
     )?;
@@ -195,29 +217,20 @@ fn open_envelope<B: WireBody>(
     Ok((envelope, id))
 }
 
-/// Like [`open_envelope`], but the sender is found by key: for read-only requests from a
-/// validator that joined recently and does not know its own id yet.
+fn open_envelope<B: WireBody>(
+    shared: &Shared,
+    raw: &[u8],
+    kinds: &[&str],
+) -> Result<(Envelope<B>, Hash32), WireError> {
+    open(shared, raw, kinds, Sender::ById)
+}
+
 fn open_request<B: WireBody>(
     shared: &Shared,
     raw: &[u8],
     kinds: &[&str],
 ) -> Result<(Envelope<B>, Hash32), WireError> {
-    let envelope: Envelope<B> = wire::parse_envelope(raw, kinds)?;
-    let known = shared
-        .validators
-        .read()
-        .map(|v| v.iter().any(|v| v.public_key == envelope.sender))
-        .unwrap_or(false);
-    let sender = envelope.sender;
-    let id = wire::authenticate(
-        &envelope,
-        &shared.chain_id,
-        |_| known.then_some(sender),
-        now_ms(),
-        shared.config.network.replay_window_ms,
-    )?;
-    check_replay(shared, id, envelope.ts)?;
-    Ok((envelope, id))
+    open(shared, raw, kinds, Sender::ByKey)
 }
 
 /// A message refused after its id was recorded (full queue) may be sent again as is.

@@ -244,16 +244,9 @@ async fn probe_joiner(address: &str) -> Result<(), WireError> {
 
 /// `POST /NewNode`.
 pub async fn new_node(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let _ = headers;
     let result = async {
         // Bounded in size and in time: the sender is not authenticated yet.
-        let limit = NEW_NODE_BODY_MAX.min(s.config.network.body_limit_bytes);
-        let ms = s.config.network.header_read_timeout_ms;
-        let raw =
-            tokio::time::timeout(Duration::from_millis(ms), axum::body::to_bytes(body, limit))
-                .await
-                .map_err(|_| WireError::SlowBody { ms })?
-                .map_err(|_| WireError::TooLarge { limit })?;
+        let raw = super::http::read_body(&s, &headers, body, NEW_NODE_BODY_MAX).await?;
         let request: NewNodeRequest =
             serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
         let validators = s.validators.read().map(|v| v.clone()).unwrap_or_default();

@@ -160,10 +160,17 @@ impl TestCluster {
         node.child = Some(child);
     }
 
+    /// Starts node `i` and waits until it answers `/health`.
+    pub async fn start_healthy(&mut self, i: usize) {
+        self.start(i);
+        self.wait_healthy(i).await;
+    }
+
     pub async fn start_all(&mut self) {
         for i in 0..self.nodes.len() {
             self.start(i);
         }
+        // All started first, then waited for: the nodes come up in parallel.
         for i in 0..self.nodes.len() {
             self.wait_healthy(i).await;
         }
