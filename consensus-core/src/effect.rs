@@ -37,15 +37,33 @@ pub enum Output {
     Event(Event),
 }
 
+/// What a validator signs in a round, in protocol order: a proposal (only the proposer),
+/// then a verification vote, then a commit vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignedStep {
+    Proposal,
+    Verification,
+    Commit,
+}
+
+impl SignedStep {
+    pub fn of_vote(kind: VoteKind) -> Self {
+        match kind {
+            VoteKind::Verification => SignedStep::Verification,
+            VoteKind::Commit => SignedStep::Commit,
+        }
+    }
+}
+
 /// The last thing this validator signed, per step, so that after a crash it never signs a
 /// conflicting proposal or vote. Ordered by (height, round, step).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignState {
     pub height: Height,
     pub round: Round,
-    /// 0 = nothing signed at (height, round) yet, 1 = proposal, 2 = verification vote,
-    /// 3 = commit vote.
-    pub step: u8,
+    /// The last step signed at (height, round); `None`: nothing signed there yet.
+    pub step: Option<SignedStep>,
     /// The proposal's or vote's target at that step (None = nil vote).
     pub block_hash: Option<BlockHash>,
     /// The votes signed in (height, round), so a restarted validator can send them again
@@ -81,15 +99,4 @@ impl LockRecord {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoteTarget {
     pub block_hash: Option<BlockHash>,
-}
-
-impl SignState {
-    pub const STEP_PROPOSAL: u8 = 1;
-
-    pub fn step_of(kind: VoteKind) -> u8 {
-        match kind {
-            VoteKind::Verification => 2,
-            VoteKind::Commit => 3,
-        }
-    }
 }

@@ -3,7 +3,7 @@
 
 use consensus_core::chain::ChainState;
 use consensus_core::crypto::{Keypair, PROTOCOL_VERSION};
-use consensus_core::effect::{LockRecord, VoteTarget};
+use consensus_core::effect::{LockRecord, SignedStep, VoteTarget};
 use consensus_core::message::CommitSig;
 use consensus_core::sync::serve;
 use consensus_core::{
@@ -173,7 +173,7 @@ fn contract(store: &dyn Store) {
     let signed = SignState {
         height: 6,
         round: 1,
-        step: 2,
+        step: Some(SignedStep::Verification),
         block_hash: Some(Hash32([3; 32])),
         ..SignState::default()
     };
@@ -183,7 +183,7 @@ fn contract(store: &dyn Store) {
         .expect("the same state again is fine (a re-sent vote)");
     assert_eq!(store.sign_state().expect("read"), Some(signed.clone()));
     let older = SignState {
-        step: 1,
+        step: Some(SignedStep::Proposal),
         ..signed.clone()
     };
     assert!(matches!(
@@ -251,7 +251,11 @@ fn locked_sign_state(
     SignState {
         height,
         round,
-        step: if committed { 3 } else { 2 },
+        step: Some(if committed {
+            SignedStep::Commit
+        } else {
+            SignedStep::Verification
+        }),
         block_hash: Some(next.hash()),
         verification: target,
         commit: if committed { target } else { None },

@@ -21,21 +21,14 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::chain::ChainState;
-use crate::message::{Block, ConsensusMessage, Genesis, VoteKind};
+use crate::message::{Block, ConsensusMessage, Genesis};
 use crate::types::{BlockHash, Height, NodeId, Round};
 
 /// Violations kept per run; the total is still counted. A fork tends to repeat at every
 /// later height, and the first few say everything.
 pub const VIOLATIONS_KEPT_MAX: usize = 32;
 
-/// What an honest validator signed at one (height, round).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignedStep {
-    Proposal,
-    Verification,
-    Commit,
-}
+pub use crate::effect::SignedStep;
 
 /// A broken invariant, with enough data to find it in a replay.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -321,13 +314,7 @@ impl Checker {
         }
         let (step, target) = match msg {
             ConsensusMessage::Proposal(p) => (SignedStep::Proposal, Some(p.block.hash())),
-            ConsensusMessage::Vote(v) => (
-                match v.kind {
-                    VoteKind::Verification => SignedStep::Verification,
-                    VoteKind::Commit => SignedStep::Commit,
-                },
-                v.block_hash,
-            ),
+            ConsensusMessage::Vote(v) => (SignedStep::of_vote(v.kind), v.block_hash),
             ConsensusMessage::NewRound(_) => return,
         };
         let (height, round) = (msg.height(), msg.round());
@@ -426,7 +413,7 @@ impl Checker {
 mod tests {
     use super::*;
     use crate::crypto::{Keypair, PROTOCOL_VERSION};
-    use crate::message::{BlockHeader, CommitSig, Proposal, Vote};
+    use crate::message::{BlockHeader, CommitSig, Proposal, Vote, VoteKind};
     use crate::types::Hash32;
 
     struct Fixture {

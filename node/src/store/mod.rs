@@ -21,6 +21,7 @@
 mod lmdb;
 mod memory;
 
+use consensus_core::effect::SignedStep;
 use consensus_core::sync::BlockStore;
 use consensus_core::{Block, BlockHash, Height, PublicKey, Round, SignState};
 use serde::{Deserialize, Serialize};
@@ -56,15 +57,15 @@ pub enum StoreError {
     /// the node sign twice at one step after a restart.
     #[error(
         "sign state regression: stored (height {stored_height}, round {stored_round}, step \
-         {stored_step}), refused (height {height}, round {round}, step {step})"
+         {stored_step:?}), refused (height {height}, round {round}, step {step:?})"
     )]
     SignStateRegression {
         stored_height: Height,
         stored_round: Round,
-        stored_step: u8,
+        stored_step: Option<SignedStep>,
         height: Height,
         round: Round,
-        step: u8,
+        step: Option<SignedStep>,
     },
     /// The LMDB map is full: the write was refused as a whole and nothing of it is stored.
     /// The store is still readable. Raise the map size in the config and restart.

@@ -1,0 +1,318 @@
+//! What arrives from peers and clients: consensus messages (checked for height, signer,
+//! signature and round window before anything counts), proposals, votes, and transactions.
+
+use super::{Out, ReceivedProposal, Replica};
+use crate::error::{RejectReason, TxError};
+use crate::event::Event;
+use crate::limits::{
+    FUTURE_MESSAGES_PER_PEER_MAX, FUTURE_PROPOSALS_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX,
+    ROUNDS_AHEAD_MAX, ROUNDS_KEPT_MAX, ROUND_MAX,
+};
+use crate::message::{
+    ConsensusMessage, EquivocationEvidence, Proposal, Transaction, TxKind, Vote, VoteKind,
+};
+use crate::types::NodeId;
+use crate::votes::{AddOutcome, Threshold};
+use crate::Output;
+
+impl Replica {
+    pub(super) fn on_message(&mut self, from: NodeId, message: ConsensusMessage, out: &mut Out) {
+        let height = self.current_height();
+        let msg_height = message.height();
+        if msg_height < height {
+            // Stale: normal for slow links, not a security event. A peer exactly one height
+            // behind may be missing commit votes that were lost: hand it ours.
+            if msg_height + 1 == height {
+                self.help_lagging_peer(from, out);
+            }
+            return;
+        }
+        if message.round() > ROUND_MAX {
+            self.reject(
+                from,
+                RejectReason::RoundTooLarge {
+                    round: message.round(),
+                },
+                out,
+            );
+            return;
+        }
+        if msg_height > height {
+            // Verify before it may cost us anything (memory, a sync request).
+            if let Err(reason) = self.check_message(&message) {
+                self.reject(from, reason, out);
+                return;
+            }
+            let signer = message.signer();
+            self.catch_up.note_ahead(signer, msg_height);
+            if msg_height == height + 1 {
+                // Keyed by signer (a validator id, so at most VALIDATORS_MAX queues).
+                // Only what round 0 of that height can use soon is kept, once, and at most
+                // a couple of (large) proposals per signer.
+                let queue = self.future.entry(signer).or_default();
+                let proposals = queue
+                    .iter()
+                    .filter(|m| matches!(m, ConsensusMessage::Proposal(_)))
+                    .count();
+                let is_proposal = matches!(message, ConsensusMessage::Proposal(_));
+                if message.round() <= ROUNDS_AHEAD_MAX && !queue.contains(&message) {
+                    if queue.len() >= FUTURE_MESSAGES_PER_PEER_MAX
+                        || (is_proposal && proposals >= FUTURE_PROPOSALS_PER_PEER_MAX)
+                    {
+                        self.reject(from, RejectReason::FutureBufferFull { from }, out);
+                        return;
+                    }
+                    queue.push(message);
+                }
+            }
+            // f+1 signers ahead include an honest node: we missed a commit. One height
+            // ahead, give the votes in flight a moment (the sync timer); further, fetch now.
+            if self.catch_up.ahead_count() >= self.f_plus_one() {
+                self.arm_sync(out, msg_height > height + 1);
+            }
+            return;
+        }
+        let signer = message.signer();
+        if !self.chain.active().contains(signer) {
+            let reason = if self.chain.validator(signer).is_some() {
+                RejectReason::InactiveSigner { signer, height }
+            } else {
+                RejectReason::UnknownSigner { signer, height }
+            };
+            self.reject(from, reason, out);
+            return;
+        }
+        if let ConsensusMessage::Vote(v) = &message {
+            // Relayed votes arrive many times: skip the signature check for a known one.
+            if self.votes.contains(v) {
+                return;
+            }
+        }
+        if let Err(reason) = self.check_message(&message) {
+            self.reject(from, reason, out);
+            return;
+        }
+        if Some(signer) != self.id {
+            let seen = self.round_seen.entry(signer).or_insert(0);
+            *seen = (*seen).max(message.round());
+        }
+        if message.round() > self.round.saturating_add(ROUNDS_AHEAD_MAX) {
+            // Counted for the skip rule above; not kept (bounded vote memory).
+            return;
+        }
+        match message {
+            ConsensusMessage::Proposal(p) => self.on_proposal(from, p, out),
+            ConsensusMessage::Vote(v) => self.count_vote(v, out),
+            ConsensusMessage::NewRound(nr) => {
+                self.votes.add_new_round(nr.round, nr.voter, self.round);
+            }
+        }
+    }
+
+    /// Sends `peer` the commit votes of the block we committed last (its certificate, as
+    /// votes), at most once per propose timeout per peer. With them it decides, or learns
+    /// which voters to fetch the block from.
+    fn help_lagging_peer(&mut self, peer: NodeId, out: &mut Out) {
+        let now_ms = self.now_ms;
+        let Some(block) = &self.last_commit else {
+            return;
+        };
+        if Some(peer) == self.id || self.chain.validator(peer).is_none() {
+            return;
+        }
+        let pause = self.config.timeouts.propose_ms * self.config.speed_permille / 1000;
+        if let Some(last) = self.helped_at_ms.get(&peer) {
+            if now_ms < last + pause {
+                return;
+            }
+        }
+        let Some(cert) = &block.commit else {
+            return;
+        };
+        let (height, hash) = (block.height(), block.hash());
+        let votes: Vec<ConsensusMessage> = cert
+            .signatures
+            .iter()
+            .map(|sig| {
+                ConsensusMessage::Vote(Vote {
+                    kind: VoteKind::Commit,
+                    height,
+                    round: cert.round,
+                    block_hash: Some(hash),
+                    voter: sig.voter,
+                    signature: sig.signature,
+                })
+            })
+            .collect();
+        self.helped_at_ms.insert(peer, now_ms);
+        for message in votes {
+            out.push(Output::Send { to: peer, message });
+        }
+    }
+
+    fn on_proposal(&mut self, from: NodeId, p: Proposal, out: &mut Out) {
+        let expected = self.chain.proposer(p.round);
+        if p.proposer != expected {
+            self.reject(
+                from,
+                RejectReason::WrongProposer {
+                    round: p.round,
+                    signer: p.proposer,
+                    expected,
+                },
+                out,
+            );
+            return;
+        }
+        let header = &p.block.header;
+        if header.height != p.height || header.round > p.round {
+            self.reject(
+                from,
+                RejectReason::ProposalMismatch {
+                    header_height: header.height,
+                    header_round: header.round,
+                },
+                out,
+            );
+            return;
+        }
+        if let Some(vr) = p.valid_round {
+            if vr >= p.round {
+                self.reject(
+                    from,
+                    RejectReason::BadValidRound {
+                        valid_round: vr,
+                        round: p.round,
+                    },
+                    out,
+                );
+                return;
+            }
+        }
+        let hash = p.block.hash();
+        if let Some(existing) = self.proposals.get(&p.round) {
+            if existing.proposal.block.hash() != hash {
+                // A second, different proposal for one round: the proposer equivocates.
+                // The first one stands; votes decide which block (if any) commits.
+                self.reject(from, RejectReason::Duplicate, out);
+            }
+            return;
+        }
+        if self.proposals.len() >= ROUNDS_KEPT_MAX * PROPOSALS_PER_ROUND_MAX {
+            let lowest = self.proposals.keys().next().copied();
+            if let Some(r) = lowest.filter(|r| *r < self.round) {
+                self.proposals.remove(&r);
+            } else {
+                return;
+            }
+        }
+        let mempool = &self.mempool;
+        let validity = self
+            .chain
+            .validate_proposal_block(&p.block, |tx| mempool.holds(tx));
+        if let Err(e) = &validity {
+            self.reject(from, RejectReason::InvalidBlock(e.clone()), out);
+        }
+        out.push(Output::Event(Event::ProposalReceived {
+            height: p.height,
+            round: p.round,
+            proposer: p.proposer,
+            block_hash: hash,
+        }));
+        self.proposals.insert(
+            p.round,
+            ReceivedProposal {
+                proposal: p,
+                validity,
+            },
+        );
+    }
+
+    pub(super) fn count_vote(&mut self, vote: Vote, out: &mut Out) {
+        let (kind, height, round) = (vote.kind, vote.height, vote.round);
+        let crossed = match self.votes.add_vote(vote, self.round) {
+            AddOutcome::Counted(crossed) => crossed,
+            AddOutcome::Equivocation { evidence, crossed } => {
+                self.on_equivocation(*evidence, out);
+                crossed
+            }
+            AddOutcome::Duplicate | AddOutcome::RoundOutOfWindow | AddOutcome::WrongHeight => {
+                Vec::new()
+            }
+        };
+        for t in crossed {
+            if let Threshold::Value(block_hash) = t {
+                out.push(Output::Event(Event::QuorumReached {
+                    kind,
+                    height,
+                    round,
+                    block_hash,
+                }));
+            }
+        }
+    }
+
+    /// Req 3.6, 8.3, 8.6: log it as a security event and put the evidence on chain, which
+    /// suspends the equivocator.
+    fn on_equivocation(&mut self, evidence: EquivocationEvidence, out: &mut Out) {
+        let offender = evidence.offender();
+        out.push(Output::Event(Event::Equivocation {
+            voter: offender,
+            kind: evidence.first.kind,
+            height: evidence.first.height,
+            round: evidence.first.round,
+        }));
+        if !self.is_active() || !self.convicted_this_height.insert(offender) {
+            return;
+        }
+        let Ok(payload) = serde_json::to_vec(&evidence) else {
+            return;
+        };
+        self.submit_own_tx(TxKind::Evidence, payload, out);
+    }
+
+    pub(super) fn submit_own_tx(&mut self, kind: TxKind, payload: Vec<u8>, out: &mut Out) {
+        self.tx_nonce += 1;
+        let tx = Transaction::new_signed(&self.key, kind, payload, self.tx_nonce, self.now_ms);
+        if self.mempool.add(tx.clone(), None).is_ok() {
+            out.push(Output::BroadcastTx { tx, except: None });
+            if self.started {
+                self.begin_propose(out);
+            }
+        }
+    }
+
+    pub(super) fn on_transaction(
+        &mut self,
+        tx: Transaction,
+        origin: Option<NodeId>,
+        out: &mut Out,
+    ) {
+        if let Err(e) = self.check_transaction(self.now_ms, &tx) {
+            if e != TxError::Duplicate {
+                self.reject(
+                    origin.unwrap_or(NodeId(u16::MAX)),
+                    RejectReason::InvalidTx(e),
+                    out,
+                );
+            }
+            return;
+        }
+        let kind = tx.kind;
+        match self.mempool.add(tx.clone(), origin) {
+            Ok(_) => {
+                if self.config.rebroadcast_kinds.contains(&kind) {
+                    out.push(Output::BroadcastTx { tx, except: origin });
+                }
+                if self.started {
+                    self.begin_propose(out);
+                }
+            }
+            Err(e) => self.reject(
+                origin.unwrap_or(NodeId(u16::MAX)),
+                RejectReason::InvalidTx(e),
+                out,
+            ),
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The replica: one validator's consensus state machine.
+//!
+//! [`Replica::handle`] takes `(now_ms, Input)` and returns the outputs the host must apply
+//! in order. After every input the upon-rules of Algorithm 1 are re-evaluated until none
+//! fires ([`rules`]); each rule is guarded by its step or by a once-per-round flag, so
+//! evaluation is idempotent.
+//!
+//! The files follow the protocol:
+//! - [`rules`]: the upon-rules page (Algorithm 1 lines 22-55, plus our NewRound rules);
+//! - `rounds`: entering heights and rounds, proposing, and the timeouts;
+//! - `inbound`: what arrives from peers and clients, checked before anything counts;
+//! - `outbound`: what this validator signs and sends;
+//! - `membership`: peer health and the membership requests it leads to;
+//! - `catch_up`: the catch-up state (who is ahead, who claims a longer chain) and sync;
+//! - `sign_guard`: the last-signed state that keeps a restarted validator from double-signing.
+//!
+//! The time of the input being handled reaches every rule one way only: `self.now_ms`, set
+//! at the top of [`Replica::handle`].
+
+use std::collections::BTreeMap;
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::chain::ChainState;
+use crate::crypto::Keypair;
+use crate::effect::{LockRecord, Output, SignState};
+use crate::error::{BlockError, RejectReason, SyncError, TxError};
+use crate::event::Event;
+use crate::input::Input;
+use crate::limits::{BLOCK_TXS_MAX, MEMPOOL_TXS_MAX};
+#[cfg(debug_assertions)]
+use crate::limits::{FUTURE_MESSAGES_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_KEPT_MAX};
+use crate::mempool::Mempool;
+use crate::message::{Block, ConsensusMessage, Genesis, Proposal, Transaction, TxKind};
+use crate::peers::{PeerHealth, DELINQUENCY_THRESHOLD_DEFAULT};
+use crate::quorum::{one_honest, quorum};
+use crate::timer::{TimeoutConfig, Timer, TimerKind};
+use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round};
+use crate::votes::VoteKeeper;
+
+mod catch_up;
+mod inbound;
+mod membership;
+mod outbound;
+mod rounds;
+pub mod rules;
+mod sign_guard;
+
+use catch_up::CatchUp;
+use sign_guard::SignGuard;
+
+/// How vote thresholds are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuorumRule {
+    /// `floor(2n/3) + 1` of the committed validator set: the only safe rule.
+    #[default]
+    ActiveSetOnChain,
+    /// UNSAFE, for the simulator's demonstration only: the quorum of the validators this
+    /// node currently sees alive. Under a partition both sides reach it and fork.
+    UnsafeLocallyAlive,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaConfig {
+    pub timeouts: TimeoutConfig,
+    /// The speed modifier in thousandths (1000 = configured timeouts; 2000 = twice as slow).
+    pub speed_permille: u64,
+    pub delinquency_threshold: u32,
+    /// Propose blocks without transactions; when false, an idle chain waits for a
+    /// transaction or the heartbeat timeout.
+    pub create_empty_blocks: bool,
+    /// Transaction kinds forwarded to peers on first receipt (Req 10.5).
+    pub rebroadcast_kinds: Vec<TxKind>,
+    pub block_txs_max: usize,
+    pub mempool_max: usize,
+    pub quorum_rule: QuorumRule,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            timeouts: TimeoutConfig::default(),
+            speed_permille: 1000,
+            delinquency_threshold: DELINQUENCY_THRESHOLD_DEFAULT,
+            create_empty_blocks: true,
+            rebroadcast_kinds: TxKind::ALL.to_vec(),
+            block_txs_max: BLOCK_TXS_MAX,
+            mempool_max: MEMPOOL_TXS_MAX,
+            quorum_rule: QuorumRule::ActiveSetOnChain,
+        }
+    }
+}
+
+/// The phase of the current round (Algorithm 1's `step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Propose,
+    Verification,
+    Commit,
+}
+
+/// "For the first time" guards of Algorithm 1, per round.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoundFlags {
+    /// This node proposed, or started its propose timer.
+    propose_started: bool,
+    verification_timer: bool,
+    commit_timer: bool,
+    /// Line 36 fired.
+    lock_rule: bool,
+    new_round_sent: bool,
+    rebroadcast_timer: bool,
+    interval_timer: bool,
+}
+
+/// A proposal with the validity of its block, checked once.
+struct ReceivedProposal {
+    proposal: Proposal,
+    validity: Result<(), BlockError>,
+}
+
+/// A snapshot for `/status`, the cluster view and the visualizer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub id: Option<NodeId>,
+    /// Last committed height.
+    pub height: Height,
+    pub last_hash: BlockHash,
+    pub round: Round,
+    pub step: Step,
+    pub proposer: NodeId,
+    pub active: Vec<NodeId>,
+    pub n: usize,
+    pub quorum: usize,
+    /// Byzantine validators this active set tolerates.
+    pub f: usize,
+    pub locked: Option<(Round, BlockHash)>,
+    pub delinquent: Vec<NodeId>,
+    pub peer_failures: Vec<(NodeId, u32)>,
+    pub mempool: usize,
+    pub halted: Option<String>,
+}
+
+pub struct Replica {
+    config: ReplicaConfig,
+    key: Keypair,
+    rng: ChaCha8Rng,
+    chain: ChainState,
+    id: Option<NodeId>,
+    started: bool,
+    halted: Option<String>,
+    /// Time of the input being handled (the only clock the replica has).
+    now_ms: u64,
+
+    // State of the height being decided (chain.height() + 1); reset by `enter_height`.
+    round: Round,
+    step: Step,
+    /// Algorithm 1's lockedRound/lockedValue, durable in the sign state.
+    locked: Option<LockRecord>,
+    valid: Option<(Round, Block)>,
+    proposals: BTreeMap<Round, ReceivedProposal>,
+    flags: BTreeMap<Round, RoundFlags>,
+    votes: VoteKeeper,
+    height_started_ms: u64,
+    heartbeat_due: bool,
+    heartbeat_armed: bool,
+    convicted_this_height: NodeSet,
+    /// Highest round each validator was seen signing at this height (line 55).
+    round_seen: BTreeMap<NodeId, Round>,
+    /// What this node signed and sent in the current and the previous round, for the
+    /// rebroadcast timer (a validator still in the previous round may need them to leave it).
+    own_messages: Vec<ConsensusMessage>,
+    /// The block committed last, with its certificate, for peers one height behind.
+    last_commit: Option<Block>,
+    /// When each lagging peer was last sent the previous height's commit votes.
+    helped_at_ms: BTreeMap<NodeId, u64>,
+
+    /// Messages of the next height, per signer, replayed on entering it.
+    future: BTreeMap<NodeId, Vec<ConsensusMessage>>,
+    mempool: Mempool,
+    health: PeerHealth,
+    sign_guard: SignGuard,
+    catch_up: CatchUp,
+    membership_requested: BTreeMap<(TxKind, NodeId), Height>,
+    tx_nonce: u64,
+}
+
+type Out = Vec<Output>;
+
+impl Replica {
+    /// A replica at genesis. `rng_seed` seeds its only randomness (sync peer choice).
+    pub fn new(config: ReplicaConfig, genesis: &Genesis, key: Keypair, rng_seed: u64) -> Self {
+        let chain = ChainState::genesis(genesis);
+        let id = chain.id_of(&key.public());
+        let votes = VoteKeeper::new(1, chain.quorum());
+        Self {
+            health: PeerHealth::new(config.delinquency_threshold),
+            mempool: Mempool::new(config.mempool_max),
+            config,
+            key,
+            rng: ChaCha8Rng::seed_from_u64(rng_seed),
+            chain,
+            id,
+            started: false,
+            halted: None,
+            now_ms: 0,
+            round: 0,
+            step: Step::Propose,
+            locked: None,
+            valid: None,
+            proposals: BTreeMap::new(),
+            flags: BTreeMap::new(),
+            votes,
+            height_started_ms: 0,
+            heartbeat_due: false,
+            heartbeat_armed: false,
+            convicted_this_height: NodeSet::EMPTY,
+            round_seen: BTreeMap::new(),
+            own_messages: Vec::new(),
+            last_commit: None,
+            helped_at_ms: BTreeMap::new(),
+            future: BTreeMap::new(),
+            sign_guard: SignGuard::new(SignState::default()),
+            catch_up: CatchUp::default(),
+            membership_requested: BTreeMap::new(),
+            tx_nonce: 0,
+        }
+    }
+
+    /// Restart from durable state: the committed blocks after genesis (each re-validated
+    /// with its certificate, so a corrupted store is caught here) and the last-signed state.
+    pub fn restore(&mut self, blocks: &[Block], sign_state: SignState) -> Result<(), SyncError> {
+        for block in blocks {
+            self.chain
+                .verify_certified_block(block)
+                .map_err(|error| SyncError::Block {
+                    height: block.height(),
+                    error,
+                })?;
+            self.chain.apply(block);
+        }
+        self.id = self.chain.id_of(&self.key.public());
+        self.last_commit = blocks.last().cloned();
+        self.sign_guard = SignGuard::new(sign_state.clone());
+        self.reset_height_state();
+        // Resume in the round we last signed in, never below it, and keep the lock: a
+        // validator that forgot its lock could verification-vote another block in a later
+        // round and help fork a block it commit-voted for.
+        if sign_state.height == self.chain.height() + 1 {
+            self.round = sign_state.round;
+            if let Some(lock) = sign_state.locked {
+                for vote in &lock.polka {
+                    self.votes.add_vote(vote.clone(), self.round);
+                }
+                self.votes.pin(lock.round);
+                self.valid = Some((lock.round, lock.block.clone()));
+                self.locked = Some(lock);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn id(&self) -> Option<NodeId> {
+        self.id
+    }
+    pub fn chain_id(&self) -> Hash32 {
+        self.chain.chain_id()
+    }
+    /// Height of the last committed block.
+    pub fn height(&self) -> Height {
+        self.chain.height()
+    }
+    pub fn round(&self) -> Round {
+        self.round
+    }
+    pub fn step(&self) -> Step {
+        self.step
+    }
+    pub fn last_hash(&self) -> BlockHash {
+        self.chain.last_hash()
+    }
+    pub fn chain_state(&self) -> &ChainState {
+        &self.chain
+    }
+    pub fn sign_state(&self) -> SignState {
+        self.sign_guard.state().clone()
+    }
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+    pub fn is_halted(&self) -> bool {
+        self.halted.is_some()
+    }
+    pub fn public_key(&self) -> crate::types::PublicKey {
+        self.key.public()
+    }
+
+    pub fn status(&self) -> ReplicaStatus {
+        let active = self.chain.active();
+        ReplicaStatus {
+            id: self.id,
+            height: self.chain.height(),
+            last_hash: self.chain.last_hash(),
+            round: self.round,
+            step: self.step,
+            proposer: self.chain.proposer(self.round),
+            active: active.iter().collect(),
+            n: active.len(),
+            quorum: self.chain.quorum(),
+            f: self.chain.max_faulty(),
+            locked: self.locked.as_ref().map(|l| (l.round, l.block_hash())),
+            delinquent: self.health.delinquent().iter().collect(),
+            peer_failures: self
+                .chain
+                .validators()
+                .iter()
+                .filter(|v| Some(v.id) != self.id)
+                .map(|v| (v.id, self.health.failures(v.id)))
+                .collect(),
+            mempool: self.mempool.len(),
+            halted: self.halted.clone(),
+        }
+    }
+
+    /// Checks a transaction for admission without changing anything (the node answers the
+    /// client with this before queueing it).
+    pub fn check_transaction(&self, now_ms: u64, tx: &Transaction) -> Result<(), TxError> {
+        if self.mempool.contains(&tx.hash()) {
+            return Err(TxError::Duplicate);
+        }
+        self.chain.validate_tx(tx, now_ms, false)
+    }
+
+    /// Checks a consensus message's signer and signature against the current validator set
+    /// (what the node does before queueing; the replica checks again when it handles it).
+    pub fn check_message(&self, message: &ConsensusMessage) -> Result<(), RejectReason> {
+        let signer = message.signer();
+        let validator = self
+            .chain
+            .validator(signer)
+            .ok_or(RejectReason::UnknownSigner {
+                signer,
+                height: message.height(),
+            })?;
+        let chain_id = self.chain.chain_id();
+        let key = validator.public_key;
+        let ok = match message {
+            ConsensusMessage::Proposal(p) => p.verify(&chain_id, &key),
+            ConsensusMessage::Vote(v) => v.verify(&chain_id, &key),
+            ConsensusMessage::NewRound(v) => v.verify(&chain_id, &key),
+        };
+        ok.map_err(|_| RejectReason::BadSignature { signer })
+    }
+
+    /// Feeds one input; returns what the host must do, in order.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.now_ms = now_ms;
+        if self.halted.is_some() {
+            // Committing has stopped (Req 8.7); keep reporting peer health only.
+            if let Input::PeerReport { peer, ok, rtt_ms } = input {
+                self.health.report(peer, ok, rtt_ms);
+            }
+            return out;
+        }
+        match input {
+            Input::Start => self.on_start(&mut out),
+            Input::Message { from, message } => self.on_message(from, message, &mut out),
+            Input::Timeout(timer) => self.on_timeout(timer, &mut out),
+            Input::Transaction { tx, origin } => self.on_transaction(tx, origin, &mut out),
+            Input::SyncResponse { from, response } => {
+                self.on_sync_response(from, response, &mut out)
+            }
+            Input::PeerReport { peer, ok, rtt_ms } => {
+                self.on_peer_report(peer, ok, rtt_ms, &mut out)
+            }
+            Input::PeerTip { peer, height } => self.on_peer_tip(peer, height, &mut out),
+        }
+        if self.started {
+            self.apply_rules(&mut out);
+        }
+        #[cfg(debug_assertions)]
+        self.check_invariants();
+        out
+    }
+
+    /// TigerBeetle's `invariants()`: what must hold between any two inputs. Debug builds
+    /// (tests, the simulator's sweeps) check it after every step.
+    #[cfg(debug_assertions)]
+    fn check_invariants(&self) {
+        if self.halted.is_some() {
+            return;
+        }
+        let height = self.current_height();
+        assert_eq!(
+            self.votes.height(),
+            height,
+            "vote keeper at the current height"
+        );
+        if let Some(lock) = &self.locked {
+            assert!(
+                lock.round <= self.round,
+                "lock round {} above round {}",
+                lock.round,
+                self.round
+            );
+        }
+        if let Some((valid_round, _)) = &self.valid {
+            assert!(
+                *valid_round <= self.round,
+                "valid round above the current round"
+            );
+        }
+        let signed = self.sign_guard.state();
+        assert!(
+            (signed.height, signed.round) <= (height, self.round),
+            "signed at ({}, {}) beyond the current ({height}, {})",
+            signed.height,
+            signed.round,
+            self.round
+        );
+        assert!(
+            self.flags.len() <= ROUNDS_KEPT_MAX + 1,
+            "round flags bounded"
+        );
+        assert!(
+            self.proposals.len() <= ROUNDS_KEPT_MAX * PROPOSALS_PER_ROUND_MAX,
+            "proposals bounded"
+        );
+        assert!(
+            self.future
+                .values()
+                .all(|q| q.len() <= FUTURE_MESSAGES_PER_PEER_MAX),
+            "future buffers bounded"
+        );
+        self.catch_up.check_invariants(self.chain.height());
+    }
+
+    // ----- helpers -------------------------------------------------------------------
+
+    /// The height being decided.
+    fn current_height(&self) -> Height {
+        self.chain.height() + 1
+    }
+
+    fn is_active(&self) -> bool {
+        self.id.is_some_and(|id| self.chain.active().contains(id))
+    }
+
+    fn quorum(&self) -> usize {
+        match self.config.quorum_rule {
+            QuorumRule::ActiveSetOnChain => self.chain.quorum(),
+            QuorumRule::UnsafeLocallyAlive => {
+                let alive = self.chain.active().len()
+                    - self
+                        .health
+                        .delinquent()
+                        .intersection(self.chain.active())
+                        .len();
+                quorum(alive)
+            }
+        }
+    }
+
+    fn f_plus_one(&self) -> usize {
+        one_honest(self.chain.active().len())
+    }
+
+    fn flags(&mut self, round: Round) -> &mut RoundFlags {
+        self.flags.entry(round).or_default()
+    }
+
+    /// Schedules a `kind` timer for `round`, running from now.
+    fn schedule(&mut self, kind: TimerKind, round: Round, out: &mut Out) {
+        self.schedule_from(self.now_ms, kind, round, out);
+    }
+
+    /// Schedules a `kind` timer for `round`, running from `start_ms`.
+    fn schedule_from(&mut self, start_ms: u64, kind: TimerKind, round: Round, out: &mut Out) {
+        let rtt = self
+            .health
+            .quorum_rtt_ms(self.chain.active(), self.id, self.chain.quorum());
+        let duration =
+            self.config
+                .timeouts
+                .duration_ms(kind, round, self.config.speed_permille, rtt);
+        out.push(Output::ScheduleTimer(Timer {
+            kind,
+            height: self.current_height(),
+            round,
+            deadline_ms: start_ms + duration,
+        }));
+    }
+
+    fn reject(&self, from: NodeId, reason: RejectReason, out: &mut Out) {
+        out.push(Output::Event(Event::Rejected {
+            from,
+            reason: reason.to_string(),
+        }));
+    }
+
+    fn halt(&mut self, detail: String, out: &mut Out) {
+        out.push(Output::Event(Event::ByzantineOverload {
+            height: self.current_height(),
+            detail: detail.clone(),
+        }));
+        self.halted = Some(detail);
+    }
+}

@@ -1,0 +1,121 @@
+//! What this validator signs and sends: votes, NewRound votes, and the relay of a stuck
+//! round. Every signature goes through the sign guard first, and its new state leaves as
+//! [`Output::PersistSignState`] before the signed message does.
+
+use super::{Out, Replica};
+use crate::effect::SignedStep;
+use crate::event::Event;
+use crate::message::{ConsensusMessage, NewRound, Vote, VoteKind};
+use crate::timer::TimerKind;
+use crate::types::{BlockHash, Round};
+use crate::Output;
+
+impl Replica {
+    /// Records a signature at (current height, `round`, `step`) in the sign guard and asks
+    /// the host to persist it.
+    pub(super) fn record_signed(
+        &mut self,
+        round: Round,
+        step: SignedStep,
+        target: Option<BlockHash>,
+        out: &mut Out,
+    ) {
+        let height = self.current_height();
+        let locked = self.locked.clone();
+        let state = self.sign_guard.record(height, round, step, target, locked);
+        out.push(Output::PersistSignState(state));
+    }
+
+    /// Broadcasts a message this node signed in the current round and keeps it for the
+    /// rebroadcast timer (armed once per round).
+    pub(super) fn broadcast_own(&mut self, message: ConsensusMessage, out: &mut Out) {
+        out.push(Output::Broadcast(message.clone()));
+        self.own_messages.push(message);
+        let round = self.round;
+        if !self.flags(round).rebroadcast_timer {
+            self.flags(round).rebroadcast_timer = true;
+            self.schedule(TimerKind::Rebroadcast, round, out);
+        }
+    }
+
+    pub(super) fn send_vote(&mut self, kind: VoteKind, target: Option<BlockHash>, out: &mut Out) {
+        let round = self.round;
+        let height = self.current_height();
+        let step = SignedStep::of_vote(kind);
+        let Some(me) = self.id else { return };
+        if !self.is_active() || !self.sign_guard.may_sign(height, round, step, target) {
+            return;
+        }
+        self.record_signed(round, step, target, out);
+        let vote = Vote::new_signed(
+            &self.chain.chain_id(),
+            &self.key,
+            kind,
+            height,
+            round,
+            target,
+            me,
+        );
+        self.broadcast_own(ConsensusMessage::Vote(vote.clone()), out);
+        out.push(Output::Event(Event::VoteSent {
+            kind,
+            height,
+            round,
+            block_hash: target,
+        }));
+        self.count_vote(vote, out);
+    }
+
+    pub(super) fn send_new_round(&mut self, round: Round, out: &mut Out) {
+        let Some(me) = self.id else { return };
+        if !self.is_active() || self.flags(round).new_round_sent {
+            return;
+        }
+        self.flags(round).new_round_sent = true;
+        let height = self.current_height();
+        let msg = NewRound::new_signed(&self.chain.chain_id(), &self.key, height, round, me);
+        self.broadcast_own(ConsensusMessage::NewRound(msg), out);
+        out.push(Output::Event(Event::NewRoundSent { height, round }));
+        self.votes.add_new_round(round, me, self.round);
+    }
+
+    /// What a stuck round sends again: our own messages (this round and the one before),
+    /// the votes behind our valid value (a validator may have been shown only part of them:
+    /// Byzantine voters do that), and what we hold of this round and the previous one (the
+    /// proposal, everyone's votes). Algorithm 1 assumes gossip, where what one honest
+    /// validator received all eventually do; this is that gossip, paid only when stuck.
+    pub(super) fn relay_messages(&self) -> Vec<ConsensusMessage> {
+        let mut messages = self.own_messages.clone();
+        messages.extend(self.valid_polka());
+        if let Some(rp) = self.proposals.get(&self.round) {
+            messages.push(ConsensusMessage::Proposal(rp.proposal.clone()));
+        }
+        for round in [self.round.saturating_sub(1), self.round] {
+            messages.extend(
+                self.votes
+                    .votes_in_round(round)
+                    .into_iter()
+                    .map(ConsensusMessage::Vote),
+            );
+        }
+        let mut unique: Vec<ConsensusMessage> = Vec::with_capacity(messages.len());
+        for m in messages {
+            if !unique.contains(&m) {
+                unique.push(m);
+            }
+        }
+        unique
+    }
+
+    /// The verification votes behind our valid value (its "proof of lock").
+    pub(super) fn valid_polka(&self) -> Vec<ConsensusMessage> {
+        let Some((round, block)) = &self.valid else {
+            return Vec::new();
+        };
+        self.votes
+            .votes_for(*round, VoteKind::Verification, Some(block.hash()))
+            .into_iter()
+            .map(ConsensusMessage::Vote)
+            .collect()
+    }
+}
