@@ -56,11 +56,15 @@ impl SignedStep {
     }
 }
 
-/// The last thing this validator signed, per step, so that after a crash it never signs a
-/// conflicting proposal or vote. Ordered by (height, round, step).
+/// Where this validator is and what it signed there, so that after a crash it never signs a
+/// conflicting proposal or vote and never goes back to an earlier round. Ordered by
+/// (height, round, step): it only moves forward.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignState {
     pub height: Height,
+    /// The highest round entered at `height` (signed in or not): a restart resumes here.
+    /// Without it, validators moved on by a round-change certificate and then restarted go
+    /// back to the last round they signed in, and can sit there forever (DESIGN §3).
     pub round: Round,
     /// The last step signed at (height, round); `None`: nothing signed there yet.
     pub step: Option<SignedStep>,
@@ -74,6 +78,10 @@ pub struct SignState {
     pub verification: Option<VoteTarget>,
     #[serde(default)]
     pub commit: Option<VoteTarget>,
+    /// NewRound(height, round) was sent: a restarted validator sends it again (the same
+    /// signature), since the others may be one NewRound short of leaving the round.
+    #[serde(default)]
+    pub new_round: bool,
     /// The lock held at `height` when this state was written. Algorithm 1's safety needs
     /// locks to survive restarts; its liveness needs the locked block and the verification
     /// quorum behind it too (the validator may be the only one able to re-propose it).

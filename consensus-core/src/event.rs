@@ -59,6 +59,12 @@ pub enum Event {
         height: Height,
         round: Round,
     },
+    /// This node handed `peer`, still in an earlier round, the q NewRound votes of `round`.
+    RoundCertificateSent {
+        peer: NodeId,
+        height: Height,
+        round: Round,
+    },
     PeerDelinquent {
         peer: NodeId,
         failures: u32,

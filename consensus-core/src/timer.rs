@@ -20,9 +20,10 @@ pub enum TimerKind {
     /// A proposer with nothing to propose waits this long after entering a height before
     /// proposing an empty block, so an idle chain (or a single node) does not spin.
     BlockInterval,
-    /// Still in the same round: send this round's own messages again. Messages lost on the
-    /// way (or sent across a partition) are otherwise never repeated, and a round whose
-    /// quorum lost one vote would wait forever.
+    /// Still in the same round: send this round's own messages again and relay what we
+    /// hold of it. Messages lost on the way (or sent across a partition) are otherwise never
+    /// repeated, and a round whose quorum lost one vote would wait forever. Its period is
+    /// the base propose timeout, never grown by rounds.
     Rebroadcast,
 }
 
@@ -94,8 +95,15 @@ impl TimeoutConfig {
             TimerKind::Sync => self.sync_ms,
         };
         let mut t = base.max(rtt_ms.saturating_mul(3));
+        // A stuck round is retransmitted at a fixed period: after a partition heals, the
+        // rounds' own timeouts may have grown to the cap.
+        let growth_rounds = if kind == TimerKind::Rebroadcast {
+            0
+        } else {
+            round
+        };
         // Integer growth (not powf) so native and wasm compute identical deadlines.
-        for _ in 0..round.min(64) {
+        for _ in 0..growth_rounds.min(64) {
             t = t.saturating_mul(self.backoff_percent) / 100;
             if t >= self.max_ms {
                 break;
@@ -117,6 +125,14 @@ mod tests {
             .collect();
         assert_eq!(d, vec![1000, 1500, 2250, 3375]);
         assert_eq!(c.duration_ms(TimerKind::Propose, 1000, 1000, 0), c.max_ms);
+    }
+
+    #[test]
+    fn the_rebroadcast_period_does_not_grow_with_rounds() {
+        let c = TimeoutConfig::default();
+        for round in [0, 1, 5, 100] {
+            assert_eq!(c.duration_ms(TimerKind::Rebroadcast, round, 1000, 0), 1000);
+        }
     }
 
     #[test]

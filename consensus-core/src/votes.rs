@@ -1,12 +1,14 @@
 //! The vote keeper of one height: counts each (voter, round, kind) once, reports each
-//! threshold exactly once, and keeps equivocations as evidence.
+//! threshold exactly once, and keeps equivocations as evidence. It also keeps the signed
+//! NewRound votes of each round: q of them are a round-change certificate, which this node
+//! hands to validators still in that round (DESIGN §3).
 
 use std::collections::BTreeMap;
 
 use crate::limits::{
     CONFLICTING_VALUES_PER_VOTER_MAX, CONFLICTS_PER_STEP_MAX, EVIDENCE_MAX, ROUNDS_KEPT_MAX,
 };
-use crate::message::{EquivocationEvidence, Vote, VoteKind};
+use crate::message::{EquivocationEvidence, NewRound, Vote, VoteKind};
 use crate::types::{BlockHash, Height, NodeId, NodeSet, Round};
 
 /// A threshold crossed by the vote just added.
@@ -109,7 +111,9 @@ impl KindVotes {
 struct RoundVotes {
     verification: KindVotes,
     commit: KindVotes,
-    new_round: NodeSet,
+    /// Signed NewRound votes of this round, one per validator (a NewRound carries no value,
+    /// so a validator cannot equivocate with it).
+    new_round: BTreeMap<NodeId, NewRound>,
 }
 
 impl RoundVotes {
@@ -199,15 +203,45 @@ impl VoteKeeper {
         outcome
     }
 
-    /// Adds a NewRound vote; returns how many distinct validators sent one for `round`.
-    pub fn add_new_round(&mut self, round: Round, voter: NodeId, current_round: Round) -> usize {
-        match self.round_entry(round, current_round) {
+    /// Adds a verified NewRound vote of this height; returns how many distinct validators
+    /// sent one for its round.
+    pub fn add_new_round(&mut self, vote: NewRound, current_round: Round) -> usize {
+        if vote.height != self.height {
+            return 0;
+        }
+        match self.round_entry(vote.round, current_round) {
             Some(rv) => {
-                rv.new_round.insert(voter);
+                rv.new_round.entry(vote.voter).or_insert(vote);
                 rv.new_round.len()
             }
             None => 0,
         }
+    }
+
+    /// Whether exactly this NewRound vote (same signature) is already held.
+    pub fn contains_new_round(&self, vote: &NewRound) -> bool {
+        self.rounds
+            .get(&vote.round)
+            .and_then(|rv| rv.new_round.get(&vote.voter))
+            == Some(vote)
+    }
+
+    /// The signed NewRound votes held for `round`, in voter order.
+    pub fn new_round_votes(&self, round: Round) -> Vec<NewRound> {
+        self.rounds
+            .get(&round)
+            .map(|rv| rv.new_round.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The highest round below `below` whose NewRound votes reach the quorum: the
+    /// round-change certificate this node can show a validator still in that round.
+    pub fn highest_round_certificate(&self, below: Round) -> Option<Round> {
+        self.rounds
+            .range(..below)
+            .rev()
+            .find(|(_, rv)| rv.new_round.len() >= self.quorum)
+            .map(|(r, _)| *r)
     }
 
     /// Whether exactly this vote (same signature) is already held.

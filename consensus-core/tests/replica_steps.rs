@@ -2,9 +2,8 @@
 //! tolerating one fault. A tiny in-test harness delivers messages instantly and in order,
 //! and fires timers only when a test asks, so each test states exactly which event happens.
 
-use consensus_core::crypto::Keypair;
 use consensus_core::event::{Event, RoundChangeReason};
-use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Vote, VoteKind};
+use consensus_core::message::{Vote, VoteKind};
 use consensus_core::replica::Step;
 use consensus_core::timer::{Timer, TimerKind};
 use consensus_core::types::{Hash32, NodeId, Signature};
@@ -12,166 +11,8 @@ use consensus_core::{
     ConsensusMessage, Input, NewRound, Output, Replica, ReplicaConfig, SignState,
 };
 
-fn key(i: usize) -> Keypair {
-    Keypair::from_secret([i as u8 + 1; 32])
-}
-
-fn genesis(n: usize) -> Genesis {
-    Genesis::new(
-        "test",
-        0,
-        (0..n).map(|i| (key(i).public(), format!("127.0.0.1:{}", 9000 + i))),
-    )
-}
-
-/// N replicas, an instant in-order network, and the timers each one scheduled.
-struct Net {
-    nodes: Vec<Replica>,
-    /// Nodes that neither send nor receive.
-    down: Vec<bool>,
-    timers: Vec<Vec<Timer>>,
-    events: Vec<Vec<Event>>,
-    committed: Vec<Vec<Block>>,
-    sent: Vec<Vec<ConsensusMessage>>,
-    now: u64,
-    /// Messages above this height are not delivered, so an instant network with
-    /// `create_empty_blocks` does not run forever.
-    max_height: u64,
-}
-
-impl Net {
-    fn new(n: usize) -> Self {
-        Self::with_config(n, ReplicaConfig::default())
-    }
-
-    fn with_config(n: usize, config: ReplicaConfig) -> Self {
-        let g = genesis(n);
-        Self {
-            nodes: (0..n)
-                .map(|i| Replica::new(config.clone(), &g, key(i), i as u64))
-                .collect(),
-            down: vec![false; n],
-            timers: vec![Vec::new(); n],
-            events: vec![Vec::new(); n],
-            committed: vec![Vec::new(); n],
-            sent: vec![Vec::new(); n],
-            now: 1_000,
-            max_height: 1,
-        }
-    }
-
-    /// Starts every node and lets the first proposer's empty-block pause pass.
-    fn start(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.input(i, Input::Start);
-        }
-        self.next_block();
-    }
-
-    /// Fires the proposers' empty-block pause: the next height gets its proposal.
-    fn next_block(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.fire(i, TimerKind::BlockInterval);
-        }
-    }
-
-    /// Feeds one input and delivers everything that follows, breadth first.
-    fn input(&mut self, to: usize, input: Input) {
-        let mut queue = std::collections::VecDeque::from([(to, input)]);
-        while let Some((to, input)) = queue.pop_front() {
-            if self.down[to] {
-                continue;
-            }
-            if matches!(&input, Input::Message { message, .. } if message.height() > self.max_height)
-            {
-                continue;
-            }
-            let outputs = self.nodes[to].handle(self.now, input);
-            for o in outputs {
-                match o {
-                    Output::Broadcast(m) => {
-                        self.sent[to].push(m.clone());
-                        for j in 0..self.nodes.len() {
-                            if j != to {
-                                queue.push_back((
-                                    j,
-                                    Input::Message {
-                                        from: NodeId(to as u16),
-                                        message: m.clone(),
-                                    },
-                                ));
-                            }
-                        }
-                    }
-                    Output::Send { to: peer, message } => queue.push_back((
-                        peer.index(),
-                        Input::Message {
-                            from: NodeId(to as u16),
-                            message,
-                        },
-                    )),
-                    Output::ScheduleTimer(t) => self.timers[to].push(t),
-                    Output::Commit(b) => self.committed[to].push(b),
-                    Output::Event(e) => self.events[to].push(e),
-                    Output::BroadcastTx { .. }
-                    | Output::RequestSync { .. }
-                    | Output::PersistSignState(_) => {}
-                }
-            }
-        }
-    }
-
-    /// Fires every pending timer of `kind` at node `i` (advancing the clock to it).
-    fn fire(&mut self, i: usize, kind: TimerKind) {
-        let due: Vec<Timer> = self.timers[i]
-            .iter()
-            .filter(|t| t.kind == kind)
-            .copied()
-            .collect();
-        self.timers[i].retain(|t| t.kind != kind);
-        for t in due {
-            self.now = self.now.max(t.deadline_ms);
-            self.input(i, Input::Timeout(t));
-        }
-    }
-
-    fn heights(&self) -> Vec<u64> {
-        self.nodes.iter().map(|r| r.height()).collect()
-    }
-}
-
-fn proposal(
-    g: &Genesis,
-    proposer: usize,
-    height: u64,
-    round: u32,
-    prev: Hash32,
-    ts: u64,
-) -> Proposal {
-    let chain = consensus_core::chain::ChainState::genesis(g);
-    let block = Block {
-        header: BlockHeader {
-            version: 1,
-            height,
-            round,
-            prev_hash: prev,
-            proposer: NodeId(proposer as u16),
-            timestamp_ms: ts,
-            tx_root: Block::compute_tx_root(&[]),
-            validator_set_hash: chain.active_set_hash(),
-        },
-        txs: vec![],
-        commit: None,
-    };
-    Proposal::new_signed(
-        &g.chain_id(),
-        &key(proposer),
-        round,
-        block,
-        None,
-        NodeId(proposer as u16),
-    )
-}
+mod common;
+use common::*;
 
 #[test]
 fn n4f1_all_honest_commit_height_1_in_round_0() {
@@ -620,7 +461,31 @@ fn n4f1_restart_never_signs_a_conflicting_vote() {
             .any(|o| matches!(o, Output::Broadcast(ConsensusMessage::Vote(_)))),
         "no second verification vote at (1, 0): {out:?}"
     );
-    assert_eq!(restarted.sign_state(), persisted);
+    // It asks to leave the round instead (NewRound carries no value to conflict with).
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Broadcast(ConsensusMessage::NewRound(_)))));
+    let now = restarted.sign_state();
+    assert_eq!(
+        (
+            now.height,
+            now.round,
+            now.step,
+            now.block_hash,
+            now.verification
+        ),
+        (
+            persisted.height,
+            persisted.round,
+            persisted.step,
+            persisted.block_hash,
+            persisted.verification
+        )
+    );
+    assert!(
+        now.new_round,
+        "the NewRound is on record for the next restart"
+    );
 }
 
 #[test]
@@ -843,7 +708,19 @@ fn n4f1_restarted_validator_sends_its_round_votes_again() {
 fn n4f1_own_messages_are_sent_again_on_the_rebroadcast_timer() {
     let g = genesis(4);
     let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
-    r.handle(1, Input::Start);
+    let started = r.handle(1, Input::Start);
+    let timer = started
+        .iter()
+        .find_map(|o| match o {
+            Output::ScheduleTimer(t) if t.kind == TimerKind::Rebroadcast => Some(*t),
+            _ => None,
+        })
+        .expect("a round with work arms the rebroadcast timer when it starts");
+    assert_eq!(
+        timer.deadline_ms,
+        1 + ReplicaConfig::default().timeouts.propose_ms,
+        "the stuck period is the base propose timeout"
+    );
     let p = proposal(&g, 1, 1, 0, g.block().hash(), 5);
     let out = r.handle(
         2,
@@ -859,13 +736,6 @@ fn n4f1_own_messages_are_sent_again_on_the_rebroadcast_timer() {
             _ => None,
         })
         .collect();
-    let timer = out
-        .iter()
-        .find_map(|o| match o {
-            Output::ScheduleTimer(t) if t.kind == TimerKind::Rebroadcast => Some(*t),
-            _ => None,
-        })
-        .expect("the first message of a round arms the rebroadcast timer");
     // The vote was lost in the network; the timer sends the very same signed vote again,
     // and relays what it holds of the round (the proposal), as gossip would.
     let out = r.handle(timer.deadline_ms, Input::Timeout(timer));

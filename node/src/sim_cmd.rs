@@ -17,7 +17,7 @@ use clap::error::ErrorKind;
 use clap::Args;
 use consensus_core::limits::VALIDATORS_MAX;
 use consensus_core::quorum::{max_faulty, quorum};
-use consensus_core::sim::{self, SimConfig, SimReport, Strategy, SweepSummary};
+use consensus_core::sim::{self, SimConfig, SimReport, Simulation, Strategy, SweepSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Flags of `tinyweb sim` (DESIGN §9).
@@ -78,7 +78,13 @@ pub struct SimArgs {
     #[arg(long, hide = true)]
     unsafe_local_quorum: bool,
 
-    /// Print only the JSON summary on stdout.
+    /// Print the run's event log first, one line per event (time, node, event): round
+    /// changes, proposals, votes, quorums, locks, commits, timeouts, crashes, partitions.
+    /// Only with --seeds 1.
+    #[arg(long)]
+    trace: bool,
+
+    /// Print only the JSON summary on stdout (after the event log with --trace).
     #[arg(long)]
     json: bool,
 }
@@ -178,6 +184,15 @@ impl SimArgs {
                 format!(
                     "--byzantine {} must be less than --nodes {}: at least one honest node is needed to check anything",
                     self.byzantine, self.nodes
+                ),
+            );
+        }
+        if self.trace && self.seeds != 1 {
+            usage_error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--trace prints one run's event log: use it with --seeds 1 (got --seeds {})",
+                    self.seeds
                 ),
             );
         }
@@ -297,6 +312,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             eprintln!("note: {note}");
         }
     }
+    if args.trace {
+        print_trace(&base).context("writing the event log")?;
+    }
     let bar = progress_bar(args.seeds, !args.json && std::io::stderr().is_terminal());
 
     // Seeds run in order, so the run in progress when a panic escapes is the one after the
@@ -358,6 +376,28 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs `cfg` step by step and prints every trace entry as it is recorded, up to the end of
+/// the run or its first safety violation (as a sweep stops). The summary that follows comes
+/// from the same seed, so it describes exactly this run.
+fn print_trace(cfg: &SimConfig) -> anyhow::Result<()> {
+    let mut sim = Simulation::new(cfg).context("the simulator refused the configuration")?;
+    let mut out = std::io::stdout().lock();
+    let mut next = 0;
+    loop {
+        let stepped = sim.step();
+        for entry in sim.events_since(next) {
+            writeln!(out, "{entry}")?;
+            next = entry.seq + 1;
+        }
+        if !stepped || sim.violations().iter().any(|v| v.is_safety()) {
+            break;
+        }
+    }
+    writeln!(out, "trace hash {}", sim.trace_hash())?;
+    out.flush()?;
+    Ok(())
 }
 
 fn human_summary(args: &SimArgs, s: &SweepSummary) -> String {

@@ -259,6 +259,7 @@ fn locked_sign_state(
         block_hash: Some(next.hash()),
         verification: target,
         commit: if committed { target } else { None },
+        new_round: false,
         locked: Some(LockRecord {
             round,
             block: next.clone(),

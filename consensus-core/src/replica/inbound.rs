@@ -11,7 +11,7 @@ use crate::limits::{
 use crate::message::{
     ConsensusMessage, EquivocationEvidence, Proposal, Transaction, TxKind, Vote, VoteKind,
 };
-use crate::types::NodeId;
+use crate::types::{NodeId, Round};
 use crate::votes::{AddOutcome, Threshold};
 use crate::Output;
 
@@ -82,11 +82,14 @@ impl Replica {
             self.reject(from, reason, out);
             return;
         }
-        if let ConsensusMessage::Vote(v) = &message {
-            // Relayed votes arrive many times: skip the signature check for a known one.
-            if self.votes.contains(v) {
-                return;
-            }
+        // Relayed votes arrive many times: skip the signature check for a known one.
+        let known = match &message {
+            ConsensusMessage::Vote(v) => self.votes.contains(v),
+            ConsensusMessage::NewRound(nr) => self.votes.contains_new_round(nr),
+            ConsensusMessage::Proposal(_) => false,
+        };
+        if known {
+            return;
         }
         if let Err(reason) = self.check_message(&message) {
             self.reject(from, reason, out);
@@ -100,36 +103,71 @@ impl Replica {
             // Counted for the skip rule above; not kept (bounded vote memory).
             return;
         }
+        if signer == from && message.round() < self.round {
+            // The sender is still in an earlier round of this height.
+            self.help_leave_round(from, message.round(), out);
+        }
         match message {
             ConsensusMessage::Proposal(p) => self.on_proposal(from, p, out),
             ConsensusMessage::Vote(v) => self.count_vote(v, out),
             ConsensusMessage::NewRound(nr) => {
-                self.votes.add_new_round(nr.round, nr.voter, self.round);
+                self.votes.add_new_round(nr, self.round);
             }
         }
     }
 
-    /// Sends `peer` the commit votes of the block we committed last (its certificate, as
-    /// votes), at most once per propose timeout per peer. With them it decides, or learns
-    /// which voters to fetch the block from.
-    fn help_lagging_peer(&mut self, peer: NodeId, out: &mut Out) {
-        let now_ms = self.now_ms;
-        let Some(block) = &self.last_commit else {
+    /// `peer` is still in round `their_round`, below ours. If we hold a round-change
+    /// certificate (q signed NewRound votes) for a round at or above it, hand it over, paced
+    /// per peer: the peer verifies the votes like any others and moves past that round,
+    /// however many of the original NewRound messages it lost (or erased by crashing).
+    /// Without one (we left that round by a timeout or a skip), endorse leaving it: we are
+    /// past it, so our NewRound for it says nothing untrue, and the validators still there
+    /// may be one NewRound short of a quorum.
+    fn help_leave_round(&mut self, peer: NodeId, their_round: Round, out: &mut Out) {
+        let certified = self
+            .votes
+            .highest_round_certificate(self.round)
+            .filter(|r| *r >= their_round);
+        let Some(round) = certified else {
+            // Only near rounds: a signer can claim any low round, and each endorsement is a
+            // signature and a broadcast. Validators far behind are pulled by the f+1 skip.
+            if their_round + ROUNDS_AHEAD_MAX >= self.round {
+                self.send_new_round(their_round, out);
+            }
             return;
         };
+        let pause = self.stuck_period_ms();
+        if !self.certificate_pacer.ready(peer, self.now_ms, pause) {
+            return;
+        }
+        let height = self.current_height();
+        for vote in self.votes.new_round_votes(round) {
+            out.push(Output::Send {
+                to: peer,
+                message: ConsensusMessage::NewRound(vote),
+            });
+        }
+        out.push(Output::Event(Event::RoundCertificateSent {
+            peer,
+            height,
+            round,
+        }));
+    }
+
+    /// Sends `peer` the commit votes of the block we committed last (its certificate, as
+    /// votes), paced per peer. With them it decides, or learns which voters to fetch the
+    /// block from.
+    fn help_lagging_peer(&mut self, peer: NodeId, out: &mut Out) {
         if Some(peer) == self.id || self.chain.validator(peer).is_none() {
             return;
         }
-        let pause = self.config.timeouts.propose_ms * self.config.speed_permille / 1000;
-        if let Some(last) = self.helped_at_ms.get(&peer) {
-            if now_ms < last + pause {
-                return;
-            }
-        }
+        let Some(block) = &self.last_commit else {
+            return;
+        };
         let Some(cert) = &block.commit else {
             return;
         };
-        let (height, hash) = (block.height(), block.hash());
+        let (height, hash, round) = (block.height(), block.hash(), cert.round);
         let votes: Vec<ConsensusMessage> = cert
             .signatures
             .iter()
@@ -137,14 +175,17 @@ impl Replica {
                 ConsensusMessage::Vote(Vote {
                     kind: VoteKind::Commit,
                     height,
-                    round: cert.round,
+                    round,
                     block_hash: Some(hash),
                     voter: sig.voter,
                     signature: sig.signature,
                 })
             })
             .collect();
-        self.helped_at_ms.insert(peer, now_ms);
+        let pause = self.stuck_period_ms();
+        if !self.lagging_pacer.ready(peer, self.now_ms, pause) {
+            return;
+        }
         for message in votes {
             out.push(Output::Send { to: peer, message });
         }

@@ -44,11 +44,13 @@ mod catch_up;
 mod inbound;
 mod membership;
 mod outbound;
+mod pacer;
 mod rounds;
 pub mod rules;
 mod sign_guard;
 
 use catch_up::CatchUp;
+use pacer::PeerPacer;
 use sign_guard::SignGuard;
 
 /// How vote thresholds are computed.
@@ -176,8 +178,10 @@ pub struct Replica {
     own_messages: Vec<ConsensusMessage>,
     /// The block committed last, with its certificate, for peers one height behind.
     last_commit: Option<Block>,
-    /// When each lagging peer was last sent the previous height's commit votes.
-    helped_at_ms: BTreeMap<NodeId, u64>,
+    /// Paces the last certificate's votes handed to peers one height behind.
+    lagging_pacer: PeerPacer,
+    /// Paces round-change certificates handed to peers in an earlier round.
+    certificate_pacer: PeerPacer,
 
     /// Messages of the next height, per signer, replayed on entering it.
     future: BTreeMap<NodeId, Vec<ConsensusMessage>>,
@@ -222,7 +226,8 @@ impl Replica {
             round_seen: BTreeMap::new(),
             own_messages: Vec::new(),
             last_commit: None,
-            helped_at_ms: BTreeMap::new(),
+            lagging_pacer: PeerPacer::default(),
+            certificate_pacer: PeerPacer::default(),
             future: BTreeMap::new(),
             sign_guard: SignGuard::new(SignState::default()),
             catch_up: CatchUp::default(),
@@ -247,7 +252,7 @@ impl Replica {
         self.last_commit = blocks.last().cloned();
         self.sign_guard = SignGuard::new(sign_state.clone());
         self.reset_height_state();
-        // Resume in the round we last signed in, never below it, and keep the lock: a
+        // Resume in the round we had entered, never below it, and keep the lock: a
         // validator that forgot its lock could verification-vote another block in a later
         // round and help fork a block it commit-voted for.
         if sign_state.height == self.chain.height() + 1 {
@@ -440,6 +445,8 @@ impl Replica {
                 .all(|q| q.len() <= FUTURE_MESSAGES_PER_PEER_MAX),
             "future buffers bounded"
         );
+        assert!(self.lagging_pacer.len() <= crate::limits::VALIDATORS_MAX);
+        assert!(self.certificate_pacer.len() <= crate::limits::VALIDATORS_MAX);
         self.catch_up.check_invariants(self.chain.height());
     }
 
@@ -475,6 +482,19 @@ impl Replica {
 
     fn flags(&mut self, round: Round) -> &mut RoundFlags {
         self.flags.entry(round).or_default()
+    }
+
+    /// How long a round may stand still before this node sends its messages again, and the
+    /// least pause between two helps to one peer: about the base propose timeout, never
+    /// grown by rounds (a healed network should resume within a couple of round trips, not
+    /// after a capped 20 s timeout).
+    fn stuck_period_ms(&self) -> u64 {
+        let rtt = self
+            .health
+            .quorum_rtt_ms(self.chain.active(), self.id, self.chain.quorum());
+        self.config
+            .timeouts
+            .duration_ms(TimerKind::Rebroadcast, 0, self.config.speed_permille, rtt)
     }
 
     /// Schedules a `kind` timer for `round`, running from now.

@@ -31,6 +31,12 @@ impl Replica {
     pub(super) fn broadcast_own(&mut self, message: ConsensusMessage, out: &mut Out) {
         out.push(Output::Broadcast(message.clone()));
         self.own_messages.push(message);
+        self.arm_rebroadcast(out);
+    }
+
+    /// Arms the current round's rebroadcast timer, once per round: if the round is still
+    /// here one period later, what we hold of it goes out again.
+    pub(super) fn arm_rebroadcast(&mut self, out: &mut Out) {
         let round = self.round;
         if !self.flags(round).rebroadcast_timer {
             self.flags(round).rebroadcast_timer = true;
@@ -73,17 +79,21 @@ impl Replica {
         }
         self.flags(round).new_round_sent = true;
         let height = self.current_height();
+        if let Some(state) = self.sign_guard.record_new_round(height, round) {
+            out.push(Output::PersistSignState(state));
+        }
         let msg = NewRound::new_signed(&self.chain.chain_id(), &self.key, height, round, me);
-        self.broadcast_own(ConsensusMessage::NewRound(msg), out);
+        self.broadcast_own(ConsensusMessage::NewRound(msg.clone()), out);
         out.push(Output::Event(Event::NewRoundSent { height, round }));
-        self.votes.add_new_round(round, me, self.round);
+        self.votes.add_new_round(msg, self.round);
     }
 
     /// What a stuck round sends again: our own messages (this round and the one before),
     /// the votes behind our valid value (a validator may have been shown only part of them:
     /// Byzantine voters do that), and what we hold of this round and the previous one (the
-    /// proposal, everyone's votes). Algorithm 1 assumes gossip, where what one honest
-    /// validator received all eventually do; this is that gossip, paid only when stuck.
+    /// proposal, everyone's votes, everyone's NewRound votes: the round-change certificate
+    /// that moved us here). Algorithm 1 assumes gossip, where what one honest validator
+    /// received all eventually do; this is that gossip, paid only when stuck.
     pub(super) fn relay_messages(&self) -> Vec<ConsensusMessage> {
         let mut messages = self.own_messages.clone();
         messages.extend(self.valid_polka());
@@ -96,6 +106,12 @@ impl Replica {
                     .votes_in_round(round)
                     .into_iter()
                     .map(ConsensusMessage::Vote),
+            );
+            messages.extend(
+                self.votes
+                    .new_round_votes(round)
+                    .into_iter()
+                    .map(ConsensusMessage::NewRound),
             );
         }
         let mut unique: Vec<ConsensusMessage> = Vec::with_capacity(messages.len());

@@ -28,7 +28,8 @@ impl Replica {
         self.convicted_this_height = NodeSet::EMPTY;
         self.round_seen.clear();
         self.own_messages.clear();
-        self.helped_at_ms.clear();
+        self.lagging_pacer.clear();
+        self.certificate_pacer.clear();
     }
 
     pub(super) fn on_start(&mut self, out: &mut Out) {
@@ -39,14 +40,18 @@ impl Replica {
         self.height_started_ms = self.now_ms;
         let round = self.round;
         self.start_round(round, RoundChangeReason::NewHeight, out);
-        self.resume_signed_votes(out);
+        self.resume_signed(out);
     }
 
-    /// After a restart in the round we last signed in: send those votes again (identical
-    /// signatures) and take up the step they imply.
-    fn resume_signed_votes(&mut self, out: &mut Out) {
+    /// After a restart in the round we had entered: send again what we signed there
+    /// (identical signatures: the votes, and NewRound if we had asked to leave it) and take
+    /// up the step the votes imply.
+    fn resume_signed(&mut self, out: &mut Out) {
         let Some(me) = self.id else { return };
         let height = self.current_height();
+        if self.sign_guard.sent_new_round(height, self.round) {
+            self.send_new_round(self.round, out);
+        }
         for (kind, target) in self.sign_guard.votes_at(height, self.round) {
             let vote = Vote::new_signed(
                 &self.chain.chain_id(),
@@ -100,6 +105,12 @@ impl Replica {
     pub(super) fn start_round(&mut self, round: Round, reason: RoundChangeReason, out: &mut Out) {
         self.round = round;
         self.step = Step::Propose;
+        // Round 0 of a height needs no record: a restart starts every height there.
+        if round > 0 {
+            if let Some(state) = self.sign_guard.enter_round(self.current_height(), round) {
+                out.push(Output::PersistSignState(state));
+            }
+        }
         let keep_from = round.saturating_sub(1);
         self.own_messages.retain(|m| m.round() >= keep_from);
         out.push(Output::Event(Event::RoundChanged {
@@ -145,6 +156,7 @@ impl Replica {
             }
         }
         self.flags(round).propose_started = true;
+        self.arm_rebroadcast(out);
         if proposer {
             self.propose(out);
         } else {
@@ -229,17 +241,26 @@ impl Replica {
         if timer.height != self.current_height() || !self.started {
             return;
         }
-        out.push(Output::Event(Event::TimeoutFired {
-            kind: timer.kind,
-            height: timer.height,
-            round: timer.round,
-        }));
+        if timer.kind != TimerKind::Rebroadcast {
+            // The rebroadcast period is the gossip clock, not a protocol timeout: it would
+            // drown the event stream.
+            out.push(Output::Event(Event::TimeoutFired {
+                kind: timer.kind,
+                height: timer.height,
+                round: timer.round,
+            }));
+        }
         match timer.kind {
-            // Line 57: no (acceptable) proposal in time: vote nil; tell others (NewRound).
+            // Line 57: no (acceptable) proposal in time: vote nil. And in any step, the round
+            // has run a propose timeout without deciding: ask to leave it (NewRound). A
+            // validator that already voted (it restarted, or the votes it waits for were
+            // lost) would otherwise never ask, and q of them may be waiting for its NewRound.
             TimerKind::Propose => {
-                if timer.round == self.round && self.step == Step::Propose {
-                    self.send_vote(VoteKind::Verification, None, out);
-                    self.step = Step::Verification;
+                if timer.round == self.round {
+                    if self.step == Step::Propose {
+                        self.send_vote(VoteKind::Verification, None, out);
+                        self.step = Step::Verification;
+                    }
                     self.send_new_round(timer.round, out);
                 }
             }

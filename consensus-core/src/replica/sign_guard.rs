@@ -46,11 +46,8 @@ impl SignGuard {
         target: Option<BlockHash>,
         locked: Option<LockRecord>,
     ) -> SignState {
+        self.move_to(height, round);
         let state = &mut self.state;
-        if (state.height, state.round) != (height, round) {
-            state.verification = None;
-            state.commit = None;
-        }
         let signed = Some(VoteTarget { block_hash: target });
         match step {
             SignedStep::Proposal => {}
@@ -63,6 +60,48 @@ impl SignGuard {
         state.block_hash = target;
         state.locked = locked;
         state.clone()
+    }
+
+    /// Enters (height, round): returns the state to persist if that is a new position, so a
+    /// restart resumes there. Nothing is signed by entering.
+    pub(super) fn enter_round(&mut self, height: Height, round: Round) -> Option<SignState> {
+        if (height, round) <= (self.state.height, self.state.round) {
+            return None;
+        }
+        self.move_to(height, round);
+        Some(self.state.clone())
+    }
+
+    /// Records that NewRound(height, round) was sent from the current position; returns the
+    /// state to persist if it is news.
+    pub(super) fn record_new_round(&mut self, height: Height, round: Round) -> Option<SignState> {
+        if (height, round) != (self.state.height, self.state.round) || self.state.new_round {
+            return None;
+        }
+        self.state.new_round = true;
+        Some(self.state.clone())
+    }
+
+    /// Whether NewRound(height, round) was sent (before a restart, say).
+    pub(super) fn sent_new_round(&self, height: Height, round: Round) -> bool {
+        (height, round) == (self.state.height, self.state.round) && self.state.new_round
+    }
+
+    /// A new (height, round) position with nothing signed in it yet (the lock stays).
+    fn move_to(&mut self, height: Height, round: Round) {
+        let state = &mut self.state;
+        if (state.height, state.round) != (height, round) {
+            if state.height != height {
+                state.locked = None;
+            }
+            state.height = height;
+            state.round = round;
+            state.step = None;
+            state.block_hash = None;
+            state.verification = None;
+            state.commit = None;
+            state.new_round = false;
+        }
     }
 
     /// The votes signed at (height, round), to send again after a restart.
@@ -114,6 +153,26 @@ mod tests {
         assert!(g.may_sign(1, 0, SignedStep::Commit, None));
         assert!(g.may_sign(1, 1, SignedStep::Proposal, hash(2)));
         assert!(g.may_sign(2, 0, SignedStep::Proposal, hash(3)));
+    }
+
+    #[test]
+    fn entering_a_round_moves_forward_only_and_keeps_the_lock_within_the_height() {
+        let mut g = SignGuard::new(SignState::default());
+        g.record(4, 1, SignedStep::Commit, hash(1), None);
+        assert!(g.enter_round(4, 1).is_none(), "already there");
+        assert!(g.enter_round(4, 0).is_none(), "never back");
+        let entered = g.enter_round(4, 3).expect("a later round is news");
+        assert_eq!((entered.height, entered.round, entered.step), (4, 3, None));
+        assert!(g.may_sign(4, 3, SignedStep::Proposal, hash(2)));
+        assert!(
+            !g.may_sign(4, 2, SignedStep::Commit, hash(2)),
+            "a round left behind"
+        );
+        assert!(g.record_new_round(4, 3).is_some());
+        assert!(g.record_new_round(4, 3).is_none(), "recorded once");
+        assert!(g.sent_new_round(4, 3));
+        g.enter_round(4, 4);
+        assert!(!g.sent_new_round(4, 4), "a new round starts without one");
     }
 
     #[test]

@@ -1016,3 +1016,48 @@ impl Simulation {
         }
     }
 }
+
+/// One trace entry as a line of a run's story (`tinyweb sim --trace`):
+/// `  12.345 s  n2  committed height=5 round=0 block_hash=1a2b3c4d txs=3`.
+impl std::fmt::Display for TraceEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let node = self
+            .node
+            .map_or_else(|| "--".to_string(), |n| format!("n{n}"));
+        write!(
+            f,
+            "{:>4}.{:03} s  {node:<4} ",
+            self.at_ms / 1000,
+            self.at_ms % 1000
+        )?;
+        let value = match &self.kind {
+            TraceKind::Replica(event) => serde_json::to_value(event),
+            other => serde_json::to_value(other),
+        };
+        let Ok(serde_json::Value::Object(mut fields)) = value else {
+            return write!(f, "{:?}", self.kind);
+        };
+        // Events are tagged by "event", the simulator's own kinds by "kind" (+ "data").
+        let name = fields
+            .remove("event")
+            .or_else(|| fields.remove("kind"))
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if let Some(serde_json::Value::Object(data)) = fields.remove("data") {
+            fields.extend(data);
+        } else if let Some(data) = fields.remove("data") {
+            fields.insert("detail".to_string(), data);
+        }
+        f.write_str(&name)?;
+        for (key, value) in fields {
+            match value {
+                // Hashes are 64 hex digits: the first 8 identify a block in a story.
+                serde_json::Value::String(s) if s.len() == 64 => write!(f, " {key}={}", &s[..8])?,
+                serde_json::Value::String(s) => write!(f, " {key}={s}")?,
+                serde_json::Value::Null => write!(f, " {key}=nil")?,
+                other => write!(f, " {key}={other}")?,
+            }
+        }
+        Ok(())
+    }
+}
