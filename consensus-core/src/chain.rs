@@ -1,14 +1,23 @@
-//! Committed chain state: the validator registry, the active set, membership requests and
-//! the replay window, and the validation of blocks and certificates against them.
+//! Committed chain state: the validator registry, the proposer rotation, membership requests
+//! and the replay window, and the validation of blocks and certificates against them.
 //!
 //! Everything here is a function of the committed chain only, so every honest node that
-//! applied the same blocks computes the same proposer, quorum and active set.
+//! applied the same blocks computes the same proposer, quorum and rotation.
 //!
-//! Membership changes (DESIGN §3): `suspend_node(X)`, `readmit_node(X)` and `approve_node(X)`
-//! are requests signed by individual active validators. When requests from a quorum of
-//! distinct active validators of one height for the same change have been committed, it
-//! takes effect from the next height. Requests expire after [`MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS`].
-//! Committed equivocation evidence suspends the offender at once (from the next height).
+//! **The quorum is over the registered validators** (DESIGN §3): every validator the chain
+//! admitted, suspended or not. N = registered, F = floor((N-1)/3), q = N - F. Suspension
+//! only takes a validator out of the proposer rotation; its votes still count. Shrinking the
+//! quorum instead would hand the remaining Byzantine validators a veto: at n = 4 with node 2
+//! suspended, q = 3 of {0,1,3} needs node 3, and if node 3 then hangs, node 2's return
+//! cannot help. With q over the registered set, {0,1,2} is a quorum whatever happened before.
+//!
+//! Membership changes: `suspend_node(X)`, `readmit_node(X)` and `approve_node(X)` are
+//! requests signed by individual registered validators. When requests from a quorum of
+//! distinct registered (not convicted) validators for the same change have been committed,
+//! it takes effect from the next height. Requests expire after
+//! [`MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS`]. Committed equivocation evidence suspends the
+//! offender at once (from the next height). A validator whose proposer turns keep failing
+//! leaves the rotation without anyone's request ([`crate::turns`]).
 //!
 //! An `approve_node(X)` request carries the joiner's invitation, and the chain (not each
 //! node's goodwill) enforces it, when the request is proposed and again when its quorum
@@ -34,6 +43,7 @@ use crate::message::{
 };
 use crate::proposer::proposer;
 use crate::quorum::{max_faulty, quorum};
+use crate::turns::{TurnChange, TurnRecords};
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, PublicKey, Round};
 
 /// Heights after which an uncompleted membership request is forgotten.
@@ -96,9 +106,13 @@ pub struct ChainState {
     last_hash: BlockHash,
     last_timestamp_ms: u64,
     last_proposer: NodeId,
+    /// Every validator the chain admitted (genesis, then joins), in id order.
     validators: Vec<Validator>,
-    active: NodeSet,
-    active_set_hash: Hash32,
+    /// Out of the proposer rotation by committed requests or evidence (still voting).
+    suspended: NodeSet,
+    /// Failed proposer turns, and who sits out the rotation for them.
+    turns: TurnRecords,
+    validator_set_hash: Hash32,
     requests: BTreeMap<MembershipOp, PendingRequest>,
     /// Committed transaction hashes with their timestamps, for the replay window.
     recent_txs: BTreeMap<Hash32, u64>,
@@ -127,7 +141,6 @@ impl ChainState {
                 address: v.address.clone(),
             })
             .collect();
-        let active = NodeSet::first_n(validators.len());
         let mut s = Self {
             chain_id: block.hash(),
             height: 0,
@@ -135,26 +148,17 @@ impl ChainState {
             last_timestamp_ms: genesis.time_ms,
             last_proposer: NodeId(0),
             validators,
-            active,
-            active_set_hash: Hash32::ZERO,
+            suspended: NodeSet::EMPTY,
+            turns: TurnRecords::default(),
+            validator_set_hash: Hash32::ZERO,
             requests: BTreeMap::new(),
             recent_txs: BTreeMap::new(),
             convicted: NodeSet::EMPTY,
             used_invitations: BTreeSet::new(),
             last_join_ms: BTreeMap::new(),
         };
-        s.active_set_hash = s.compute_active_set_hash();
+        s.validator_set_hash = Genesis::validator_set_hash(&s.validators);
         s
-    }
-
-    fn compute_active_set_hash(&self) -> Hash32 {
-        let active: Vec<Validator> = self
-            .validators
-            .iter()
-            .filter(|v| self.active.contains(v.id))
-            .cloned()
-            .collect();
-        Genesis::validator_set_hash(&active)
     }
 
     pub fn chain_id(&self) -> Hash32 {
@@ -185,22 +189,53 @@ impl ChainState {
             .find(|v| v.public_key == *key)
             .map(|v| v.id)
     }
-    /// The active set of the next height (the one being decided).
-    pub fn active(&self) -> NodeSet {
-        self.active
+    /// The registered validators of the next height (the one being decided): the set every
+    /// quorum and certificate counts over.
+    pub fn registered(&self) -> NodeSet {
+        NodeSet::first_n(self.validators.len())
     }
-    pub fn active_set_hash(&self) -> Hash32 {
-        self.active_set_hash
+    pub fn is_registered(&self, id: NodeId) -> bool {
+        id.index() < self.validators.len()
+    }
+    /// Suspended by committed requests or evidence: out of the rotation, still voting.
+    pub fn suspended(&self) -> NodeSet {
+        self.suspended
+    }
+    /// The validators whose judgement the chain relies on for invitations: registered,
+    /// neither suspended nor convicted.
+    pub fn vouchers(&self) -> NodeSet {
+        NodeSet(self.registered().0 & !self.suspended.0 & !self.convicted.0)
+    }
+    /// Benched for failed proposer turns at the next height.
+    pub fn benched(&self) -> NodeSet {
+        self.turns.benched_at(self.height + 1)
+    }
+    /// The proposer rotation of the next height: registered, not suspended, not benched.
+    pub fn rotation(&self) -> NodeSet {
+        NodeSet(self.registered().0 & !self.suspended.0 & !self.benched().0)
+    }
+    /// Hash of the registered validator set, carried in every block header.
+    pub fn validator_set_hash(&self) -> Hash32 {
+        self.validator_set_hash
+    }
+    /// N: registered validators of the next height.
+    pub fn n(&self) -> usize {
+        self.validators.len()
     }
     pub fn quorum(&self) -> usize {
-        quorum(self.active.len())
+        quorum(self.n())
     }
     pub fn max_faulty(&self) -> usize {
-        max_faulty(self.active.len())
+        max_faulty(self.n())
     }
-    /// Proposer of `round` of the next height.
+    /// Proposer of `round` of the next height ([`crate::proposer::proposer`]).
     pub fn proposer(&self, round: Round) -> NodeId {
-        proposer(self.active, self.last_proposer, round)
+        proposer(
+            self.rotation(),
+            self.registered(),
+            self.last_proposer,
+            round,
+        )
     }
     pub fn convicted(&self) -> NodeSet {
         self.convicted
@@ -230,8 +265,10 @@ impl ChainState {
             });
         }
         if tx.kind.is_membership() {
+            // Any registered validator may ask (a suspended one for its own readmission,
+            // say), but not one convicted of equivocation.
             let signer = self.id_of(&tx.sender);
-            if !signer.is_some_and(|id| self.active.contains(id)) {
+            if signer.is_none_or(|id| self.convicted.contains(id)) {
                 return Err(TxError::NotAValidator { kind: tx.kind });
             }
             if tx.kind == TxKind::Evidence {
@@ -261,11 +298,11 @@ impl ChainState {
                 invitation_chain: inv.chain_id,
             });
         }
-        // Active, not merely registered: a suspended or convicted validator is exactly the
-        // one whose judgement the chain has stopped relying on.
+        // Not suspended, not convicted: those are exactly the validators whose judgement
+        // the chain has stopped relying on.
         let inviter = self
             .id_of(&inv.inviter)
-            .filter(|id| self.active.contains(*id) && !self.convicted.contains(*id))
+            .filter(|id| !self.suspended.contains(*id) && !self.convicted.contains(*id))
             .ok_or(JoinRefusal::InviterNotActive)?;
         inv.verify()
             .map_err(|_| JoinRefusal::BadInvitationSignature)?;
@@ -351,10 +388,10 @@ impl ChainState {
                 prev_ts: self.last_timestamp_ms,
             });
         }
-        if h.validator_set_hash != self.active_set_hash {
+        if h.validator_set_hash != self.validator_set_hash {
             return Err(BlockError::WrongValidatorSet {
                 block_vsh: h.validator_set_hash,
-                expected_vsh: self.active_set_hash,
+                expected_vsh: self.validator_set_hash,
             });
         }
         if block.txs.len() > BLOCK_TXS_MAX {
@@ -378,7 +415,7 @@ impl ChainState {
     }
 
     /// Checks a commit certificate for `block_hash` at the next height: at least a quorum of
-    /// distinct active validators' valid commit signatures.
+    /// distinct registered validators' valid commit signatures.
     pub fn verify_certificate(
         &self,
         block_hash: &BlockHash,
@@ -386,7 +423,7 @@ impl ChainState {
     ) -> Result<(), BlockError> {
         let mut signers = NodeSet::EMPTY;
         for sig in &cert.signatures {
-            if !self.active.contains(sig.voter) || signers.contains(sig.voter) {
+            if !self.is_registered(sig.voter) || signers.contains(sig.voter) {
                 continue;
             }
             let Some(v) = self.validator(sig.voter) else {
@@ -427,14 +464,20 @@ impl ChainState {
         self.validate_proposal_block(block, |_| false)
     }
 
-    /// Applies a committed (validated) block: advances the tip and the membership state.
-    /// Returns the events of membership changes it caused.
+    /// Applies a committed (validated) block: advances the tip, the membership state and the
+    /// proposer records. Returns the events of the changes it caused.
     pub fn apply(&mut self, block: &Block) -> Vec<Event> {
         let mut events = Vec::new();
         let height = block.height();
         let block_ts = block.header.timestamp_ms;
         let q = self.quorum();
-        let mut active = self.active;
+        // Turns that failed at this height: the proposers of the rounds before the block's,
+        // as the rotation stood (every rotation member at most once, however many rounds).
+        let rotation_len = self.rotation().len() as u64;
+        let failed: NodeSet = (0..u64::from(block.header.round).min(rotation_len))
+            .map(|r| self.proposer(r as Round))
+            .collect();
+        let mut suspended = self.suspended;
         for tx in &block.txs {
             self.recent_txs.insert(tx.hash(), tx.timestamp_ms);
             let Some(requester) = self.id_of(&tx.sender) else {
@@ -446,7 +489,7 @@ impl ChainState {
                     if let Ok(ev) = parse_evidence(tx) {
                         let offender = ev.offender();
                         self.convicted.insert(offender);
-                        if active.remove(offender) {
+                        if suspended.insert(offender) {
                             events.push(Event::ValidatorSuspended {
                                 node: offender,
                                 from_height: height + 1,
@@ -476,7 +519,8 @@ impl ChainState {
                         first_height: height,
                     });
                     req.requesters.insert(requester);
-                    if req.requesters.intersection(self.active).len() >= q {
+                    let counted = NodeSet(req.requesters.0 & !self.convicted.0);
+                    if counted.len() >= q {
                         self.requests.remove(&op);
                         // Each approval was valid when included, but the state may have moved
                         // since (another joiner used the invitation or the inviter's cooldown,
@@ -487,7 +531,7 @@ impl ChainState {
                                 continue;
                             }
                         }
-                        self.apply_membership(op, &mut active, height, block_ts, &mut events);
+                        self.apply_membership(op, &mut suspended, height, block_ts, &mut events);
                     }
                 }
             }
@@ -500,35 +544,37 @@ impl ChainState {
             .timestamp_ms
             .saturating_sub(TX_REPLAY_WINDOW_MS);
         self.recent_txs.retain(|_, ts| *ts >= horizon);
+        for change in self.turns.on_block(height, failed, block.header.proposer) {
+            let TurnChange::Benched { node, until_height } = change;
+            events.push(Event::ValidatorBenched {
+                node,
+                from_height: height + 1,
+                until_height,
+            });
+        }
         self.height = height;
         self.last_hash = block.hash();
         self.last_timestamp_ms = block.header.timestamp_ms;
         self.last_proposer = block.header.proposer;
-        if active != self.active {
-            self.active = active;
-            self.active_set_hash = self.compute_active_set_hash();
-        }
+        self.suspended = suspended;
         events
     }
 
     fn apply_membership(
         &mut self,
         op: MembershipOp,
-        active: &mut NodeSet,
+        suspended: &mut NodeSet,
         height: Height,
         block_ts: u64,
         events: &mut Vec<Event>,
     ) {
         match op {
+            // Suspension never changes a quorum (it counts over the registered set), and the
+            // schedule gives every registered validator a turn after one pass of the
+            // rotation, so no suspension can cost safety or liveness: no bound is needed.
             MembershipOp::Suspend(key) => {
-                // Suspending honest validators (cut off by the network, not faulty) must not
-                // let the Byzantine ones outweigh the smaller set: two quorums of the new set
-                // must still share more than the f that may remain unconvicted.
-                let f = max_faulty(self.validators.len()).saturating_sub(self.convicted.len());
-                let n_after = active.len().saturating_sub(1);
-                let still_safe = n_after >= 1 && 2 * quorum(n_after) > n_after + f;
                 if let Some(id) = self.id_of(&key) {
-                    if still_safe && active.remove(id) {
+                    if suspended.insert(id) {
                         events.push(Event::ValidatorSuspended {
                             node: id,
                             from_height: height + 1,
@@ -538,7 +584,7 @@ impl ChainState {
             }
             MembershipOp::Readmit(key) => {
                 if let Some(id) = self.id_of(&key) {
-                    if !self.convicted.contains(id) && active.insert(id) {
+                    if !self.convicted.contains(id) && suspended.remove(id) {
                         events.push(Event::ValidatorReadmitted {
                             node: id,
                             from_height: height + 1,
@@ -561,7 +607,7 @@ impl ChainState {
                         public_key: req.public_key,
                         address: req.address,
                     });
-                    active.insert(id);
+                    self.validator_set_hash = Genesis::validator_set_hash(&self.validators);
                     events.push(Event::ValidatorJoined {
                         node: id,
                         from_height: height + 1,
@@ -608,17 +654,29 @@ mod tests {
         signers: &[usize],
         timestamp_ms: u64,
     ) -> Block {
-        let proposer = state.proposer(0);
+        certified_in_round(state, 0, txs, signers, timestamp_ms)
+    }
+
+    /// The next block, proposed (and certified) in `round` by that round's proposer: the
+    /// proposers of the rounds before it failed their turns.
+    fn certified_in_round(
+        state: &ChainState,
+        round: Round,
+        txs: Vec<Transaction>,
+        signers: &[usize],
+        timestamp_ms: u64,
+    ) -> Block {
+        let proposer = state.proposer(round);
         let mut block = Block {
             header: BlockHeader {
                 version: PROTOCOL_VERSION,
                 height: state.height() + 1,
-                round: 0,
+                round,
                 prev_hash: state.last_hash(),
                 proposer,
                 timestamp_ms,
                 tx_root: Block::compute_tx_root(&txs),
-                validator_set_hash: state.active_set_hash(),
+                validator_set_hash: state.validator_set_hash(),
             },
             txs,
             commit: None,
@@ -631,16 +689,13 @@ mod tests {
                     &state.chain_id(),
                     &key(*i),
                     block.height(),
-                    0,
+                    round,
                     hash,
                     NodeId(*i as u16),
                 )
             })
             .collect();
-        block.commit = Some(Certificate {
-            round: 0,
-            signatures,
-        });
+        block.commit = Some(Certificate { round, signatures });
         block
     }
 
@@ -683,7 +738,7 @@ mod tests {
     }
 
     #[test]
-    fn n4_f_requests_cannot_suspend_a_quorum_can_and_it_applies_from_the_next_height() {
+    fn n4_a_quorum_of_requests_suspends_from_the_rotation_only_from_the_next_height() {
         let g = genesis(4);
         let mut s = ChainState::genesis(&g);
         // One (possibly Byzantine) validator asks twice: nothing happens.
@@ -699,7 +754,7 @@ mod tests {
             &[0, 1, 2],
         );
         assert!(commit(&mut s, b2).is_empty());
-        assert_eq!(s.active().len(), 4);
+        assert!(s.suspended().is_empty());
         // Two more distinct validators: three of four is a quorum.
         let b3 = certified(
             &s,
@@ -717,13 +772,18 @@ mod tests {
                 from_height: 4
             }]
         );
-        assert!(!s.active().contains(NodeId(1)));
-        assert_eq!((s.active().len(), s.quorum(), s.max_faulty()), (3, 3, 0));
-        // The suspended validator's signature no longer counts toward a certificate.
+        assert!(s.suspended().contains(NodeId(1)));
+        assert!(!s.rotation().contains(NodeId(1)), "out of the rotation");
+        assert_eq!(
+            (s.n(), s.quorum(), s.max_faulty()),
+            (4, 3, 1),
+            "the quorum still counts every registered validator"
+        );
+        // The suspended validator's signature still counts toward a certificate.
         assert!(s
             .verify_certified_block(&certified(&s, vec![], &[0, 1, 2]))
-            .is_err());
-        // Readmission takes a quorum of the new active set.
+            .is_ok());
+        // Readmission takes a quorum of the registered validators.
         let readmit: Vec<Transaction> = [0, 2, 3]
             .iter()
             .map(|i| request(*i, TxKind::ReadmitNode, 1, 900))
@@ -736,7 +796,86 @@ mod tests {
                 from_height: 5
             }]
         );
-        assert_eq!(s.active().len(), 4);
+        assert_eq!(s.rotation().len(), 4);
+    }
+
+    #[test]
+    fn n4_a_validator_whose_turns_fail_is_benched_without_any_request() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let mut ts = 1_000;
+        let mut next = |s: &mut ChainState, round: Round| {
+            ts += 1_000;
+            let block = certified_in_round(s, round, vec![], &[0, 2, 3], ts);
+            commit(s, block)
+        };
+        // Node 1 is dead: height 1 (its turn) commits in round 1; heights 2 and 3 go fine.
+        assert_eq!(s.proposer(0), NodeId(1));
+        assert!(next(&mut s, 1).is_empty(), "one failed turn is not enough");
+        next(&mut s, 0);
+        next(&mut s, 0);
+        assert_eq!(s.proposer(0), NodeId(1), "its turn again at height 4");
+        let events = next(&mut s, 1);
+        assert_eq!(
+            events,
+            vec![Event::ValidatorBenched {
+                node: NodeId(1),
+                from_height: 5,
+                until_height: 5 + crate::turns::BENCH_HEIGHTS_FIRST,
+            }]
+        );
+        assert!(s.benched().contains(NodeId(1)));
+        assert!(!s.rotation().contains(NodeId(1)));
+        assert!(s.suspended().is_empty(), "nobody had to ask");
+        assert_eq!(
+            (s.n(), s.quorum()),
+            (4, 3),
+            "benching never touches the quorum"
+        );
+        // Its turns are skipped: over a full cycle of heights, round 0 never names it.
+        for _ in 0..8 {
+            assert_ne!(s.proposer(0), NodeId(1));
+            next(&mut s, 0);
+        }
+        // It still gets a turn once a round has passed the whole rotation.
+        assert!((0..4).any(|r| s.proposer(r) == NodeId(1)));
+    }
+
+    /// The join scenario: six validators, three suspended one by one, then a
+    /// Byzantine inviter's joiner J. With the quorum over the active set ({0, 1, 2} + J,
+    /// q = 3) two double-voting validators (2 and J) would fork {0, 2, J} against {1, 2, J};
+    /// over the registered set (N = 7, q = 5) neither certificate is valid.
+    #[test]
+    fn n6_three_suspensions_and_a_byzantine_inviters_joiner_cannot_fork() {
+        let g = genesis(6);
+        let mut s = ChainState::genesis(&g);
+        for target in [3usize, 4, 5] {
+            let requesters: Vec<usize> = (0..6).filter(|i| *i != target).collect();
+            let txs = requesters
+                .iter()
+                .map(|i| request(*i, TxKind::SuspendNode, target, 500))
+                .collect();
+            let block = certified(&s, txs, &[0, 1, 2, 4, 5]);
+            commit(&mut s, block);
+        }
+        assert_eq!(s.suspended().len(), 3);
+        let join = join_request(&s, 2, 1, HOUR, 6);
+        let block = certified(
+            &s,
+            approvals(&[0, 1, 2, 3, 4], &join, 1_500),
+            &[0, 1, 2, 3, 4],
+        );
+        commit(&mut s, block);
+        assert_eq!((s.n(), s.quorum(), s.max_faulty()), (7, 5, 2));
+        for fork_side in [[0, 2, 6], [1, 2, 6]] {
+            assert!(matches!(
+                s.verify_certified_block(&certified(&s, vec![], &fork_side)),
+                Err(BlockError::CertificateShort {
+                    valid: 3,
+                    quorum: 5
+                })
+            ));
+        }
     }
 
     #[test]
@@ -816,7 +955,7 @@ mod tests {
     }
 
     #[test]
-    fn n10_suspensions_stop_where_f_byzantine_could_outweigh_the_smaller_set() {
+    fn n10_suspensions_never_shrink_the_quorum() {
         let g = genesis(10);
         let mut s = ChainState::genesis(&g);
         let signers: Vec<usize> = (0..7).collect();
@@ -827,9 +966,19 @@ mod tests {
             let block = certified(&s, txs, &signers);
             commit(&mut s, block);
         }
-        // n = 9 and n = 8 keep 2q - n > f = 3; n = 7 (q = 5) would not.
-        assert_eq!(s.active().len(), 8);
-        assert!(s.active().contains(NodeId(7)));
+        // Each suspension takes effect (no bound is needed: the quorum is over all ten), so
+        // three Byzantine validators can never fork two 5-of-7 quorums.
+        assert_eq!(s.suspended().len(), 3);
+        assert_eq!(s.rotation().len(), 7);
+        assert_eq!((s.n(), s.quorum(), s.max_faulty()), (10, 7, 3));
+        let five: Vec<usize> = (0..5).collect();
+        assert!(matches!(
+            s.verify_certified_block(&certified(&s, vec![], &five)),
+            Err(BlockError::CertificateShort {
+                valid: 5,
+                quorum: 7
+            })
+        ));
     }
 
     #[test]
@@ -905,7 +1054,7 @@ mod tests {
                 from_height: 3
             }]
         );
-        assert_eq!((s.validators().len(), s.active().len()), (5, 5));
+        assert_eq!((s.n(), s.rotation().len(), s.quorum()), (5, 5, 4));
         assert_eq!(s.validators()[4].public_key, key(4).public());
         // Approvals still in flight for the registered key are now invalid.
         assert_eq!(
@@ -944,7 +1093,7 @@ mod tests {
             .collect();
         let b1 = certified(&s, suspend, &[0, 1, 2]);
         commit(&mut s, b1);
-        assert!(!s.active().contains(NodeId(3)));
+        assert!(s.suspended().contains(NodeId(3)));
         assert_eq!(
             join_refusal(&s, &by_3, 1500),
             Err(TxError::Join(JoinRefusal::InviterNotActive))
@@ -1140,7 +1289,7 @@ mod tests {
         let fresh = join_request(&live, 0, 8, HOUR, 5);
         for s in [&live, &restored] {
             assert_eq!(s.last_hash(), live.last_hash());
-            assert_eq!(s.active_set_hash(), live.active_set_hash());
+            assert_eq!(s.validator_set_hash(), live.validator_set_hash());
             assert_eq!(
                 join_refusal(s, &reuse, 3000),
                 Err(TxError::Join(JoinRefusal::InvitationUsed))

@@ -18,8 +18,6 @@ pub enum CryptoError {
 pub enum RejectReason {
     #[error("signer {signer} is not a validator of height {height}")]
     UnknownSigner { signer: NodeId, height: Height },
-    #[error("signer {signer} is not in the active set of height {height}")]
-    InactiveSigner { signer: NodeId, height: Height },
     #[error("bad signature from {signer}")]
     BadSignature { signer: NodeId },
     #[error("message for height {msg_height} is below the current height {current_height}")]

@@ -26,6 +26,22 @@ pub enum Event {
         round: Round,
         block_hash: Option<BlockHash>,
     },
+    /// A verified vote counted toward its value (the first vote of its voter and step, or
+    /// an equivocator's vote for another value).
+    VoteCounted {
+        kind: VoteKind,
+        height: Height,
+        round: Round,
+        voter: NodeId,
+        block_hash: Option<BlockHash>,
+    },
+    /// A verified NewRound vote counted; `count` validators now ask to leave `round`.
+    NewRoundCounted {
+        height: Height,
+        round: Round,
+        voter: NodeId,
+        count: usize,
+    },
     QuorumReached {
         kind: VoteKind,
         height: Height,
@@ -87,6 +103,13 @@ pub enum Event {
     ValidatorJoined {
         node: NodeId,
         from_height: Height,
+    },
+    /// `node`'s proposer turns failed too often in a row: it sits out the rotation (and
+    /// still votes) from `from_height` until `until_height` (DESIGN §3).
+    ValidatorBenched {
+        node: NodeId,
+        from_height: Height,
+        until_height: Height,
     },
     /// A security event: a validator signed two different votes for one step.
     Equivocation {

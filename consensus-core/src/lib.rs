@@ -76,6 +76,7 @@ pub mod replica;
 pub mod sim;
 pub mod sync;
 pub mod timer;
+pub mod turns;
 pub mod types;
 pub mod votes;
 

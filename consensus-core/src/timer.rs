@@ -82,7 +82,10 @@ impl TimeoutConfig {
         rtt_ms: u64,
     ) -> u64 {
         let base = match kind {
-            TimerKind::Propose | TimerKind::Rebroadcast => self.propose_ms,
+            TimerKind::Propose => self.propose_ms,
+            // Half the propose timeout: a proposal (or vote) lost on the way is sent again
+            // before the receivers' propose timeout gives up on it.
+            TimerKind::Rebroadcast => self.propose_ms / 2,
             TimerKind::Verification => self.verification_ms,
             TimerKind::Commit => self.commit_ms,
             // At least 1 ms: a timer that is due the moment it is set would spin its host.
@@ -131,7 +134,7 @@ mod tests {
     fn the_rebroadcast_period_does_not_grow_with_rounds() {
         let c = TimeoutConfig::default();
         for round in [0, 1, 5, 100] {
-            assert_eq!(c.duration_ms(TimerKind::Rebroadcast, round, 1000, 0), 1000);
+            assert_eq!(c.duration_ms(TimerKind::Rebroadcast, round, 1000, 0), 500);
         }
     }
 

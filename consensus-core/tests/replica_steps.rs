@@ -718,8 +718,9 @@ fn n4f1_own_messages_are_sent_again_on_the_rebroadcast_timer() {
         .expect("a round with work arms the rebroadcast timer when it starts");
     assert_eq!(
         timer.deadline_ms,
-        1 + ReplicaConfig::default().timeouts.propose_ms,
-        "the stuck period is the base propose timeout"
+        1 + ReplicaConfig::default().timeouts.propose_ms / 2,
+        "the stuck period is half the base propose timeout: a lost proposal comes back \
+         before the receivers' propose timeout gives up"
     );
     let p = proposal(&g, 1, 1, 0, g.block().hash(), 5);
     let out = r.handle(

@@ -244,3 +244,86 @@ fn n4_stuck_round_relays_the_new_round_votes_that_moved_it() {
         );
     }
 }
+
+fn propose_timer_ms(out: &[Output], round: u32, now: u64) -> u64 {
+    out.iter()
+        .find_map(|o| match o {
+            Output::ScheduleTimer(t) if t.kind == TimerKind::Propose && t.round == round => {
+                Some(t.deadline_ms - now)
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no propose timer for round {round}: {out:?}"))
+}
+
+/// After a partition the rounds are high and their timeouts grown toward the cap. A proposer
+/// nobody has heard from (a silent or dead validator) is not worth that wait: its round gets
+/// the base propose timeout; a proposer we hear from gets the grown one.
+#[test]
+fn n4_a_proposer_never_heard_from_is_not_waited_on_with_a_grown_timeout() {
+    let g = genesis(4);
+    let (mut r, _) = started(&g, 0);
+    // Nodes 1 and 2 ask to leave round 5: node 0 joins, a quorum: round 6, whose proposer
+    // (node 3) has never sent anything.
+    let mut out = Vec::new();
+    for voter in [1, 2] {
+        out.extend(deliver(&mut r, 100, voter, new_round(&g, voter, 5)));
+    }
+    assert_eq!(r.round(), 6);
+    assert_eq!(r.chain_state().proposer(6), NodeId(3));
+    let base = ReplicaConfig::default().timeouts.propose_ms;
+    assert_eq!(propose_timer_ms(&out, 6, 100), base);
+    // Round 8's proposer (node 1) was heard from: its round waits the grown timeout.
+    let mut out = Vec::new();
+    for voter in [1, 2] {
+        out.extend(deliver(&mut r, 200, voter, new_round(&g, voter, 7)));
+    }
+    assert_eq!(r.round(), 8);
+    assert_eq!(r.chain_state().proposer(8), NodeId(1));
+    let grown = ReplicaConfig::default()
+        .timeouts
+        .duration_ms(TimerKind::Propose, 8, 1000, 0);
+    assert!(grown > base);
+    assert_eq!(propose_timer_ms(&out, 8, 200), grown);
+}
+
+/// A validator that crashed loses the proposals it saw; if it learns a verification quorum
+/// for a block but not the block, it cannot re-propose it, and a validator locked on that
+/// block refuses anything fresh. So a stuck round relays the signed proposal behind its
+/// lock (and valid value), not only the current round's.
+#[test]
+fn n4_stuck_round_relays_the_proposal_behind_its_lock() {
+    let g = genesis(4);
+    let (mut r, _) = started(&g, 0);
+    let p = proposal(&g, 1, 1, 0, g.block().hash(), 5);
+    let hash = p.block.hash();
+    deliver(&mut r, 2, 1, ConsensusMessage::Proposal(p));
+    for voter in [1, 2] {
+        let v = Vote::new_signed(
+            &g.chain_id(),
+            &key(voter),
+            VoteKind::Verification,
+            1,
+            0,
+            Some(hash),
+            NodeId(voter as u16),
+        );
+        deliver(&mut r, 3, voter, ConsensusMessage::Vote(v));
+    }
+    assert_eq!(r.status().locked, Some((0, hash)), "locked in round 0");
+    // The commit votes never come; the others move to round 1.
+    let mut out = Vec::new();
+    for voter in [1, 2] {
+        out.extend(deliver(&mut r, 1_500, voter, new_round(&g, voter, 0)));
+    }
+    assert_eq!(r.round(), 1);
+    let rebroadcast = timer(&out, TimerKind::Rebroadcast);
+    let out = r.handle(rebroadcast.deadline_ms, Input::Timeout(rebroadcast));
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Broadcast(ConsensusMessage::Proposal(p)) if p.round == 0 && p.block.hash() == hash
+        )),
+        "the locked block's proposal is relayed in round 1: {out:?}"
+    );
+}

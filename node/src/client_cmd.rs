@@ -78,7 +78,9 @@ pub(crate) struct NodeStatus {
     pub n: u64,
     pub quorum: u64,
     pub f: u64,
-    pub active: Vec<u64>,
+    pub registered: Vec<u64>,
+    pub suspended: Vec<u64>,
+    pub benched: Vec<u64>,
     pub peers: Vec<PeerStatus>,
     pub last_commit_latency_ms: Option<f64>,
     pub mempool: u64,
@@ -93,7 +95,8 @@ pub(crate) struct PeerStatus {
     pub address: String,
     pub failures: u64,
     pub delinquent: bool,
-    pub active: bool,
+    pub suspended: bool,
+    pub benched: bool,
 }
 
 impl NodeStatus {
@@ -517,21 +520,22 @@ fn human_status(url: &str, s: &NodeStatus) -> String {
         s.step,
         dash_or(s.proposer)
     );
+    let ids = |ids: &[u64]| {
+        if ids.is_empty() {
+            "-".to_owned()
+        } else {
+            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+        }
+    };
     let _ = writeln!(
         o,
-        "validators: n = {}, quorum {}, tolerates f = {} faulty; active: {}",
+        "validators: n = {}, quorum {}, tolerates f = {} faulty; registered: {}; suspended: {}; benched: {}",
         s.n,
         s.quorum,
         s.f,
-        if s.active.is_empty() {
-            "-".to_owned()
-        } else {
-            s.active
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        }
+        ids(&s.registered),
+        ids(&s.suspended),
+        ids(&s.benched)
     );
     let _ = writeln!(
         o,
@@ -546,19 +550,26 @@ fn human_status(url: &str, s: &NodeStatus) -> String {
         let _ = writeln!(o, "peers ({} delinquent):", s.delinquent_peers());
         let _ = writeln!(
             o,
-            "  {:>3}  {:<24} {:>8}  {:<10}  {:<6}",
-            "id", "address", "failures", "delinquent", "active"
+            "  {:>3}  {:<24} {:>8}  {:<10}  {:<10}",
+            "id", "address", "failures", "delinquent", "rotation"
         );
         for p in &s.peers {
             let yes_no = |b: bool| if b { "yes" } else { "no" };
+            let rotation = if p.suspended {
+                "suspended"
+            } else if p.benched {
+                "benched"
+            } else {
+                "in"
+            };
             let _ = writeln!(
                 o,
-                "  {:>3}  {:<24} {:>8}  {:<10}  {:<6}",
+                "  {:>3}  {:<24} {:>8}  {:<10}  {:<10}",
                 p.id,
                 p.address,
                 p.failures,
                 yes_no(p.delinquent),
-                yes_no(p.active)
+                rotation
             );
         }
     }
@@ -593,9 +604,9 @@ mod tests {
         let json = serde_json::json!({
             "id": 1, "chain_id": "ab", "height": 41, "last_hash": "cd", "round": 0,
             "step": "propose", "proposer": 2, "n": 4, "quorum": 3, "f": 1,
-            "active": [0, 1, 2, 3],
+            "registered": [0, 1, 2, 3], "suspended": [0], "benched": [],
             "peers": [{"id": 0, "address": "127.0.0.1:8700", "failures": 3,
-                       "delinquent": true, "active": true}],
+                       "delinquent": true, "suspended": true, "benched": false}],
             "last_commit_latency_ms": 12, "mempool": 5, "alerts": ["x"], "halted": null,
             "outgoing_queued": 0
         });
@@ -606,6 +617,7 @@ mod tests {
         let text = human_status("http://x", &s);
         assert!(text.contains("height 41"), "{text}");
         assert!(text.contains("tolerates f = 1"), "{text}");
+        assert!(text.contains("suspended: 0"), "{text}");
 
         let empty: NodeStatus = serde_json::from_str("{\"id\": null}").expect("defaults");
         assert_eq!(empty, NodeStatus::default());

@@ -408,7 +408,8 @@ fn human_summary(args: &SimArgs, s: &SweepSummary) -> String {
     let ms = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
     format!(
         "sim {verdict}: {} runs of n = {} (f = {}, {} Byzantine: {}), {} violations{first}; \
-         min height {}, commit latency p50 {} p99 {}, {} messages, {} ms wall",
+         min height {}, commit latency p50 {} p99 {}, recovery after the heal p50 {} p99 {} \
+         max {}, {} messages, {} ms wall",
         s.runs,
         args.nodes,
         max_faulty(args.nodes),
@@ -418,6 +419,9 @@ fn human_summary(args: &SimArgs, s: &SweepSummary) -> String {
         s.min_height,
         ms(s.commit_latency_ms_p50),
         ms(s.commit_latency_ms_p99),
+        ms(s.recovery_ms_p50),
+        ms(s.recovery_ms_p99),
+        ms(s.recovery_ms_max),
         s.messages,
         s.wall_ms,
     )

@@ -265,12 +265,12 @@ async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
     cluster.assert_identical_chains(&[0, 1, 2, 3, 4]).await;
 }
 
-/// Whether node `i` counts `id` in the active set.
-async fn is_active(cluster: &TestCluster, i: usize, id: usize) -> bool {
+/// Whether node `i` sees `id` suspended (out of the proposer rotation by committed requests).
+async fn is_suspended(cluster: &TestCluster, i: usize, id: usize) -> bool {
     let status = cluster.get_json(i, "/status").await.expect("status");
-    status["active"]
+    status["suspended"]
         .as_array()
-        .expect("active")
+        .expect("suspended")
         .iter()
         .any(|v| v.as_u64() == Some(id as u64))
 }
@@ -289,7 +289,10 @@ async fn a_node_offline_for_many_blocks_is_suspended_catches_up_page_by_page_and
     cluster.kill9(victim);
     let start = cluster.height(0).await.expect("height");
     let page = consensus_core::limits::SYNC_BLOCKS_MAX as u64;
-    let suspended = wait_for(DEADLINE, || async { !is_active(&cluster, 0, victim).await }).await;
+    let suspended = wait_for(DEADLINE, || async {
+        is_suspended(&cluster, 0, victim).await
+    })
+    .await;
     assert!(
         suspended,
         "the dead node was not suspended: {}",
@@ -315,7 +318,10 @@ async fn a_node_offline_for_many_blocks_is_suspended_catches_up_page_by_page_and
         requests >= 2.0,
         "more than one page: {requests} sync requests"
     );
-    let readmitted = wait_for(DEADLINE, || async { is_active(&cluster, 0, victim).await }).await;
+    let readmitted = wait_for(DEADLINE, || async {
+        !is_suspended(&cluster, 0, victim).await
+    })
+    .await;
     assert!(
         readmitted,
         "the node came back but was not readmitted: {}",

@@ -37,7 +37,7 @@ fn proposal_block(state: &ChainState, txs: Vec<Transaction>) -> Block {
             proposer: state.proposer(0),
             timestamp_ms: state.last_timestamp_ms() + 1000,
             tx_root: Block::compute_tx_root(&txs),
-            validator_set_hash: state.active_set_hash(),
+            validator_set_hash: state.validator_set_hash(),
         },
         txs,
         commit: None,

@@ -73,13 +73,8 @@ impl Replica {
             return;
         }
         let signer = message.signer();
-        if !self.chain.active().contains(signer) {
-            let reason = if self.chain.validator(signer).is_some() {
-                RejectReason::InactiveSigner { signer, height }
-            } else {
-                RejectReason::UnknownSigner { signer, height }
-            };
-            self.reject(from, reason, out);
+        if !self.chain.is_registered(signer) {
+            self.reject(from, RejectReason::UnknownSigner { signer, height }, out);
             return;
         }
         // Relayed votes arrive many times: skip the signature check for a known one.
@@ -98,6 +93,9 @@ impl Replica {
         if Some(signer) != self.id {
             let seen = self.round_seen.entry(signer).or_insert(0);
             *seen = (*seen).max(message.round());
+            if signer == from {
+                self.heard_ms.insert(signer, self.now_ms);
+            }
         }
         if message.round() > self.round.saturating_add(ROUNDS_AHEAD_MAX) {
             // Counted for the skip rule above; not kept (bounded vote memory).
@@ -110,9 +108,7 @@ impl Replica {
         match message {
             ConsensusMessage::Proposal(p) => self.on_proposal(from, p, out),
             ConsensusMessage::Vote(v) => self.count_vote(v, out),
-            ConsensusMessage::NewRound(nr) => {
-                self.votes.add_new_round(nr, self.round);
-            }
+            ConsensusMessage::NewRound(nr) => self.count_new_round(nr, out),
         }
     }
 
@@ -271,8 +267,18 @@ impl Replica {
 
     pub(super) fn count_vote(&mut self, vote: Vote, out: &mut Out) {
         let (kind, height, round) = (vote.kind, vote.height, vote.round);
+        let (voter, target) = (vote.voter, vote.block_hash);
         let crossed = match self.votes.add_vote(vote, self.round) {
-            AddOutcome::Counted(crossed) => crossed,
+            AddOutcome::Counted(crossed) => {
+                out.push(Output::Event(Event::VoteCounted {
+                    kind,
+                    height,
+                    round,
+                    voter,
+                    block_hash: target,
+                }));
+                crossed
+            }
             AddOutcome::Equivocation { evidence, crossed } => {
                 self.on_equivocation(*evidence, out);
                 crossed
@@ -303,7 +309,7 @@ impl Replica {
             height: evidence.first.height,
             round: evidence.first.round,
         }));
-        if !self.is_active() || !self.convicted_this_height.insert(offender) {
+        if !self.is_validator() || !self.convicted_this_height.insert(offender) {
             return;
         }
         let Ok(payload) = serde_json::to_vec(&evidence) else {

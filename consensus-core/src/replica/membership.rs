@@ -37,23 +37,30 @@ impl Replica {
         self.request_membership_changes(out);
     }
 
-    /// Signs suspend requests for locally delinquent active peers and readmit requests for
-    /// healthy suspended ones, at most once per request lifetime each.
+    /// Signs suspend requests for locally delinquent peers in the rotation and readmit
+    /// requests for healthy suspended ones (itself included, once it is caught up: its own
+    /// request counts), at most once per request lifetime each.
     pub(super) fn request_membership_changes(&mut self, out: &mut Out) {
-        if !self.is_active() || self.config.quorum_rule == QuorumRule::UnsafeLocallyAlive {
+        let Some(me) = self.id else { return };
+        if self.config.quorum_rule == QuorumRule::UnsafeLocallyAlive {
             return;
         }
-        let active = self.chain.active();
+        let suspended = self.chain.suspended();
         let convicted = self.chain.convicted();
+        let caught_up = self.catch_up.ahead_count() == 0;
         let mut wanted = Vec::new();
         for v in self.chain.validators() {
-            if Some(v.id) == self.id {
+            let readmittable = suspended.contains(v.id) && !convicted.contains(v.id);
+            if v.id == me {
+                if readmittable && caught_up {
+                    wanted.push((TxKind::ReadmitNode, v.id, v.public_key));
+                }
                 continue;
             }
             let healthy = self.health.failures(v.id) == 0 && self.health.rtt_ms(v.id) > 0;
-            if active.contains(v.id) && self.health.is_delinquent(v.id) {
+            if !suspended.contains(v.id) && self.health.is_delinquent(v.id) {
                 wanted.push((TxKind::SuspendNode, v.id, v.public_key));
-            } else if !active.contains(v.id) && !convicted.contains(v.id) && healthy {
+            } else if readmittable && healthy {
                 wanted.push((TxKind::ReadmitNode, v.id, v.public_key));
             }
         }

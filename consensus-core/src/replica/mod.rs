@@ -135,10 +135,16 @@ pub struct ReplicaStatus {
     pub round: Round,
     pub step: Step,
     pub proposer: NodeId,
-    pub active: Vec<NodeId>,
+    /// Every validator the chain admitted: the set quorums count over.
+    pub registered: Vec<NodeId>,
+    /// Out of the proposer rotation by committed requests or evidence (still voting).
+    pub suspended: Vec<NodeId>,
+    /// Out of the proposer rotation for failed turns, until a later height (still voting).
+    pub benched: Vec<NodeId>,
+    /// Registered validators, n = |registered|.
     pub n: usize,
     pub quorum: usize,
-    /// Byzantine validators this active set tolerates.
+    /// Byzantine validators the registered set tolerates.
     pub f: usize,
     pub locked: Option<(Round, BlockHash)>,
     pub delinquent: Vec<NodeId>,
@@ -173,6 +179,9 @@ pub struct Replica {
     convicted_this_height: NodeSet,
     /// Highest round each validator was seen signing at this height (line 55).
     round_seen: BTreeMap<NodeId, Round>,
+    /// When a message signed by each validator last arrived (any height): a proposer not
+    /// heard from lately is not worth a grown propose timeout. One entry per validator.
+    heard_ms: BTreeMap<NodeId, u64>,
     /// What this node signed and sent in the current and the previous round, for the
     /// rebroadcast timer (a validator still in the previous round may need them to leave it).
     own_messages: Vec<ConsensusMessage>,
@@ -224,6 +233,7 @@ impl Replica {
             heartbeat_armed: false,
             convicted_this_height: NodeSet::EMPTY,
             round_seen: BTreeMap::new(),
+            heard_ms: BTreeMap::new(),
             own_messages: Vec::new(),
             last_commit: None,
             lagging_pacer: PeerPacer::default(),
@@ -308,7 +318,6 @@ impl Replica {
     }
 
     pub fn status(&self) -> ReplicaStatus {
-        let active = self.chain.active();
         ReplicaStatus {
             id: self.id,
             height: self.chain.height(),
@@ -316,8 +325,10 @@ impl Replica {
             round: self.round,
             step: self.step,
             proposer: self.chain.proposer(self.round),
-            active: active.iter().collect(),
-            n: active.len(),
+            registered: self.chain.registered().iter().collect(),
+            suspended: self.chain.suspended().iter().collect(),
+            benched: self.chain.benched().iter().collect(),
+            n: self.chain.n(),
             quorum: self.chain.quorum(),
             f: self.chain.max_faulty(),
             locked: self.locked.as_ref().map(|l| (l.round, l.block_hash())),
@@ -457,27 +468,25 @@ impl Replica {
         self.chain.height() + 1
     }
 
-    fn is_active(&self) -> bool {
-        self.id.is_some_and(|id| self.chain.active().contains(id))
+    /// Whether this node is a registered validator (suspended or not: its votes count).
+    fn is_validator(&self) -> bool {
+        self.id.is_some_and(|id| self.chain.is_registered(id))
     }
 
     fn quorum(&self) -> usize {
         match self.config.quorum_rule {
             QuorumRule::ActiveSetOnChain => self.chain.quorum(),
             QuorumRule::UnsafeLocallyAlive => {
-                let alive = self.chain.active().len()
-                    - self
-                        .health
-                        .delinquent()
-                        .intersection(self.chain.active())
-                        .len();
+                let registered = self.chain.registered();
+                let alive =
+                    registered.len() - self.health.delinquent().intersection(registered).len();
                 quorum(alive)
             }
         }
     }
 
     fn f_plus_one(&self) -> usize {
-        one_honest(self.chain.active().len())
+        one_honest(self.chain.n())
     }
 
     fn flags(&mut self, round: Round) -> &mut RoundFlags {
@@ -489,12 +498,17 @@ impl Replica {
     /// grown by rounds (a healed network should resume within a couple of round trips, not
     /// after a capped 20 s timeout).
     fn stuck_period_ms(&self) -> u64 {
+        self.timeout_ms(TimerKind::Rebroadcast, 0)
+    }
+
+    /// A `kind` timeout grown for `round`, with the speed modifier and the round-trip floor.
+    fn timeout_ms(&self, kind: TimerKind, round: Round) -> u64 {
         let rtt = self
             .health
-            .quorum_rtt_ms(self.chain.active(), self.id, self.chain.quorum());
+            .quorum_rtt_ms(self.chain.registered(), self.id, self.chain.quorum());
         self.config
             .timeouts
-            .duration_ms(TimerKind::Rebroadcast, 0, self.config.speed_permille, rtt)
+            .duration_ms(kind, round, self.config.speed_permille, rtt)
     }
 
     /// Schedules a `kind` timer for `round`, running from now.
@@ -504,13 +518,7 @@ impl Replica {
 
     /// Schedules a `kind` timer for `round`, running from `start_ms`.
     fn schedule_from(&mut self, start_ms: u64, kind: TimerKind, round: Round, out: &mut Out) {
-        let rtt = self
-            .health
-            .quorum_rtt_ms(self.chain.active(), self.id, self.chain.quorum());
-        let duration =
-            self.config
-                .timeouts
-                .duration_ms(kind, round, self.config.speed_permille, rtt);
+        let duration = self.timeout_ms(kind, round);
         out.push(Output::ScheduleTimer(Timer {
             kind,
             height: self.current_height(),

@@ -49,7 +49,7 @@ impl Replica {
         let height = self.current_height();
         let step = SignedStep::of_vote(kind);
         let Some(me) = self.id else { return };
-        if !self.is_active() || !self.sign_guard.may_sign(height, round, step, target) {
+        if !self.is_validator() || !self.sign_guard.may_sign(height, round, step, target) {
             return;
         }
         self.record_signed(round, step, target, out);
@@ -74,7 +74,7 @@ impl Replica {
 
     pub(super) fn send_new_round(&mut self, round: Round, out: &mut Out) {
         let Some(me) = self.id else { return };
-        if !self.is_active() || self.flags(round).new_round_sent {
+        if !self.is_validator() || self.flags(round).new_round_sent {
             return;
         }
         self.flags(round).new_round_sent = true;
@@ -85,20 +85,51 @@ impl Replica {
         let msg = NewRound::new_signed(&self.chain.chain_id(), &self.key, height, round, me);
         self.broadcast_own(ConsensusMessage::NewRound(msg.clone()), out);
         out.push(Output::Event(Event::NewRoundSent { height, round }));
-        self.votes.add_new_round(msg, self.round);
+        self.count_new_round(msg, out);
+    }
+
+    /// Adds a verified NewRound vote of this height (ours or a peer's).
+    pub(super) fn count_new_round(&mut self, vote: NewRound, out: &mut Out) {
+        let (height, round, voter) = (vote.height, vote.round, vote.voter);
+        let before = self.votes.new_round_count(round);
+        let count = self.votes.add_new_round(vote, self.round);
+        if count > before {
+            out.push(Output::Event(Event::NewRoundCounted {
+                height,
+                round,
+                voter,
+                count,
+            }));
+        }
+    }
+
+    /// Sends again what a stuck round holds ([`Replica::relay_messages`]).
+    pub(super) fn relay(&mut self, out: &mut Out) {
+        for message in self.relay_messages() {
+            out.push(Output::Broadcast(message));
+        }
     }
 
     /// What a stuck round sends again: our own messages (this round and the one before),
-    /// the votes behind our valid value (a validator may have been shown only part of them:
-    /// Byzantine voters do that), and what we hold of this round and the previous one (the
-    /// proposal, everyone's votes, everyone's NewRound votes: the round-change certificate
-    /// that moved us here). Algorithm 1 assumes gossip, where what one honest validator
-    /// received all eventually do; this is that gossip, paid only when stuck.
+    /// our valid value and lock with their proof (the signed proposals that carried them and
+    /// the votes behind them: a validator may have been shown only part of them, or lost
+    /// them in a crash, and then it can neither re-propose that block nor accept it), and
+    /// what we hold of this round and the previous one (the proposal, everyone's votes,
+    /// everyone's NewRound votes: the round-change certificate that moved us here).
+    /// Algorithm 1 assumes gossip, where what one honest validator received all eventually
+    /// do; this is that gossip, paid only when stuck.
     pub(super) fn relay_messages(&self) -> Vec<ConsensusMessage> {
         let mut messages = self.own_messages.clone();
         messages.extend(self.valid_polka());
-        if let Some(rp) = self.proposals.get(&self.round) {
-            messages.push(ConsensusMessage::Proposal(rp.proposal.clone()));
+        let proven = [
+            self.valid.as_ref().map(|(r, _)| *r),
+            self.locked.as_ref().map(|l| l.round),
+            Some(self.round),
+        ];
+        for round in proven.into_iter().flatten() {
+            if let Some(rp) = self.proposals.get(&round).filter(|p| p.validity.is_ok()) {
+                messages.push(ConsensusMessage::Proposal(rp.proposal.clone()));
+            }
         }
         for round in [self.round.saturating_sub(1), self.round] {
             messages.extend(

@@ -138,7 +138,7 @@ impl Replica {
             }
             return;
         }
-        let proposer = self.is_active() && Some(self.chain.proposer(round)) == self.id;
+        let proposer = self.is_validator() && Some(self.chain.proposer(round)) == self.id;
         if proposer && self.mempool.is_empty() && self.valid.is_none() {
             let interval = self.config.timeouts.duration_ms(
                 TimerKind::BlockInterval,
@@ -160,8 +160,38 @@ impl Replica {
         if proposer {
             self.propose(out);
         } else {
-            self.schedule(TimerKind::Propose, round, out);
+            self.start_propose_timer(round, out);
         }
+    }
+
+    /// Line 21: the propose timer. Its length grows by round (Req 6.4) to outlast a slow
+    /// network, but only for a proposer worth waiting for: one in the rotation that we have
+    /// heard from lately. A proposer out of the rotation (suspended or benched), or silent
+    /// for a whole capped timeout, gets the base timeout: waiting longer for a validator we
+    /// hear nothing from cannot bring its proposal, and after a partition the grown timeouts
+    /// would otherwise make each silent proposer cost up to the cap (DESIGN §3: peers stop
+    /// waiting on it).
+    fn start_propose_timer(&mut self, round: Round, out: &mut Out) {
+        let proposer = self.chain.proposer(round);
+        let cap_ms = self
+            .config
+            .timeouts
+            .max_ms
+            .saturating_mul(self.config.speed_permille)
+            / 1000;
+        let heard_lately = self
+            .heard_ms
+            .get(&proposer)
+            .is_some_and(|at| self.now_ms.saturating_sub(*at) <= cap_ms);
+        let worth_waiting = self.chain.rotation().contains(proposer) && heard_lately;
+        let growth_round = if worth_waiting { round } else { 0 };
+        let duration = self.timeout_ms(TimerKind::Propose, growth_round);
+        out.push(Output::ScheduleTimer(Timer {
+            kind: TimerKind::Propose,
+            height: self.current_height(),
+            round,
+            deadline_ms: self.now_ms + duration,
+        }));
     }
 
     fn propose(&mut self, out: &mut Out) {
@@ -180,7 +210,7 @@ impl Replica {
             .may_sign(height, round, SignedStep::Proposal, Some(hash))
         {
             // Restarted after proposing something else in this round: stay silent.
-            self.schedule(TimerKind::Propose, round, out);
+            self.start_propose_timer(round, out);
             return;
         }
         self.record_signed(round, SignedStep::Proposal, Some(hash), out);
@@ -230,7 +260,7 @@ impl Replica {
                 proposer: me,
                 timestamp_ms,
                 tx_root: Block::compute_tx_root(&txs),
-                validator_set_hash: self.chain.active_set_hash(),
+                validator_set_hash: self.chain.validator_set_hash(),
             },
             txs,
             commit: None,
@@ -255,6 +285,8 @@ impl Replica {
             // has run a propose timeout without deciding: ask to leave it (NewRound). A
             // validator that already voted (it restarted, or the votes it waits for were
             // lost) would otherwise never ask, and q of them may be waiting for its NewRound.
+            // (Lost messages of a healthy round come back by the rebroadcast, which runs at
+            // half this timeout.)
             TimerKind::Propose => {
                 if timer.round == self.round {
                     if self.step == Step::Propose {
@@ -289,9 +321,7 @@ impl Replica {
             }
             TimerKind::Rebroadcast => {
                 if timer.round == self.round {
-                    for message in self.relay_messages() {
-                        out.push(Output::Broadcast(message));
-                    }
+                    self.relay(out);
                     self.schedule(TimerKind::Rebroadcast, timer.round, out);
                 }
             }

@@ -446,7 +446,7 @@ mod tests {
             proposer: state.proposer(0),
             timestamp_ms,
             tx_root: Block::compute_tx_root(&[]),
-            validator_set_hash: state.active_set_hash(),
+            validator_set_hash: state.validator_set_hash(),
         };
         let hash = header.hash();
         let chain_id = fx.genesis.chain_id();

@@ -40,12 +40,6 @@ use super::report::SimReport;
 use super::trace::Trace;
 use super::{below, between, chance, SimConfig, SimConfigError, Strategy};
 
-/// L1: after the fault phase, every honest node must commit a block above the highest
-/// honest height at the heal within this much virtual time. Generous on purpose: a fault
-/// phase can leave rounds at several seconds of timeout each (exponential back-off), a
-/// restarted node must sync first, and up to f rounds in a row may have a Byzantine
-/// proposer.
-pub const LIVENESS_BOUND_MS: u64 = 60_000;
 /// Most events waiting in the queue; messages beyond it are dropped (congestion).
 pub const QUEUE_EVENTS_MAX: usize = 200_000;
 /// Most trace entries kept for the visualizer.
@@ -833,8 +827,9 @@ impl Simulation {
                 heal_height: self.heal_height,
             },
         );
+        let bound = self.cfg.liveness_bound_ms();
         self.queue
-            .push_control(self.now_ms + LIVENESS_BOUND_MS, SimEvent::LivenessDeadline);
+            .push_control(self.now_ms + bound, SimEvent::LivenessDeadline);
     }
 
     fn liveness_deadline(&mut self) {
@@ -855,7 +850,7 @@ impl Simulation {
                     node: NodeId(i as u16),
                     height,
                     needed,
-                    bound_ms: LIVENESS_BOUND_MS,
+                    bound_ms: self.cfg.liveness_bound_ms(),
                 });
             }
         }
@@ -1007,6 +1002,7 @@ impl Simulation {
             max_height: self.max_honest_height(),
             heal_height: self.heal_height,
             liveness_ms: self.liveness_ms,
+            liveness_bound_ms: self.cfg.liveness_bound_ms(),
             commit_latencies_ms: self.tx_latencies.clone(),
             height_latencies_ms,
             messages: self.messages,

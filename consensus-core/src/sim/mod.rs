@@ -13,8 +13,9 @@
 //!    S1 agreement, S2 validity, S3 no honest double vote and D1 durability.
 //! 2. **Liveness**: partitions healed, crashed nodes restarted, loss and duplication off
 //!    (Byzantine nodes keep misbehaving). L1: every honest node must commit a block above
-//!    the highest honest height at the heal within [`LIVENESS_BOUND_MS`] of virtual time.
-//!    L1 is only checked when the Byzantine count is within `f`.
+//!    the highest honest height at the heal within [`SimConfig::liveness_bound_ms`] of
+//!    virtual time. L1 is only checked when the Byzantine count is within `f`. The time
+//!    from the heal to that commit on every honest node is the run's recovery time.
 //!
 //! Everything random comes from `seed` through ChaCha8 streams (keys, schedule, network,
 //! coalition, clients, replica seeds), and nothing iterates a hash map, so the same seed
@@ -33,7 +34,7 @@ pub mod report;
 mod trace;
 
 pub use checker::{SignedStep, Violation};
-pub use cluster::{NodeView, Phase, Role, Simulation, TraceEntry, TraceKind, LIVENESS_BOUND_MS};
+pub use cluster::{NodeView, Phase, Role, Simulation, TraceEntry, TraceKind};
 pub use report::{run, sweep, SimReport, SweepProgress, SweepSummary};
 
 /// How the Byzantine validators (always the highest ids) behave. They collude: one
@@ -167,6 +168,19 @@ impl SimConfig {
         crate::quorum::max_faulty(self.nodes)
     }
 
+    /// L1's bound: how long after the heal every honest validator must have committed a
+    /// new block. Derived from the configuration, not fixed: a round already running at the
+    /// heal may have its timeout at the cap, then each of the (at most `byzantine`)
+    /// consecutive Byzantine proposers costs one capped round, then an honest round
+    /// decides; the margin covers restarts and syncing.
+    pub fn liveness_bound_ms(&self) -> u64 {
+        let timeouts = crate::timer::TimeoutConfig::default();
+        let speed = crate::ReplicaConfig::default().speed_permille;
+        let cap_ms = timeouts.max_ms.saturating_mul(speed) / 1000;
+        let rounds = self.byzantine as u64 + 2;
+        cap_ms.saturating_mul(rounds) + LIVENESS_MARGIN_MS
+    }
+
     /// The one-line command that replays exactly this run. `--tx-per-s` and
     /// `--unsafe-local-quorum` appear only when they differ from the defaults.
     pub fn replay_command(&self) -> String {
@@ -199,6 +213,10 @@ impl SimConfig {
         cmd
     }
 }
+
+/// What L1's bound allows beyond the capped rounds: restarted nodes syncing, the
+/// rebroadcast period bringing lost messages back.
+pub const LIVENESS_MARGIN_MS: u64 = 10_000;
 
 /// Uniform draw in `0..n` (0 when `n == 0`). The modulo bias is irrelevant here and the
 /// draw count is fixed, which keeps streams aligned.

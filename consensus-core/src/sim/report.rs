@@ -27,8 +27,11 @@ pub struct SimReport {
     pub max_height: Height,
     /// Highest honest height when the faults healed.
     pub heal_height: Height,
-    /// Virtual time from the heal until every honest node committed above `heal_height`.
+    /// Virtual time from the heal until every honest node committed above `heal_height`:
+    /// the run's recovery time (None if it did not happen within the bound).
     pub liveness_ms: Option<u64>,
+    /// L1's bound for this configuration ([`SimConfig::liveness_bound_ms`]).
+    pub liveness_bound_ms: u64,
     /// Per client transaction: submission until committed on every honest node, in ms.
     pub commit_latencies_ms: Vec<u64>,
     /// Per height h >= 1: from the first honest commit of h-1 (time 0 for genesis) to the
@@ -97,6 +100,15 @@ pub struct SweepSummary {
     /// node) over all runs; null without transactions.
     pub commit_latency_ms_p50: Option<u64>,
     pub commit_latency_ms_p99: Option<u64>,
+    /// Percentiles over runs of the recovery time: from the heal until every honest
+    /// validator committed a new block. A run that did not recover counts as its L1 bound
+    /// (and is a violation). Null when no run checks liveness (more than f Byzantine).
+    pub recovery_ms_p50: Option<u64>,
+    pub recovery_ms_p99: Option<u64>,
+    pub recovery_ms_max: Option<u64>,
+    /// Median over runs of the highest honest height when the faults healed: how far the
+    /// chain got during the fault phase.
+    pub heal_height_p50: Option<u64>,
     pub messages: u64,
     /// Wall-clock time of the sweep. The core has no clock: the caller fills this in.
     pub wall_ms: u64,
@@ -139,6 +151,9 @@ pub fn sweep(
     // Latencies as a histogram: exact percentiles in memory bounded by the largest value.
     let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
     let mut samples = 0u64;
+    let mut recovery: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut recovered_runs = 0u64;
+    let mut heal_heights: BTreeMap<u64, u64> = BTreeMap::new();
     for c in configs {
         for seed in seeds.clone() {
             let cfg = SimConfig { seed, ..c.clone() };
@@ -150,6 +165,12 @@ pub fn sweep(
             for l in &report.commit_latencies_ms {
                 *hist.entry(*l).or_default() += 1;
                 samples += 1;
+            }
+            *heal_heights.entry(report.heal_height).or_default() += 1;
+            if cfg.byzantine <= cfg.max_faulty() {
+                let ms = report.liveness_ms.unwrap_or(report.liveness_bound_ms);
+                *recovery.entry(ms).or_default() += 1;
+                recovered_runs += 1;
             }
             if !report.passed() {
                 summary.first_failing_seed.get_or_insert(seed);
@@ -170,6 +191,10 @@ pub fn sweep(
     }
     summary.commit_latency_ms_p50 = percentile(&hist, samples, 0.50);
     summary.commit_latency_ms_p99 = percentile(&hist, samples, 0.99);
+    summary.recovery_ms_p50 = percentile(&recovery, recovered_runs, 0.50);
+    summary.recovery_ms_p99 = percentile(&recovery, recovered_runs, 0.99);
+    summary.recovery_ms_max = recovery.keys().next_back().copied();
+    summary.heal_height_p50 = percentile(&heal_heights, summary.runs, 0.50);
     Ok(summary)
 }
 

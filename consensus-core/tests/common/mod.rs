@@ -156,7 +156,7 @@ pub fn proposal(
             proposer: NodeId(proposer as u16),
             timestamp_ms: ts,
             tx_root: Block::compute_tx_root(&[]),
-            validator_set_hash: chain.active_set_hash(),
+            validator_set_hash: chain.validator_set_hash(),
         },
         txs: vec![],
         commit: None,

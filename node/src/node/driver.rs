@@ -597,8 +597,8 @@ impl Driver {
         if let Ok(mut v) = self.shared.validators.write() {
             *v = validators;
         }
-        if let Ok(mut a) = self.shared.active.write() {
-            *a = self.replica.chain_state().active();
+        if let Ok(mut a) = self.shared.vouchers.write() {
+            *a = self.replica.chain_state().vouchers();
         }
         let status = self.replica.status();
         let m = &self.shared.metrics;
@@ -674,6 +674,13 @@ fn log_event(event: &Event) {
         }
         Event::ValidatorJoined { node, from_height } => {
             tracing::info!(%node, from_height, "validator joined")
+        }
+        Event::ValidatorBenched {
+            node,
+            from_height,
+            until_height,
+        } => {
+            tracing::info!(%node, from_height, until_height, "validator benched for failed proposer turns")
         }
         Event::ByzantineOverload { height, detail } => {
             tracing::error!(security = true, height, %detail, "BYZANTINE OVERLOAD: committing stopped")

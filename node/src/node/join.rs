@@ -93,15 +93,16 @@ impl NewNodeRequest {
         &self.join.invitation
     }
 
-    /// Everything a member checks on its own before approving: chain, the inviter is an
-    /// active validator, the invitation is signed and unexpired, the joiner holds its key,
+    /// Everything a member checks on its own before approving: chain, the inviter is a
+    /// validator the chain trusts to vouch (registered, neither suspended nor convicted),
+    /// the invitation is signed and unexpired, the joiner holds its key,
     /// fresh timestamp, a plausible address, not a validator already. (The chain checks the
     /// invitation again, with one join per invitation and the inviter's rate limit.)
     pub fn check(
         &self,
         chain_id: &Hash32,
         validators: &[Validator],
-        active: NodeSet,
+        vouchers: NodeSet,
         now: u64,
         window_ms: u64,
     ) -> Result<(), WireError> {
@@ -118,9 +119,9 @@ impl NewNodeRequest {
                 sender: inv.inviter,
             });
         };
-        if !active.contains(inviter.id) {
+        if !vouchers.contains(inviter.id) {
             return Err(WireError::Rejected(format!(
-                "the inviter (validator {}) is not in the active set: ask an active member for an invitation",
+                "the inviter (validator {}) is suspended or convicted: ask another member for an invitation",
                 inviter.id
             )));
         }
@@ -250,11 +251,11 @@ pub async fn new_node(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bo
         let request: NewNodeRequest =
             serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
         let validators = s.validators.read().map(|v| v.clone()).unwrap_or_default();
-        let active = s.active.read().map(|a| *a).unwrap_or(NodeSet::EMPTY);
+        let vouchers = s.vouchers.read().map(|a| *a).unwrap_or(NodeSet::EMPTY);
         request.check(
             &s.chain_id,
             &validators,
-            active,
+            vouchers,
             now_ms(),
             s.config.network.replay_window_ms,
         )?;
@@ -434,11 +435,11 @@ mod tests {
         let inv = Invitation::new(chain, &member, 10_000, 7);
         let req = NewNodeRequest::new(inv.clone(), &joiner, "127.0.0.1:8704".into(), 1_000);
         let members = validators(&[&member]);
-        let active = NodeSet::first_n(1);
-        assert_eq!(req.check(&chain, &members, active, 1_000, 60_000), Ok(()));
+        let vouchers = NodeSet::first_n(1);
+        assert_eq!(req.check(&chain, &members, vouchers, 1_000, 60_000), Ok(()));
 
         assert!(
-            req.check(&Hash32([4; 32]), &members, active, 1_000, 60_000)
+            req.check(&Hash32([4; 32]), &members, vouchers, 1_000, 60_000)
                 .is_err(),
             "other chain"
         );
@@ -449,30 +450,31 @@ mod tests {
         assert!(
             matches!(
                 req.check(&chain, &members, NodeSet::EMPTY, 1_000, 60_000),
-                Err(WireError::Rejected(m)) if m.contains("active")
+                Err(WireError::Rejected(m)) if m.contains("suspended")
             ),
             "a suspended inviter cannot invite"
         );
         assert!(
-            req.check(&chain, &members, active, 20_000, 60_000).is_err(),
+            req.check(&chain, &members, vouchers, 20_000, 60_000)
+                .is_err(),
             "expired"
         );
         let mut forged = req.clone();
         forged.join.address = "10.0.0.1:1".into();
         assert_eq!(
-            forged.check(&chain, &members, active, 1_000, 60_000),
+            forged.check(&chain, &members, vouchers, 1_000, 60_000),
             Err(WireError::BadSignature),
             "the joiner's signature covers its address"
         );
         let mut bad_inv = req.clone();
         bad_inv.join.invitation.expires_ms += 1;
         assert_eq!(
-            bad_inv.check(&chain, &members, active, 1_000, 60_000),
+            bad_inv.check(&chain, &members, vouchers, 1_000, 60_000),
             Err(WireError::BadSignature)
         );
         let already = NewNodeRequest::new(inv, &member, "127.0.0.1:8704".into(), 1_000);
         assert!(already
-            .check(&chain, &members, active, 1_000, 60_000)
+            .check(&chain, &members, vouchers, 1_000, 60_000)
             .is_err());
     }
 

@@ -111,10 +111,15 @@ pub struct NodeStatus {
     pub round: u32,
     pub step: String,
     pub proposer: NodeId,
+    /// Registered validators: n = |registered|, and every quorum counts over them.
     pub n: usize,
     pub quorum: usize,
     pub f: usize,
-    pub active: Vec<NodeId>,
+    pub registered: Vec<NodeId>,
+    /// Out of the proposer rotation by committed requests (their votes still count).
+    pub suspended: Vec<NodeId>,
+    /// Out of the proposer rotation for failed turns, for a while (their votes still count).
+    pub benched: Vec<NodeId>,
     pub peers: Vec<PeerStatus>,
     pub last_commit_latency_ms: Option<u64>,
     pub mempool: usize,
@@ -129,7 +134,8 @@ pub struct PeerStatus {
     pub address: String,
     pub failures: u32,
     pub delinquent: bool,
-    pub active: bool,
+    pub suspended: bool,
+    pub benched: bool,
 }
 
 impl NodeStatus {
@@ -151,7 +157,8 @@ impl NodeStatus {
                     .find(|(id, _)| *id == v.id)
                     .map_or(0, |(_, f)| *f),
                 delinquent: s.delinquent.contains(&v.id),
-                active: s.active.contains(&v.id),
+                suspended: s.suspended.contains(&v.id),
+                benched: s.benched.contains(&v.id),
             })
             .collect();
         Self {
@@ -166,7 +173,9 @@ impl NodeStatus {
             n: s.n,
             quorum: s.quorum,
             f: s.f,
-            active: s.active.clone(),
+            registered: s.registered.clone(),
+            suspended: s.suspended.clone(),
+            benched: s.benched.clone(),
             peers,
             last_commit_latency_ms: None,
             mempool: s.mempool,
@@ -189,8 +198,9 @@ pub struct Shared {
     pub transport: Arc<Transport>,
     /// The registered validators at our tip (envelope senders are checked against it).
     pub validators: RwLock<Vec<Validator>>,
-    /// The active set of the next height (only an active validator may invite).
-    pub active: RwLock<consensus_core::NodeSet>,
+    /// The validators whose invitations the chain accepts at the next height (registered,
+    /// neither suspended nor convicted).
+    pub vouchers: RwLock<consensus_core::NodeSet>,
     pub replay: Mutex<ReplayGuard>,
     /// Invitations presented at `/NewNode` (each is approved and forwarded once, for one
     /// joiner), bounded.
@@ -319,7 +329,7 @@ pub async fn run(
         metrics,
         transport,
         validators: RwLock::new(Vec::new()),
-        active: RwLock::new(consensus_core::NodeSet::EMPTY),
+        vouchers: RwLock::new(consensus_core::NodeSet::EMPTY),
         joins_seen: Mutex::new(join::SeenInvitations::default()),
         events,
         consensus_in: consensus_tx,
