@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crypto::PROTOCOL_VERSION;
-use crate::error::{BlockError, JoinRefusal, TxError};
+use crate::error::{BlockError, ForkProofError, JoinRefusal, TxError};
 use crate::event::Event;
 use crate::limits::{
     ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, JOIN_COOLDOWN_MS, MEMBERSHIP_REQUESTS_MAX,
@@ -38,8 +38,8 @@ use crate::limits::{
     VALIDATORS_MAX,
 };
 use crate::message::{
-    Block, EquivocationEvidence, Genesis, JoinRequest, Transaction, TxKind, Validator, Vote,
-    VoteKind,
+    Block, EquivocationEvidence, ForkProof, Genesis, JoinRequest, Transaction, TxKind, Validator,
+    Vote, VoteKind,
 };
 use crate::proposer::proposer;
 use crate::quorum::{max_faulty, quorum};
@@ -108,6 +108,12 @@ pub struct ChainState {
     last_proposer: NodeId,
     /// Every validator the chain admitted (genesis, then joins), in id order.
     validators: Vec<Validator>,
+    /// The first height each validator counts at (genesis validators: 1), so the set of any
+    /// past height can be rebuilt: a fork proof may be about an old height.
+    joined_at: Vec<Height>,
+    /// The hash of every committed height, genesis first: a certified block met in sync
+    /// that differs from ours at its height is a fork proof. 32 bytes per height.
+    hashes: Vec<BlockHash>,
     /// Out of the proposer rotation by committed requests or evidence (still voting).
     suspended: NodeSet,
     /// Failed proposer turns, and who sits out the rotation for them.
@@ -141,7 +147,10 @@ impl ChainState {
                 address: v.address.clone(),
             })
             .collect();
+        let joined_at = vec![1; validators.len()];
         let mut s = Self {
+            joined_at,
+            hashes: vec![block.hash()],
             chain_id: block.hash(),
             height: 0,
             last_hash: block.hash(),
@@ -196,6 +205,19 @@ impl ChainState {
     }
     pub fn is_registered(&self, id: NodeId) -> bool {
         id.index() < self.validators.len()
+    }
+    /// The registered validators of `height` (any committed height, or the next one).
+    pub fn registered_at(&self, height: Height) -> NodeSet {
+        self.joined_at
+            .iter()
+            .enumerate()
+            .filter(|(_, from)| **from <= height)
+            .map(|(i, _)| NodeId(i as u16))
+            .collect()
+    }
+    /// The hash of our block at `height`, if committed (0 is genesis).
+    pub fn hash_at(&self, height: Height) -> Option<BlockHash> {
+        self.hashes.get(usize::try_from(height).ok()?).copied()
     }
     /// Suspended by committed requests or evidence: out of the rotation, still voting.
     pub fn suspended(&self) -> NodeSet {
@@ -421,9 +443,22 @@ impl ChainState {
         block_hash: &BlockHash,
         cert: &crate::message::Certificate,
     ) -> Result<(), BlockError> {
+        self.verify_certificate_at(self.height + 1, block_hash, cert)
+    }
+
+    /// Checks a commit certificate for `block_hash` at `height` (committed, or the next)
+    /// against the validators registered at that height.
+    pub fn verify_certificate_at(
+        &self,
+        height: Height,
+        block_hash: &BlockHash,
+        cert: &crate::message::Certificate,
+    ) -> Result<(), BlockError> {
+        let registered = self.registered_at(height);
+        let quorum = quorum(registered.len());
         let mut signers = NodeSet::EMPTY;
         for sig in &cert.signatures {
-            if !self.is_registered(sig.voter) || signers.contains(sig.voter) {
+            if !registered.contains(sig.voter) || signers.contains(sig.voter) {
                 continue;
             }
             let Some(v) = self.validator(sig.voter) else {
@@ -432,7 +467,7 @@ impl ChainState {
             let bytes = Vote::signing_bytes(
                 &self.chain_id,
                 VoteKind::Commit,
-                self.height + 1,
+                height,
                 cert.round,
                 &Some(*block_hash),
                 sig.voter,
@@ -445,11 +480,45 @@ impl ChainState {
             })?;
             signers.insert(sig.voter);
         }
-        if signers.len() < self.quorum() {
+        if signers.len() < quorum {
             return Err(BlockError::CertificateShort {
                 valid: signers.len(),
-                quorum: self.quorum(),
+                quorum,
             });
+        }
+        Ok(())
+    }
+
+    /// Checks that `proof` proves a fork: two different blocks at one height (at most the
+    /// next), each with a valid certificate for that height's validators. A side without a
+    /// certificate is accepted only if it is our own committed block at that height.
+    pub fn verify_fork_proof(&self, proof: &ForkProof) -> Result<(), ForkProofError> {
+        let height = proof.height;
+        if height == 0 || height > self.height + 1 {
+            return Err(ForkProofError::BeyondTip {
+                height,
+                tip: self.height,
+            });
+        }
+        if proof.first.block_hash == proof.second.block_hash {
+            return Err(ForkProofError::SameBlock);
+        }
+        for side in [&proof.first, &proof.second] {
+            match &side.certificate {
+                Some(cert) => self
+                    .verify_certificate_at(height, &side.block_hash, cert)
+                    .map_err(|error| ForkProofError::Certificate {
+                        block_hash: side.block_hash,
+                        error,
+                    })?,
+                None if self.hash_at(height) == Some(side.block_hash) => {}
+                None => {
+                    return Err(ForkProofError::MissingCertificate {
+                        height,
+                        block_hash: side.block_hash,
+                    })
+                }
+            }
         }
         Ok(())
     }
@@ -554,6 +623,7 @@ impl ChainState {
         }
         self.height = height;
         self.last_hash = block.hash();
+        self.hashes.push(self.last_hash);
         self.last_timestamp_ms = block.header.timestamp_ms;
         self.last_proposer = block.header.proposer;
         self.suspended = suspended;
@@ -607,6 +677,7 @@ impl ChainState {
                         public_key: req.public_key,
                         address: req.address,
                     });
+                    self.joined_at.push(height + 1);
                     self.validator_set_hash = Genesis::validator_set_hash(&self.validators);
                     events.push(Event::ValidatorJoined {
                         node: id,
@@ -876,6 +947,64 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn a_fork_proof_about_a_past_height_counts_that_heights_validators() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let b1 = certified(&s, vec![], &[0, 1, 2]);
+        let ours = b1.hash();
+        commit(&mut s, b1.clone());
+        let join = join_request(&s, 0, 1, HOUR, 4);
+        let b2 = certified(&s, approvals(&[0, 1, 2], &join, 1_500), &[0, 1, 2]);
+        commit(&mut s, b2);
+        assert_eq!((s.n(), s.quorum()), (5, 4), "five from height 3");
+        // Another block at height 1, certified by three of the four validators of height 1.
+        let other = Hash32([9; 32]);
+        let cert = |signers: &[usize]| Certificate {
+            round: 0,
+            signatures: signers
+                .iter()
+                .map(|i| CommitSig::sign(&s.chain_id(), &key(*i), 1, 0, other, NodeId(*i as u16)))
+                .collect(),
+        };
+        let proof = |signers: &[usize]| ForkProof {
+            height: 1,
+            first: crate::message::CertifiedHash {
+                block_hash: other,
+                certificate: Some(cert(signers)),
+            },
+            second: crate::message::CertifiedHash {
+                block_hash: ours,
+                certificate: None,
+            },
+        };
+        assert_eq!(s.verify_fork_proof(&proof(&[1, 2, 3])), Ok(()));
+        // The joiner was no validator at height 1: its signature does not count there.
+        assert!(matches!(
+            s.verify_fork_proof(&proof(&[1, 2, 4])),
+            Err(ForkProofError::Certificate {
+                error: BlockError::CertificateShort {
+                    valid: 2,
+                    quorum: 3
+                },
+                ..
+            })
+        ));
+        // Without a certificate, a side must be our own block.
+        let mut foreign = proof(&[1, 2, 3]);
+        foreign.second.block_hash = Hash32([8; 32]);
+        assert!(matches!(
+            s.verify_fork_proof(&foreign),
+            Err(ForkProofError::MissingCertificate { .. })
+        ));
+        let mut ahead = proof(&[1, 2, 3]);
+        ahead.height = 9;
+        assert!(matches!(
+            s.verify_fork_proof(&ahead),
+            Err(ForkProofError::BeyondTip { .. })
+        ));
     }
 
     #[test]

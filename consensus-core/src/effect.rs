@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::input::SyncRequest;
-use crate::message::{Block, ConsensusMessage, Transaction, VoteKind};
+use crate::message::{Block, ConsensusMessage, ForkProof, Transaction, VoteKind};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Height, NodeId, Round};
 
@@ -33,6 +33,11 @@ pub enum Output {
     Commit(Block),
     /// Ask `peer` for blocks; its answer comes back as [`crate::Input::SyncResponse`].
     RequestSync { peer: NodeId, request: SyncRequest },
+    /// The 1/3 bound is broken: keep this proof for good (durably), alert an operator, and
+    /// feed it back as [`crate::Input::ForkProof`] after a restart so the node stays halted.
+    /// A side without a certificate is this node's own committed block at that height: fill
+    /// it in from the store before keeping the proof.
+    ForkProof(ForkProof),
     /// Something observable happened (logs, metrics, simulator trace, `/events`).
     Event(Event),
 }

@@ -156,6 +156,25 @@ pub enum JoinRefusal {
     ValidatorsFull,
 }
 
+/// Why a claimed fork proof does not prove a fork.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum ForkProofError {
+    #[error("both certificates are for the same block")]
+    SameBlock,
+    #[error("height {height} is beyond this node's chain (tip {tip})")]
+    BeyondTip { height: Height, tip: Height },
+    #[error("a certificate is missing and block {block_hash} is not ours at height {height}")]
+    MissingCertificate {
+        height: Height,
+        block_hash: BlockHash,
+    },
+    #[error("certificate for {block_hash}: {error}")]
+    Certificate {
+        block_hash: BlockHash,
+        error: BlockError,
+    },
+}
+
 /// Why a sync response was not applied.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum SyncError {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{Block, ConsensusMessage, Transaction};
+use crate::message::{Block, ConsensusMessage, ForkProof, Transaction};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Height, NodeId};
 
@@ -39,6 +39,9 @@ pub enum Input {
     /// or its push to a validator that just joined). Unauthenticated as a claim: it only
     /// makes the replica ask that peer for blocks, and every block it gets is validated.
     PeerTip { peer: NodeId, height: Height },
+    /// A fork proof kept from before a restart (or found by comparing chains): if it
+    /// verifies against this chain, committing stops (Req 8.7).
+    ForkProof(ForkProof),
 }
 
 /// A request for blocks, served by the host from its block store (see [`crate::sync::serve`]).

@@ -81,12 +81,14 @@ pub mod types;
 pub mod votes;
 
 pub use effect::{Output, SignState};
-pub use error::{BlockError, CryptoError, JoinRefusal, RejectReason, SyncError, TxError};
+pub use error::{
+    BlockError, CryptoError, ForkProofError, JoinRefusal, RejectReason, SyncError, TxError,
+};
 pub use event::Event;
 pub use input::{Input, SyncRequest, SyncResponse};
 pub use message::{
-    Block, BlockHeader, Certificate, ConsensusMessage, Genesis, Invitation, JoinRequest, NewRound,
-    Proposal, Transaction, TxKind, Validator, Vote, VoteKind,
+    Block, BlockHeader, Certificate, CertifiedHash, ConsensusMessage, ForkProof, Genesis,
+    Invitation, JoinRequest, NewRound, Proposal, Transaction, TxKind, Validator, Vote, VoteKind,
 };
 pub use replica::{QuorumRule, Replica, ReplicaConfig, ReplicaStatus};
 pub use types::{BlockHash, Hash32, Height, NodeId, NodeSet, PublicKey, Round, Signature};

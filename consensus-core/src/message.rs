@@ -386,6 +386,26 @@ impl EquivocationEvidence {
     }
 }
 
+/// A block hash with the commit certificate that makes it final at its height.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CertifiedHash {
+    #[serde(rename = "blockHash")]
+    pub block_hash: BlockHash,
+    /// `None` only for this node's own committed block in a proof it found: the host holds
+    /// that certificate in its store and fills it in before keeping the proof.
+    pub certificate: Option<Certificate>,
+}
+
+/// Two valid commit certificates for different blocks at one height. Two quorums of one
+/// validator set share more than f validators, so more than f of them signed both: the 1/3
+/// bound is broken (Req 8.7), and committing must stop. Kept for good, shown to operators.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ForkProof {
+    pub height: Height,
+    pub first: CertifiedHash,
+    pub second: CertifiedHash,
+}
+
 /// A proposal for (height, round). `valid_round` is set when the proposer re-proposes a block
 /// that gathered a verification quorum in that earlier round (Tendermint's validRound).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

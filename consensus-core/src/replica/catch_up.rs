@@ -14,7 +14,7 @@ use crate::error::{RejectReason, SyncError};
 use crate::event::Event;
 use crate::input::{SyncRequest, SyncResponse};
 use crate::limits::SYNC_BLOCKS_MAX;
-use crate::message::{Block, VoteKind};
+use crate::message::{Block, CertifiedHash, ForkProof, VoteKind};
 use crate::timer::TimerKind;
 use crate::types::{BlockHash, Height, NodeId, NodeSet};
 use crate::Output;
@@ -80,6 +80,34 @@ impl CatchUp {
 }
 
 impl Replica {
+    /// `block` differs from ours at its (committed) height: a fork proof if its certificate
+    /// is valid for that height's validators. Our side's certificate is known here only for
+    /// the tip; deeper, the host fills it in from its store.
+    fn fork_with_ours(&self, block: &Block) -> Option<ForkProof> {
+        let height = block.height();
+        let cert = block.commit.as_ref()?;
+        self.chain
+            .verify_certificate_at(height, &block.hash(), cert)
+            .ok()?;
+        let ours = self.chain.hash_at(height)?;
+        let our_cert = self
+            .last_commit
+            .as_ref()
+            .filter(|b| b.hash() == ours)
+            .and_then(|b| b.commit.clone());
+        Some(ForkProof {
+            height,
+            first: CertifiedHash {
+                block_hash: block.hash(),
+                certificate: Some(cert.clone()),
+            },
+            second: CertifiedHash {
+                block_hash: ours,
+                certificate: our_cert,
+            },
+        })
+    }
+
     /// A peer claims a longer chain: fetch from it now, or, if a sync is already running,
     /// keep the peer as a candidate for the sync timer's retry. Claims from non-validators
     /// are ignored; at most one claim per validator is kept.
@@ -242,16 +270,44 @@ impl Replica {
     }
 
     /// Validates and commits synced blocks, oldest first, up to the first bad one. Returns
-    /// how many were applied and why it stopped early, if it did.
+    /// how many were applied and why it stopped early, if it did. A block that conflicts
+    /// with ours at its height and carries a valid certificate is not a bad peer's: it is a
+    /// fork proof, and committing stops (DESIGN §3).
     fn apply_synced(&mut self, blocks: Vec<Block>, out: &mut Out) -> (usize, Option<SyncError>) {
         let mut applied = 0;
         for block in blocks {
             let height = block.height();
             if height <= self.chain.height() {
-                if height == self.chain.height() && block.hash() != self.chain.last_hash() {
+                if self.chain.hash_at(height) != Some(block.hash()) {
+                    if let Some(proof) = self.fork_with_ours(&block) {
+                        self.fork_found(proof, out);
+                        break;
+                    }
                     return (applied, Some(SyncError::Conflict { height }));
                 }
                 continue;
+            }
+            // A commit quorum in our own votes for another block at this height (the keeper
+            // holds the votes of the height we were deciding: the first block of the page).
+            let quorums = if self.votes.height() == height {
+                self.votes.value_quorums(VoteKind::Commit)
+            } else {
+                Vec::new()
+            };
+            let voted = quorums.into_iter().find(|(_, hash)| *hash != block.hash());
+            if let (Some((round, hash)), Some(cert)) = (voted, &block.commit) {
+                if self.chain.verify_certificate(&block.hash(), cert).is_ok() {
+                    let proof = ForkProof {
+                        height,
+                        first: CertifiedHash {
+                            block_hash: block.hash(),
+                            certificate: Some(cert.clone()),
+                        },
+                        second: self.certified_by_votes(round, hash),
+                    };
+                    self.fork_found(proof, out);
+                    break;
+                }
             }
             if let Err(error) = self.chain.verify_certified_block(&block) {
                 return (applied, Some(SyncError::Block { height, error }));

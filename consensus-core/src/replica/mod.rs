@@ -33,7 +33,7 @@ use crate::limits::{BLOCK_TXS_MAX, MEMPOOL_TXS_MAX};
 #[cfg(debug_assertions)]
 use crate::limits::{FUTURE_MESSAGES_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_KEPT_MAX};
 use crate::mempool::Mempool;
-use crate::message::{Block, ConsensusMessage, Genesis, Proposal, Transaction, TxKind};
+use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Proposal, Transaction, TxKind};
 use crate::peers::{PeerHealth, DELINQUENCY_THRESHOLD_DEFAULT};
 use crate::quorum::{one_honest, quorum};
 use crate::timer::{TimeoutConfig, Timer, TimerKind};
@@ -398,6 +398,14 @@ impl Replica {
                 self.on_peer_report(peer, ok, rtt_ms, &mut out)
             }
             Input::PeerTip { peer, height } => self.on_peer_tip(peer, height, &mut out),
+            Input::ForkProof(proof) => match self.chain.verify_fork_proof(&proof) {
+                Ok(()) => self.fork_found(proof, &mut out),
+                Err(e) => self.reject(
+                    NodeId(u16::MAX),
+                    RejectReason::InvalidSync(format!("fork proof: {e}")),
+                    &mut out,
+                ),
+            },
         }
         if self.started {
             self.apply_rules(&mut out);
@@ -532,6 +540,22 @@ impl Replica {
             from,
             reason: reason.to_string(),
         }));
+    }
+
+    /// Two certificates for different blocks at one height: more than f validators signed
+    /// both. Stop committing, raise the critical alert, and hand the host the proof to keep.
+    fn fork_found(&mut self, proof: ForkProof, out: &mut Out) {
+        debug_assert_eq!(
+            self.chain.verify_fork_proof(&proof),
+            Ok(()),
+            "a fork proof this node found must verify: {proof:?}"
+        );
+        let detail = format!(
+            "two certified blocks at height {}: {} and {}",
+            proof.height, proof.first.block_hash, proof.second.block_hash
+        );
+        out.push(Output::ForkProof(proof));
+        self.halt(detail, out);
     }
 
     fn halt(&mut self, detail: String, out: &mut Out) {

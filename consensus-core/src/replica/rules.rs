@@ -7,7 +7,7 @@ use super::{Out, Replica, Step};
 use crate::effect::LockRecord;
 use crate::event::{Event, RoundChangeReason};
 use crate::limits::{BLOCK_TIME_AHEAD_MS_MAX, ROUND_MAX};
-use crate::message::{Block, Certificate, CommitSig, VoteKind};
+use crate::message::{Block, Certificate, CertifiedHash, CommitSig, ForkProof, VoteKind};
 use crate::timer::TimerKind;
 use crate::types::{BlockHash, Round};
 use crate::Output;
@@ -42,15 +42,14 @@ impl Replica {
     /// Line 49: a proposal and a commit quorum for it in any round r: decide.
     fn rule_decide(&mut self, out: &mut Out) {
         let quorums = self.votes.value_quorums(VoteKind::Commit);
-        if let Some((_, first)) = quorums.first() {
-            if let Some((_, other)) = quorums.iter().find(|(_, h)| h != first) {
-                self.halt(
-                    format!(
-                        "commit quorums for two blocks at height {}: {first} and {other}",
-                        self.current_height()
-                    ),
-                    out,
-                );
+        if let Some((first_round, first)) = quorums.first().copied() {
+            if let Some((other_round, other)) = quorums.iter().find(|(_, h)| *h != first).copied() {
+                let proof = ForkProof {
+                    height: self.current_height(),
+                    first: self.certified_by_votes(first_round, first),
+                    second: self.certified_by_votes(other_round, other),
+                };
+                self.fork_found(proof, out);
                 return;
             }
         }
@@ -81,8 +80,8 @@ impl Replica {
             })
     }
 
-    fn decide(&mut self, mut block: Block, round: Round, out: &mut Out) {
-        let hash = block.hash();
+    /// The commit votes for `hash` in `round`, as a certificate.
+    fn certificate_from_votes(&self, round: Round, hash: BlockHash) -> Certificate {
         let signatures = self
             .votes
             .votes_for(round, VoteKind::Commit, Some(hash))
@@ -92,7 +91,19 @@ impl Replica {
                 signature: v.signature,
             })
             .collect();
-        block.commit = Some(Certificate { round, signatures });
+        Certificate { round, signatures }
+    }
+
+    pub(super) fn certified_by_votes(&self, round: Round, hash: BlockHash) -> CertifiedHash {
+        CertifiedHash {
+            block_hash: hash,
+            certificate: Some(self.certificate_from_votes(round, hash)),
+        }
+    }
+
+    fn decide(&mut self, mut block: Block, round: Round, out: &mut Out) {
+        let hash = block.hash();
+        block.commit = Some(self.certificate_from_votes(round, hash));
         self.commit_block(block, round, out);
         if self.halted.is_none() {
             self.enter_height(out);

@@ -324,7 +324,7 @@ impl Coalition {
                     to: peer,
                     payload: Payload::SyncRequest(request),
                 }),
-                Output::PersistSignState(_) | Output::Event(_) => {}
+                Output::PersistSignState(_) | Output::Event(_) | Output::ForkProof(_) => {}
             }
         }
     }

@@ -27,7 +27,7 @@ use crate::crypto::Keypair;
 use crate::effect::SignState;
 use crate::event::Event;
 use crate::input::Input;
-use crate::message::{Block, ConsensusMessage, Genesis, Transaction, TxKind};
+use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Transaction, TxKind};
 use crate::sync::{self, BlockStore, MemoryChain};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round, TxHash};
@@ -40,6 +40,8 @@ use super::report::SimReport;
 use super::trace::Trace;
 use super::{below, between, chance, SimConfig, SimConfigError, Strategy};
 
+/// Most fork proofs a simulated node keeps (it halts at the first).
+pub const FORK_PROOFS_KEPT_MAX: usize = 4;
 /// Most events waiting in the queue; messages beyond it are dropped (congestion).
 pub const QUEUE_EVENTS_MAX: usize = 200_000;
 /// Most trace entries kept for the visualizer.
@@ -150,6 +152,9 @@ struct HonestNode {
     chain: MemoryChain,
     /// Durable: survives crashes.
     sign_state: SignState,
+    /// Durable: fork proofs the node found, fed back after a restart (bounded: a halted
+    /// node finds no more).
+    fork_proofs: Vec<ForkProof>,
     /// Bumped at each crash so timers and reports of the previous life are dropped.
     incarnation: u32,
     /// A crash is due in the middle of this node's next step.
@@ -250,6 +255,7 @@ impl Simulation {
                 )),
                 chain: MemoryChain::new(genesis.block()),
                 sign_state: SignState::default(),
+                fork_proofs: Vec::new(),
                 incarnation: 0,
                 torn_crash: false,
             })
@@ -609,6 +615,12 @@ impl Simulation {
                 self.send(id, peer, Payload::SyncRequest(request));
             }
             Output::Event(e) => self.record(Some(id), TraceKind::Replica(e)),
+            Output::ForkProof(proof) => {
+                let node = &mut self.honest[id.index()];
+                if node.fork_proofs.len() < FORK_PROOFS_KEPT_MAX {
+                    node.fork_proofs.push(proof);
+                }
+            }
         }
     }
 
@@ -805,6 +817,10 @@ impl Simulation {
         self.trace.u8(8);
         self.trace.u64(id.0 as u64);
         self.record(Some(id), TraceKind::Restarted);
+        let proofs = self.honest[id.index()].fork_proofs.clone();
+        for proof in proofs {
+            self.deliver_input(id, Input::ForkProof(proof));
+        }
         self.deliver_input(id, Input::Start);
     }
 

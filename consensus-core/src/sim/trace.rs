@@ -118,6 +118,10 @@ impl Trace {
                 t.u64(peer.0 as u64);
                 t.u64(*height);
             }
+            Input::ForkProof(proof) => {
+                t.u8(7);
+                t.json(proof);
+            }
         }
     }
 
@@ -161,6 +165,10 @@ impl Trace {
             Output::Event(e) => {
                 t.u8(7);
                 t.json(e);
+            }
+            Output::ForkProof(proof) => {
+                t.u8(8);
+                t.json(proof);
             }
         }
     }

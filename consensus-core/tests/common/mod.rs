@@ -113,6 +113,7 @@ impl Net {
                     Output::Event(e) => self.events[to].push(e),
                     Output::BroadcastTx { .. }
                     | Output::RequestSync { .. }
+                    | Output::ForkProof(_)
                     | Output::PersistSignState(_) => {}
                 }
             }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use consensus_core::timer::Timer;
 use consensus_core::{
-    Block, ConsensusMessage, Event, Hash32, Height, Input, NodeId, Output, Replica, SyncRequest,
-    Transaction, TxError,
+    Block, ConsensusMessage, Event, ForkProof, Hash32, Height, Input, NodeId, Output, Replica,
+    SyncRequest, Transaction, TxError,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -28,6 +28,8 @@ use crate::wire::{self, kind, ChainNotice, Envelope};
 const ALERTS_MAX: usize = 32;
 /// Transactions `/GetPendingTransactions` returns at most (bounded by the body limit too).
 pub const PENDING_LIST_MAX: usize = 256;
+/// The `kind` of a fork proof record in the evidence store.
+const FORK_PROOF_KIND: &str = "fork_proof";
 /// Timers kept at most; stale ones (older heights) are dropped first.
 const TIMERS_MAX: usize = 4_096;
 
@@ -119,6 +121,9 @@ impl Driver {
         inbound: &mut Inbound,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        for proof in self.stored_fork_proofs()? {
+            self.step(Input::ForkProof(proof))?;
+        }
         self.step(Input::Start)?;
         self.ask_peers_for_their_tips();
         loop {
@@ -166,10 +171,47 @@ impl Driver {
                 Output::BroadcastTx { tx, except } => self.rebroadcast_transaction(now, tx, except),
                 Output::ScheduleTimer(timer) => self.schedule(timer),
                 Output::RequestSync { peer, request } => self.request_sync(peer, request),
+                Output::ForkProof(proof) => self.keep_fork_proof(proof)?,
                 Output::Event(event) => self.on_event(now, event),
             }
         }
         Ok(())
+    }
+
+    /// Req 8.7: more than f validators signed conflicting blocks. The proof is kept for good
+    /// (with our own side's certificate filled in from the store), fed back to the replica
+    /// after every restart, and shown in `/status`.
+    fn keep_fork_proof(&mut self, mut proof: ForkProof) -> Result<(), StoreError> {
+        for side in [&mut proof.first, &mut proof.second] {
+            if side.certificate.is_none() {
+                let ours = self.shared.store.block(proof.height)?;
+                side.certificate = ours
+                    .filter(|b| b.hash() == side.block_hash)
+                    .and_then(|b| b.commit);
+            }
+        }
+        let record = serde_json::json!({ "kind": FORK_PROOF_KIND, "proof": proof });
+        self.shared.store.put_evidence(&record)?;
+        tracing::error!(
+            security = true,
+            height = proof.height,
+            first = %proof.first.block_hash,
+            second = %proof.second.block_hash,
+            "FORK PROOF: two certified blocks at one height, kept in the evidence store"
+        );
+        Ok(())
+    }
+
+    /// Fork proofs kept before a restart: the replica verifies each and stays halted.
+    fn stored_fork_proofs(&self) -> Result<Vec<ForkProof>, StoreError> {
+        Ok(self
+            .shared
+            .store
+            .evidence()?
+            .into_iter()
+            .filter(|record| record["kind"] == FORK_PROOF_KIND)
+            .filter_map(|record| serde_json::from_value(record["proof"].clone()).ok())
+            .collect())
     }
 
     fn commit(&mut self, block: Block) -> Result<(), StoreError> {

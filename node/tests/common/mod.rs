@@ -385,3 +385,63 @@ pub fn median_and_max(mut v: Vec<u64>) -> (u64, u64) {
     v.sort_unstable();
     (v[v.len() / 2], *v.last().expect("values"))
 }
+
+/// Freezing and thawing a node's process (a laptop going to sleep: the process stops, its
+/// listening socket stays open, so peers connect and then wait). No thaw is needed before
+/// the cluster is dropped: `Drop` (and `kill9`) send SIGKILL, which ends a stopped process
+/// too, also when the test panicked with a node still frozen.
+impl TestCluster {
+    /// Sends `signal` straight to node `i`'s process (no `kill` helper process).
+    fn signal(&self, i: usize, signal: rustix::process::Signal) {
+        let child = self.nodes[i].child.as_ref().expect("node running");
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("pid");
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("signal {signal:?} to node {i}: {e}"));
+    }
+
+    /// Waits (with a deadline) until node `i`'s process is stopped ('T' in `/proc/<pid>/stat`)
+    /// or, with `stopped` false, running again, so the signal has taken effect on return.
+    fn wait_proc_state(&self, i: usize, stopped: bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.is_frozen(i) != stopped {
+            assert!(
+                Instant::now() < deadline,
+                "node {i} did not become {} (state {})",
+                if stopped { "stopped" } else { "running" },
+                self.proc_state(i)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Node `i`'s process state letter from `/proc/<pid>/stat` ("R", "S", "T", ...).
+    pub fn proc_state(&self, i: usize) -> String {
+        let pid = self.nodes[i].child.as_ref().expect("node running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) S ...": the state follows the last ')'.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned()
+    }
+
+    /// Whether node `i`'s process is stopped (SIGSTOP, not yet SIGCONT).
+    pub fn is_frozen(&self, i: usize) -> bool {
+        self.proc_state(i) == "T"
+    }
+
+    /// SIGSTOP: node `i` freezes (its TCP port stays open) until [`Self::sigcont`].
+    pub fn sigstop(&mut self, i: usize) {
+        self.signal(i, rustix::process::Signal::STOP);
+        self.wait_proc_state(i, true);
+    }
+
+    /// SIGCONT: node `i` runs again where it stopped.
+    pub fn sigcont(&mut self, i: usize) {
+        self.signal(i, rustix::process::Signal::CONT);
+        self.wait_proc_state(i, false);
+    }
+}
