@@ -304,7 +304,8 @@ impl ChainState {
             return Err(TxError::AlreadyCommitted);
         }
         if !verified {
-            tx.verify().map_err(|_| TxError::BadSignature)?;
+            tx.verify(&self.chain_id)
+                .map_err(|_| TxError::BadSignature)?;
         }
         Ok(())
     }
@@ -770,8 +771,9 @@ mod tests {
         block
     }
 
-    fn request(from: usize, kind: TxKind, target: usize, ts: u64) -> Transaction {
-        Transaction::new_signed(&key(from), kind, key(target).public().0.to_vec(), 1, ts)
+    fn request(s: &ChainState, from: usize, kind: TxKind, target: usize, ts: u64) -> Transaction {
+        let payload = key(target).public().0.to_vec();
+        Transaction::new_signed(&s.chain_id(), &key(from), kind, payload, 1, ts)
     }
 
     fn commit(state: &mut ChainState, block: Block) -> Vec<Event> {
@@ -815,13 +817,13 @@ mod tests {
         // One (possibly Byzantine) validator asks twice: nothing happens.
         let b1 = certified(
             &s,
-            vec![request(3, TxKind::SuspendNode, 1, 500)],
+            vec![request(&s, 3, TxKind::SuspendNode, 1, 500)],
             &[0, 1, 2],
         );
         assert!(commit(&mut s, b1).is_empty());
         let b2 = certified(
             &s,
-            vec![request(3, TxKind::SuspendNode, 1, 600)],
+            vec![request(&s, 3, TxKind::SuspendNode, 1, 600)],
             &[0, 1, 2],
         );
         assert!(commit(&mut s, b2).is_empty());
@@ -830,8 +832,8 @@ mod tests {
         let b3 = certified(
             &s,
             vec![
-                request(0, TxKind::SuspendNode, 1, 700),
-                request(2, TxKind::SuspendNode, 1, 700),
+                request(&s, 0, TxKind::SuspendNode, 1, 700),
+                request(&s, 2, TxKind::SuspendNode, 1, 700),
             ],
             &[0, 1, 2],
         );
@@ -857,7 +859,7 @@ mod tests {
         // Readmission takes a quorum of the registered validators.
         let readmit: Vec<Transaction> = [0, 2, 3]
             .iter()
-            .map(|i| request(*i, TxKind::ReadmitNode, 1, 900))
+            .map(|i| request(&s, *i, TxKind::ReadmitNode, 1, 900))
             .collect();
         let b4 = certified(&s, readmit, &[0, 2, 3]);
         assert_eq!(
@@ -924,7 +926,7 @@ mod tests {
             let requesters: Vec<usize> = (0..6).filter(|i| *i != target).collect();
             let txs = requesters
                 .iter()
-                .map(|i| request(*i, TxKind::SuspendNode, target, 500))
+                .map(|i| request(&s, *i, TxKind::SuspendNode, target, 500))
                 .collect();
             let block = certified(&s, txs, &[0, 1, 2, 4, 5]);
             commit(&mut s, block);
@@ -1011,7 +1013,7 @@ mod tests {
     fn membership_requests_from_non_validators_are_invalid() {
         let g = genesis(4);
         let s = ChainState::genesis(&g);
-        let outsider = request(7, TxKind::SuspendNode, 1, 0);
+        let outsider = request(&s, 7, TxKind::SuspendNode, 1, 0);
         assert_eq!(
             s.validate_tx(&outsider, 0, false),
             Err(TxError::NotAValidator {
@@ -1042,7 +1044,14 @@ mod tests {
                 second: vote(2),
             };
             let payload = serde_json::to_vec(&ev).expect("serialisable");
-            Transaction::new_signed(&key(0), TxKind::Evidence, payload, offender as u64, 100)
+            Transaction::new_signed(
+                &chain_id,
+                &key(0),
+                TxKind::Evidence,
+                payload,
+                offender as u64,
+                100,
+            )
         };
         let tx3 = evidence(3);
         assert_eq!(s.validate_tx(&tx3, 100, false), Ok(()));
@@ -1063,10 +1072,39 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_signed_for_another_chain_is_refused() {
+        let s = ChainState::genesis(&genesis(4));
+        let other = ChainState::genesis(&genesis(5)).chain_id();
+        let tx = Transaction::new_signed(&other, &key(9), TxKind::Message, b"hi".to_vec(), 1, 500);
+        assert_eq!(s.validate_tx(&tx, 500, false), Err(TxError::BadSignature));
+        let ours = Transaction::new_signed(
+            &s.chain_id(),
+            &key(9),
+            TxKind::Message,
+            b"hi".to_vec(),
+            1,
+            500,
+        );
+        assert_eq!(s.validate_tx(&ours, 500, false), Ok(()));
+        assert_eq!(
+            tx.hash(),
+            ours.hash(),
+            "the hash names the content, on any chain"
+        );
+    }
+
+    #[test]
     fn a_committed_transaction_cannot_be_included_again() {
         let g = genesis(4);
         let mut s = ChainState::genesis(&g);
-        let tx = Transaction::new_signed(&key(9), TxKind::Message, b"hi".to_vec(), 1, 500);
+        let tx = Transaction::new_signed(
+            &s.chain_id(),
+            &key(9),
+            TxKind::Message,
+            b"hi".to_vec(),
+            1,
+            500,
+        );
         let b1 = certified(&s, vec![tx.clone()], &[0, 1, 2]);
         commit(&mut s, b1);
         assert_eq!(
@@ -1090,7 +1128,7 @@ mod tests {
         let signers: Vec<usize> = (0..7).collect();
         for target in [9usize, 8, 7] {
             let txs = (0..7)
-                .map(|i| request(i, TxKind::SuspendNode, target, 100 + target as u64))
+                .map(|i| request(&s, i, TxKind::SuspendNode, target, 100 + target as u64))
                 .collect();
             let block = certified(&s, txs, &signers);
             commit(&mut s, block);
@@ -1114,7 +1152,14 @@ mod tests {
     fn a_known_transaction_with_a_swapped_signature_is_not_taken_on_trust() {
         let g = genesis(4);
         let s = ChainState::genesis(&g);
-        let tx = Transaction::new_signed(&key(9), TxKind::Message, b"hi".to_vec(), 1, 500);
+        let tx = Transaction::new_signed(
+            &s.chain_id(),
+            &key(9),
+            TxKind::Message,
+            b"hi".to_vec(),
+            1,
+            500,
+        );
         let mut forged = tx.clone();
         forged.signature = crate::types::Signature([3; 64]);
         assert_eq!(
@@ -1155,7 +1200,8 @@ mod tests {
 
     fn approve(from: usize, join: &JoinRequest, ts: u64) -> Transaction {
         let payload = serde_json::to_vec(join).expect("serialisable");
-        Transaction::new_signed(&key(from), TxKind::ApproveNode, payload, 1, ts)
+        let chain_id = join.invitation.chain_id;
+        Transaction::new_signed(&chain_id, &key(from), TxKind::ApproveNode, payload, 1, ts)
     }
 
     fn approvals(from: &[usize], join: &JoinRequest, ts: u64) -> Vec<Transaction> {
@@ -1218,7 +1264,7 @@ mod tests {
         let by_3 = join_request(&s, 3, 1, HOUR, 4);
         assert_eq!(join_refusal(&s, &by_3, 500), Ok(()));
         let suspend = (0..3)
-            .map(|i| request(i, TxKind::SuspendNode, 3, 500))
+            .map(|i| request(&s, i, TxKind::SuspendNode, 3, 500))
             .collect();
         let b1 = certified(&s, suspend, &[0, 1, 2]);
         commit(&mut s, b1);

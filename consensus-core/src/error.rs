@@ -35,8 +35,6 @@ pub enum RejectReason {
         msg_round: Round,
         current_round: Round,
     },
-    #[error("round {round} exceeds the maximum accepted round")]
-    RoundTooLarge { round: Round },
     #[error("proposal for round {round} is from {signer}, but the proposer is {expected}")]
     WrongProposer {
         round: Round,

@@ -36,6 +36,11 @@ pub const MEMBERSHIP_REQUESTS_MAX: usize = VALIDATORS_MAX * MEMBERSHIP_REQUESTS_
 /// to get a verification vote: a Byzantine proposer must not push block time into the far
 /// future (every transaction would then look expired).
 pub const BLOCK_TIME_AHEAD_MS_MAX: u64 = 30_000;
+/// How far (ms) a fresh proposal's timestamp may lag this validator's clock for it to get a
+/// verification vote (and it must be later than its parent's): otherwise a Byzantine
+/// proposer could freeze block time, and with it transaction expiry and join cooldowns.
+/// Honest clocks of a family network agree far better than this.
+pub const BLOCK_TIME_BEHIND_MS_MAX: u64 = 30_000;
 /// Most proposals buffered per signer for the next height.
 pub const FUTURE_PROPOSALS_PER_PEER_MAX: usize = 2;
 /// How long (ms) a committed transaction hash is remembered to refuse a replay of it.
@@ -50,8 +55,6 @@ pub const TX_REPLAY_WINDOW_MS: u64 = 10 * 60 * 1000;
 pub const JOIN_COOLDOWN_MS: u64 = 60 * 60 * 1000;
 /// Largest address string of a validator.
 pub const ADDRESS_BYTES_MAX: usize = 256;
-/// Highest round number accepted from a peer.
-pub const ROUND_MAX: u32 = 10_000;
 
 const _: () = assert!(VALIDATORS_MAX <= 64, "NodeSet is a u64 bitset");
 const _: () = assert!(

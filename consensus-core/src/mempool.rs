@@ -123,6 +123,7 @@ mod tests {
 
     fn tx(nonce: u64) -> Transaction {
         Transaction::new_signed(
+            &crate::types::Hash32::ZERO,
             &Keypair::from_secret([9; 32]),
             TxKind::Message,
             vec![1, 2],

@@ -245,9 +245,12 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// Transactions are not bound to a chain id: a client signs once and any node accepts it.
-    /// Replays are refused by hash within [`crate::limits::TX_REPLAY_WINDOW_MS`] and by age.
+    /// What the sender signs: the transaction's content bound to one chain, so a transaction
+    /// signed for one chain is refused by every other (its signature does not verify there).
+    /// Replays within a chain are refused by hash within
+    /// [`crate::limits::TX_REPLAY_WINDOW_MS`] and by age.
     pub fn signing_bytes(
+        chain_id: &Hash32,
         kind: TxKind,
         payload: &[u8],
         sender: &PublicKey,
@@ -255,14 +258,28 @@ impl Transaction {
         timestamp_ms: u64,
     ) -> SigningBytes {
         let mut b = SigningBytes::new("transaction");
+        b.hash(chain_id);
+        Self::content(&mut b, kind, payload, sender, nonce, timestamp_ms);
+        b
+    }
+
+    fn content(
+        b: &mut SigningBytes,
+        kind: TxKind,
+        payload: &[u8],
+        sender: &PublicKey,
+        nonce: u64,
+        timestamp_ms: u64,
+    ) {
         b.u8(kind.code())
             .bytes(payload)
             .key(sender)
             .u64(nonce)
             .u64(timestamp_ms);
-        b
     }
+
     pub fn new_signed(
+        chain_id: &Hash32,
         key: &Keypair,
         kind: TxKind,
         payload: Vec<u8>,
@@ -271,6 +288,7 @@ impl Transaction {
     ) -> Self {
         let sender = key.public();
         let signature = key.sign(&Self::signing_bytes(
+            chain_id,
             kind,
             &payload,
             &sender,
@@ -286,22 +304,32 @@ impl Transaction {
             signature,
         }
     }
-    fn own_signing_bytes(&self) -> SigningBytes {
-        Self::signing_bytes(
+    /// The transaction hash, its identity: SHA-256 of `tinyweb/v1/transaction` and its
+    /// content, without the chain id (so a client can name it without knowing the chain)
+    /// and without the signature (not malleable under strict verification).
+    pub fn hash(&self) -> TxHash {
+        let mut b = SigningBytes::new("transaction");
+        Self::content(
+            &mut b,
             self.kind,
             &self.payload,
             &self.sender,
             self.nonce,
             self.timestamp_ms,
-        )
+        );
+        b.digest()
     }
-    /// The transaction hash: SHA-256 of its signing bytes (the signature is not malleable
-    /// under strict verification, so it need not be hashed).
-    pub fn hash(&self) -> TxHash {
-        self.own_signing_bytes().digest()
-    }
-    pub fn verify(&self) -> Result<(), CryptoError> {
-        crypto::verify(&self.sender, &self.own_signing_bytes(), &self.signature)
+    /// Checks the sender's signature over the content bound to `chain_id`.
+    pub fn verify(&self, chain_id: &Hash32) -> Result<(), CryptoError> {
+        let bytes = Self::signing_bytes(
+            chain_id,
+            self.kind,
+            &self.payload,
+            &self.sender,
+            self.nonce,
+            self.timestamp_ms,
+        );
+        crypto::verify(&self.sender, &bytes, &self.signature)
     }
 }
 

@@ -54,7 +54,14 @@ struct KindVotes {
 impl KindVotes {
     fn add(&mut self, vote: Vote, quorum: usize) -> AddOutcome {
         if let Some(prev) = self.by_voter.get(&vote.voter) {
-            if prev.block_hash == vote.block_hash || self.conflicts.iter().any(|c| c == &vote) {
+            // By value, not by signature: a signer can make many valid signatures of one
+            // vote, and each must not use up its allowance of values.
+            let known_value = prev.block_hash == vote.block_hash
+                || self
+                    .conflicts
+                    .iter()
+                    .any(|c| c.voter == vote.voter && c.block_hash == vote.block_hash);
+            if known_value {
                 return AddOutcome::Duplicate;
             }
             let evidence = Box::new(EquivocationEvidence {
@@ -137,8 +144,11 @@ pub struct VoteKeeper {
     quorum: usize,
     rounds: BTreeMap<Round, RoundVotes>,
     evidence: Vec<EquivocationEvidence>,
-    /// A round never evicted: the one whose verification quorum proves our valid value.
-    pinned: Option<Round>,
+    /// Rounds never evicted, however many rounds follow: the lock's round and the valid
+    /// value's round (their verification quorums are the proof a locked validator, or the
+    /// next honest proposer, needs).
+    pinned_lock: Option<Round>,
+    pinned_valid: Option<Round>,
 }
 
 impl VoteKeeper {
@@ -148,7 +158,8 @@ impl VoteKeeper {
             quorum,
             rounds: BTreeMap::new(),
             evidence: Vec::new(),
-            pinned: None,
+            pinned_lock: None,
+            pinned_valid: None,
         }
     }
 
@@ -160,9 +171,18 @@ impl VoteKeeper {
         self.quorum
     }
 
-    /// Keeps `round`'s votes however many rounds follow (the proof of the valid value).
-    pub fn pin(&mut self, round: Round) {
-        self.pinned = Some(round);
+    /// Keeps `round`'s votes however many rounds follow: the lock's proof.
+    pub fn pin_lock(&mut self, round: Round) {
+        self.pinned_lock = Some(round);
+    }
+
+    /// Keeps `round`'s votes however many rounds follow: the valid value's proof.
+    pub fn pin_valid(&mut self, round: Round) {
+        self.pinned_valid = Some(round);
+    }
+
+    fn is_pinned(&self, round: Round) -> bool {
+        self.pinned_lock == Some(round) || self.pinned_valid == Some(round)
     }
 
     /// Changes the quorum used for thresholds from now on (the test-only local-quorum rule).
@@ -174,8 +194,7 @@ impl VoteKeeper {
     /// `keep_from` or above: the caller's current round).
     fn round_entry(&mut self, round: Round, keep_from: Round) -> Option<&mut RoundVotes> {
         if !self.rounds.contains_key(&round) && self.rounds.len() >= ROUNDS_KEPT_MAX {
-            let pinned = self.pinned;
-            let lowest = *self.rounds.keys().find(|r| Some(**r) != pinned)?;
+            let lowest = *self.rounds.keys().find(|r| !self.is_pinned(**r))?;
             if lowest >= keep_from || lowest > round {
                 return None;
             }
@@ -434,6 +453,60 @@ mod tests {
             out,
             AddOutcome::Counted(vec![Threshold::Any, Threshold::Value(None)])
         );
+    }
+
+    #[test]
+    fn n4_an_equivocators_allowance_counts_values_not_signatures() {
+        let mut k = VoteKeeper::new(1, 3);
+        let v = VoteKind::Verification;
+        k.add_vote(vote(3, v, 0, Some(1)), 0);
+        let second = vote(3, v, 0, Some(2));
+        assert!(matches!(
+            k.add_vote(second.clone(), 0),
+            AddOutcome::Equivocation { .. }
+        ));
+        // The same vote under another (valid-looking) signature: nothing new.
+        let mut resigned = second;
+        resigned.signature.0[0] ^= 1;
+        assert_eq!(k.add_vote(resigned, 0), AddOutcome::Duplicate);
+        // So the allowance still has room for one more value.
+        assert!(matches!(
+            k.add_vote(vote(3, v, 0, Some(3)), 0),
+            AddOutcome::Equivocation { .. }
+        ));
+        assert!(k
+            .voters_for(0, v, Some(Hash32([3; 32])))
+            .contains(NodeId(3)));
+        k.add_vote(vote(3, v, 0, Some(4)), 0);
+        assert!(
+            !k.voters_for(0, v, Some(Hash32([4; 32])))
+                .contains(NodeId(3)),
+            "and no more"
+        );
+    }
+
+    #[test]
+    fn the_lock_round_and_the_valid_round_stay_however_many_rounds_follow() {
+        let mut k = VoteKeeper::new(1, 3);
+        let c = VoteKind::Commit;
+        k.add_vote(vote(0, c, 0, Some(1)), 0);
+        k.add_vote(vote(0, c, 5, Some(2)), 5);
+        k.pin_lock(0);
+        k.pin_valid(5);
+        for r in 6..(ROUNDS_KEPT_MAX as u32 * 4) {
+            k.add_vote(vote(0, c, r, None), r);
+        }
+        assert_eq!(
+            k.votes_for(0, c, Some(Hash32([1; 32]))).len(),
+            1,
+            "lock round kept"
+        );
+        assert_eq!(
+            k.votes_for(5, c, Some(Hash32([2; 32]))).len(),
+            1,
+            "valid round kept"
+        );
+        assert!(k.rounds.len() <= ROUNDS_KEPT_MAX);
     }
 
     #[test]

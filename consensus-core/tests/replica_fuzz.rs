@@ -187,7 +187,16 @@ fn to_input(g: &Genesis, f: Fuzz) -> Input {
             ts,
         } => {
             let txs: Vec<Transaction> = (0..txs)
-                .map(|i| Transaction::new_signed(&key(9), TxKind::Message, vec![i], i as u64, ts))
+                .map(|i| {
+                    Transaction::new_signed(
+                        &chain_id,
+                        &key(9),
+                        TxKind::Message,
+                        vec![i],
+                        i as u64,
+                        ts,
+                    )
+                })
                 .collect();
             let block = Block {
                 header: BlockHeader {
@@ -255,6 +264,7 @@ fn to_input(g: &Genesis, f: Fuzz) -> Input {
             kind,
         } => {
             let mut tx = Transaction::new_signed(
+                &chain_id,
                 &key(7),
                 TxKind::ALL[kind as usize],
                 vec![1; payload],

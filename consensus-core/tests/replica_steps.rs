@@ -136,15 +136,6 @@ fn n4f1_bad_messages_are_rejected_with_a_reason() {
         None,
         NodeId(2),
     );
-    let far_round = Vote::new_signed(
-        &chain_id,
-        &key(2),
-        VoteKind::Verification,
-        1,
-        20_000,
-        None,
-        NodeId(2),
-    );
     let bad_prev = proposal(&g, 1, 1, 0, Hash32([3; 32]), 5);
 
     let rows: Vec<(&str, ConsensusMessage, &str)> = vec![
@@ -167,11 +158,6 @@ fn n4f1_bad_messages_are_rejected_with_a_reason() {
             "vote signed by a key that is not the voter's",
             ConsensusMessage::Vote(impostor),
             "bad signature",
-        ),
-        (
-            "vote for a round beyond the protocol's maximum",
-            ConsensusMessage::Vote(far_round),
-            "exceeds the maximum accepted round",
         ),
         (
             "vote signed for another chain",
@@ -1083,4 +1069,41 @@ fn n4f1_a_peer_claiming_a_longer_chain_is_asked_for_blocks_once() {
         2,
         "the claimed blocks were validated and applied"
     );
+}
+
+/// A proposer must not freeze block time (transaction expiry and join cooldowns run on it):
+/// a fresh proposal whose time does not move on from its parent's, or lags the voter's clock
+/// by more than the bound, gets a nil vote; a timely one gets a vote.
+#[test]
+fn n4f1_a_proposal_that_freezes_block_time_gets_a_nil_vote() {
+    use consensus_core::limits::BLOCK_TIME_BEHIND_MS_MAX;
+    let g = genesis(4);
+    let parent_ts = g.time_ms;
+    let now = parent_ts + BLOCK_TIME_BEHIND_MS_MAX + 50_000;
+    let verification_vote = |ts: u64| {
+        let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+        r.handle(now, Input::Start);
+        let p = proposal(&g, 1, 1, 0, g.block().hash(), ts);
+        let hash = p.block.hash();
+        let out = r.handle(
+            now,
+            Input::Message {
+                from: NodeId(1),
+                message: ConsensusMessage::Proposal(p),
+            },
+        );
+        let target = out.iter().find_map(|o| match o {
+            Output::Broadcast(ConsensusMessage::Vote(v)) if v.kind == VoteKind::Verification => {
+                Some(v.block_hash)
+            }
+            _ => None,
+        });
+        (target, hash)
+    };
+    let (frozen, _) = verification_vote(parent_ts);
+    assert_eq!(frozen, Some(None), "the parent's time again: nil");
+    let (lagging, _) = verification_vote(now - BLOCK_TIME_BEHIND_MS_MAX - 1);
+    assert_eq!(lagging, Some(None), "too far behind the voter's clock: nil");
+    let (timely, hash) = verification_vote(now - 1_000);
+    assert_eq!(timely, Some(Some(hash)));
 }

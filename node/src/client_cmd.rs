@@ -14,7 +14,7 @@ use clap::error::ErrorKind;
 use clap::Args;
 use consensus_core::crypto::Keypair;
 use consensus_core::limits::TX_PAYLOAD_BYTES_MAX;
-use consensus_core::{Transaction, TxKind};
+use consensus_core::{Hash32, Transaction, TxKind};
 use serde::{Deserialize, Serialize};
 use tinyweb_node::config;
 
@@ -167,10 +167,12 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A signed `message` transaction. The nonce is random: transactions are told apart by hash,
-/// so two identical messages sent in the same millisecond must still differ.
-pub(crate) fn message_tx(key: &Keypair, payload: Vec<u8>) -> Transaction {
+/// A signed `message` transaction for the chain `chain_id` (the signature binds it: no other
+/// chain accepts it). The nonce is random: transactions are told apart by hash, so two
+/// identical messages sent in the same millisecond must still differ.
+pub(crate) fn message_tx(chain_id: &Hash32, key: &Keypair, payload: Vec<u8>) -> Transaction {
     Transaction::new_signed(
+        chain_id,
         key,
         TxKind::Message,
         payload,
@@ -239,6 +241,17 @@ pub(crate) async fn get_status(client: &reqwest::Client, url: &str) -> anyhow::R
     let value = get_status_json(client, url).await?;
     serde_json::from_value(value)
         .with_context(|| format!("{url}/status is not the status JSON this client knows"))
+}
+
+/// The chain id the node at `url` reports in `/status`.
+pub(crate) async fn chain_id_of(client: &reqwest::Client, url: &str) -> anyhow::Result<Hash32> {
+    let status = get_status(client, url).await?;
+    Hash32::from_hex(&status.chain_id).with_context(|| {
+        format!(
+            "{url}/status names no valid chain id: {:?}",
+            status.chain_id
+        )
+    })
 }
 
 /// `POST {url}/Transaction` with the transaction's own JSON. A refusal is an `Ok`: only
@@ -404,9 +417,11 @@ pub fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let payload = read_payload(&args)?;
     let key = client_key(&args)?;
     let url = base_url(&args.node);
-    let tx = message_tx(&key, payload);
     runtime()?.block_on(async {
         let client = http_client()?;
+        // The signature binds the chain: ask the node which one it is.
+        let chain_id = chain_id_of(&client, &url).await?;
+        let tx = message_tx(&chain_id, &key, payload);
         let started = Instant::now();
         let tx_hash = match submit_tx(&client, &url, &tx).await? {
             Submitted::Accepted { tx_hash } => tx_hash,
@@ -626,7 +641,7 @@ mod tests {
 
     #[test]
     fn submit_outcomes_follow_the_status_and_body() {
-        let tx = message_tx(&key(), b"hi".to_vec());
+        let tx = message_tx(&Hash32::ZERO, &key(), b"hi".to_vec());
         assert_eq!(
             submit_outcome(200, r#"{"tx_hash":"aa","accepted":true}"#, &tx),
             Submitted::Accepted {
@@ -660,9 +675,11 @@ mod tests {
 
     #[test]
     fn message_txs_verify_and_differ() {
-        let a = message_tx(&key(), b"same".to_vec());
-        let b = message_tx(&key(), b"same".to_vec());
-        a.verify().expect("signed");
+        let chain = Hash32([3; 32]);
+        let a = message_tx(&chain, &key(), b"same".to_vec());
+        let b = message_tx(&chain, &key(), b"same".to_vec());
+        a.verify(&chain).expect("signed for this chain");
+        assert!(a.verify(&Hash32::ZERO).is_err(), "and no other");
         assert_eq!(a.kind, TxKind::Message);
         assert_ne!(
             a.hash(),

@@ -23,7 +23,7 @@ use clap::error::ErrorKind;
 use clap::Args;
 use consensus_core::crypto::Keypair;
 use consensus_core::quorum::max_faulty;
-use consensus_core::Genesis;
+use consensus_core::{Genesis, Hash32};
 use serde::{Deserialize, Serialize};
 use tinyweb_node::config;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -552,6 +552,7 @@ impl LoadStats {
 /// more than two seconds' worth (all nodes slow or down), it skips ahead instead of bursting.
 async fn generate_load(
     rate: f64,
+    chain_id: Hash32,
     key: Keypair,
     urls: Vec<String>,
     up: Arc<Vec<AtomicBool>>,
@@ -589,7 +590,7 @@ async fn generate_load(
                 return;
             };
             let payload = format!("tinyweb cluster load #{sent}").into_bytes();
-            let tx = client_cmd::message_tx(&key, payload);
+            let tx = client_cmd::message_tx(&chain_id, &key, payload);
             let (client, stats) = (client.clone(), stats.clone());
             tokio::spawn(async move {
                 match client_cmd::submit_tx(&client, &url, &tx).await {
@@ -832,9 +833,12 @@ impl Cluster {
         let up: Arc<Vec<AtomicBool>> =
             Arc::new(urls.iter().map(|_| AtomicBool::new(true)).collect());
         let stats = Arc::new(LoadStats::default());
+        let genesis_path = self.procs[0].node.dir.join("genesis.json");
+        let chain_id = config::load_genesis(&genesis_path)?.chain_id();
         let load_task = (load > 0.0).then(|| {
             tokio::spawn(generate_load(
                 load,
+                chain_id,
                 client_key,
                 urls.clone(),
                 up.clone(),

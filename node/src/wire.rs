@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn tx_digest_binds_the_signature() {
         let key = Keypair::from_secret([4; 32]);
-        let tx = Transaction::new_signed(&key, TxKind::Message, b"hi".to_vec(), 1, 2);
+        let tx = Transaction::new_signed(&chain(), &key, TxKind::Message, b"hi".to_vec(), 1, 2);
         let a = Envelope::seal(&chain(), &key, NodeId(0), kind::TRANSACTION, 7, tx.clone());
         let mut b = a.clone();
         b.body.signature.0[0] ^= 1;

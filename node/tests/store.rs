@@ -84,7 +84,15 @@ fn chain(len: usize) -> (ChainState, Vec<Block>) {
 }
 
 fn message_tx(i: u64, payload_len: usize) -> Transaction {
-    Transaction::new_signed(&key(0), TxKind::Message, vec![7; payload_len], i, 1000 + i)
+    let chain_id = genesis().chain_id();
+    Transaction::new_signed(
+        &chain_id,
+        &key(0),
+        TxKind::Message,
+        vec![7; payload_len],
+        i,
+        1000 + i,
+    )
 }
 
 fn lmdb(dir: &std::path::Path) -> LmdbStore {

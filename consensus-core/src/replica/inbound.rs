@@ -6,7 +6,7 @@ use crate::error::{RejectReason, TxError};
 use crate::event::Event;
 use crate::limits::{
     FUTURE_MESSAGES_PER_PEER_MAX, FUTURE_PROPOSALS_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX,
-    ROUNDS_AHEAD_MAX, ROUNDS_KEPT_MAX, ROUND_MAX,
+    ROUNDS_AHEAD_MAX, ROUNDS_KEPT_MAX,
 };
 use crate::message::{
     ConsensusMessage, EquivocationEvidence, Proposal, Transaction, TxKind, Vote, VoteKind,
@@ -25,16 +25,6 @@ impl Replica {
             if msg_height + 1 == height {
                 self.help_lagging_peer(from, out);
             }
-            return;
-        }
-        if message.round() > ROUND_MAX {
-            self.reject(
-                from,
-                RejectReason::RoundTooLarge {
-                    round: message.round(),
-                },
-                out,
-            );
             return;
         }
         if msg_height > height {
@@ -320,7 +310,15 @@ impl Replica {
 
     pub(super) fn submit_own_tx(&mut self, kind: TxKind, payload: Vec<u8>, out: &mut Out) {
         self.tx_nonce += 1;
-        let tx = Transaction::new_signed(&self.key, kind, payload, self.tx_nonce, self.now_ms);
+        let chain_id = self.chain.chain_id();
+        let tx = Transaction::new_signed(
+            &chain_id,
+            &self.key,
+            kind,
+            payload,
+            self.tx_nonce,
+            self.now_ms,
+        );
         if self.mempool.add(tx.clone(), None).is_ok() {
             out.push(Output::BroadcastTx { tx, except: None });
             if self.started {

@@ -271,7 +271,8 @@ impl Replica {
                 for vote in &lock.polka {
                     self.votes.add_vote(vote.clone(), self.round);
                 }
-                self.votes.pin(lock.round);
+                self.votes.pin_lock(lock.round);
+                self.votes.pin_valid(lock.round);
                 self.valid = Some((lock.round, lock.block.clone()));
                 self.locked = Some(lock);
             }

@@ -4,7 +4,7 @@
 use super::{Out, ReceivedProposal, Replica, Step};
 use crate::effect::SignedStep;
 use crate::event::{Event, RoundChangeReason};
-use crate::limits::{BLOCK_TXS_MAX, ROUNDS_KEPT_MAX, ROUND_MAX};
+use crate::limits::{BLOCK_TXS_MAX, ROUNDS_KEPT_MAX};
 use crate::message::{Block, BlockHeader, ConsensusMessage, Proposal, Vote, VoteKind};
 use crate::timer::{Timer, TimerKind};
 use crate::types::{NodeId, NodeSet, Round};
@@ -246,7 +246,10 @@ impl Replica {
     }
 
     fn build_block(&self, me: NodeId) -> Block {
-        let timestamp_ms = self.now_ms.max(self.chain.last_timestamp_ms());
+        // Strictly after the parent, as voters require of a fresh proposal.
+        let timestamp_ms = self
+            .now_ms
+            .max(self.chain.last_timestamp_ms().saturating_add(1));
         let max = self.config.block_txs_max.min(BLOCK_TXS_MAX);
         let txs = self.mempool.select(max, |tx| {
             self.chain.validate_tx(tx, timestamp_ms, true).is_ok()
@@ -305,8 +308,9 @@ impl Replica {
             }
             // Line 65.
             TimerKind::Commit => {
-                if timer.round == self.round && self.round < ROUND_MAX {
-                    self.start_round(self.round + 1, RoundChangeReason::CommitTimeout, out);
+                if timer.round == self.round {
+                    let next = self.round.saturating_add(1);
+                    self.start_round(next, RoundChangeReason::CommitTimeout, out);
                 }
             }
             TimerKind::BlockInterval => {

@@ -6,7 +6,7 @@
 use super::{Out, Replica, Step};
 use crate::effect::LockRecord;
 use crate::event::{Event, RoundChangeReason};
-use crate::limits::{BLOCK_TIME_AHEAD_MS_MAX, ROUND_MAX};
+use crate::limits::{BLOCK_TIME_AHEAD_MS_MAX, BLOCK_TIME_BEHIND_MS_MAX};
 use crate::message::{Block, Certificate, CertifiedHash, CommitSig, ForkProof, VoteKind};
 use crate::timer::TimerKind;
 use crate::types::{BlockHash, Round};
@@ -172,7 +172,7 @@ impl Replica {
             if count >= f1 {
                 self.send_new_round(r, out);
             }
-            if self.votes.new_round_count(r) >= q && r >= self.round && r < ROUND_MAX {
+            if self.votes.new_round_count(r) >= q && r >= self.round && r < Round::MAX {
                 self.start_round(r + 1, RoundChangeReason::NewRoundQuorum, out);
                 return;
             }
@@ -188,19 +188,24 @@ impl Replica {
             return;
         };
         let hash = rp.proposal.block.hash();
-        // Validity as Algorithm 1's valid(v), plus a local bound on the block's time (not
-        // part of block validity: it depends on this node's clock, so sync never uses it).
-        let valid = rp.validity.is_ok()
-            && rp.proposal.block.header.timestamp_ms
-                <= self.now_ms.saturating_add(BLOCK_TIME_AHEAD_MS_MAX);
+        // Validity as Algorithm 1's valid(v), plus local bounds on the block's time (not
+        // part of block validity: they depend on this node's clock, so sync never uses them).
+        let ts = rp.proposal.block.header.timestamp_ms;
+        let valid =
+            rp.validity.is_ok() && ts <= self.now_ms.saturating_add(BLOCK_TIME_AHEAD_MS_MAX);
         let target = match rp.proposal.valid_round {
-            // Line 22: a fresh proposal.
+            // Line 22: a fresh proposal. Its time must also move on from its parent's and not
+            // lag our clock by much: a proposer must not freeze block time. (A re-proposal
+            // below is exempt: its time was checked when it was fresh, and a locked
+            // validator must be able to accept its own locked block however late.)
             None => {
                 let unlocked_or_same = match &self.locked {
                     None => true,
                     Some(lock) => lock.block_hash() == hash,
                 };
-                (valid && unlocked_or_same).then_some(hash)
+                let timely = ts > self.chain.last_timestamp_ms()
+                    && ts >= self.now_ms.saturating_sub(BLOCK_TIME_BEHIND_MS_MAX);
+                (valid && timely && unlocked_or_same).then_some(hash)
             }
             // Line 28: a re-proposal, once we see its verification quorum in vr.
             Some(vr) => {
@@ -258,6 +263,7 @@ impl Replica {
         self.flags(round).lock_rule = true;
         if self.step == Step::Verification {
             // Set before the commit vote is signed: the lock is persisted with it.
+            self.votes.pin_lock(round);
             self.locked = Some(LockRecord {
                 round,
                 block: block.clone(),
@@ -273,7 +279,7 @@ impl Replica {
             self.send_vote(VoteKind::Commit, Some(hash), out);
             self.step = Step::Commit;
         }
-        self.votes.pin(round);
+        self.votes.pin_valid(round);
         self.valid = Some((round, block));
     }
 
@@ -293,7 +299,7 @@ impl Replica {
             .max_by_key(|(r, _)| *r);
         if let Some((round, hash)) = best {
             if let Some(block) = self.block_with_hash(&hash) {
-                self.votes.pin(round);
+                self.votes.pin_valid(round);
                 self.valid = Some((round, block));
             }
         }

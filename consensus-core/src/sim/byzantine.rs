@@ -34,7 +34,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::crypto::{sha256, Keypair, SigningBytes, PROTOCOL_VERSION};
 use crate::input::{Input, SyncRequest, SyncResponse};
-use crate::limits::{ROUND_MAX, TX_PAYLOAD_BYTES_MAX};
+use crate::limits::TX_PAYLOAD_BYTES_MAX;
 use crate::message::{
     Block, BlockHeader, Certificate, CommitSig, ConsensusMessage, Genesis, NewRound, Proposal,
     Transaction, TxKind, Vote, VoteKind,
@@ -649,7 +649,7 @@ impl Coalition {
         };
         let pick_round = |rng: &mut ChaCha8Rng| match below(rng, 6) {
             0..=2 => round + below(rng, 3) as Round,
-            3 => ROUND_MAX + 1,
+            3 => Round::MAX - 1,
             4 => Round::MAX,
             _ => rng_u64(rng) as Round,
         };
@@ -723,7 +723,7 @@ impl Coalition {
                 // A validly signed proposal whose block is nonsense: only content checks can
                 // refuse it.
                 let txs: Vec<Transaction> = (0..below(rng, 3))
-                    .map(|_| junk_tx(rng, &member.key))
+                    .map(|_| junk_tx(rng, &self.chain_id, &member.key))
                     .collect();
                 let header = BlockHeader {
                     version: if chance(rng, 0.8) {
@@ -771,7 +771,7 @@ impl Coalition {
                 );
                 Payload::message(ConsensusMessage::Proposal(p))
             }
-            _ => Payload::Tx(Arc::new(junk_tx(rng, &member.key))),
+            _ => Payload::Tx(Arc::new(junk_tx(rng, &self.chain_id, &member.key))),
         }
     }
 
@@ -868,7 +868,7 @@ fn random_array<const N: usize>(rng: &mut ChaCha8Rng) -> [u8; N] {
 
 /// A transaction that must be refused: a bad signature, an oversized payload, or a
 /// membership request with a malformed payload.
-fn junk_tx(rng: &mut ChaCha8Rng, key: &Keypair) -> Transaction {
+fn junk_tx(rng: &mut ChaCha8Rng, chain_id: &Hash32, key: &Keypair) -> Transaction {
     match below(rng, 3) {
         0 => Transaction {
             kind: TxKind::Message,
@@ -879,6 +879,7 @@ fn junk_tx(rng: &mut ChaCha8Rng, key: &Keypair) -> Transaction {
             signature: Signature(random_array(rng)),
         },
         1 => Transaction::new_signed(
+            chain_id,
             key,
             TxKind::Message,
             vec![0u8; TX_PAYLOAD_BYTES_MAX + 1],
@@ -886,6 +887,7 @@ fn junk_tx(rng: &mut ChaCha8Rng, key: &Keypair) -> Transaction {
             0,
         ),
         _ => Transaction::new_signed(
+            chain_id,
             key,
             TxKind::SuspendNode,
             sha256(&random_bytes(rng, 8)).0[..7].to_vec(),

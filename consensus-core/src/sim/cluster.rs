@@ -749,6 +749,7 @@ impl Simulation {
         if let Some(to) = live.get(pick).copied() {
             let payload = format!("sim tx {}", self.tx_count).into_bytes();
             let tx = Transaction::new_signed(
+                &self.genesis.chain_id(),
                 &self.client_key,
                 TxKind::Message,
                 payload,

@@ -381,7 +381,8 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
         }
         let tx: Transaction =
             serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
-        tx.verify().map_err(|_| WireError::BadSignature)?;
+        tx.verify(&s.chain_id)
+            .map_err(|_| WireError::BadSignature)?;
         let (reply, verdict) = oneshot::channel();
         s.tx_in
             .try_send(TxSubmission {

@@ -328,7 +328,8 @@ fn approve_and_forward(s: &Arc<Shared>, request: &NewNodeRequest) {
     tracing::info!(key = %request.join.public_key, address = %request.join.address, "approving a join request");
     if let Ok(payload) = serde_json::to_vec(&request.join) {
         let now = now_ms();
-        let tx = Transaction::new_signed(&s.key, TxKind::ApproveNode, payload, now, now);
+        let tx =
+            Transaction::new_signed(&s.chain_id, &s.key, TxKind::ApproveNode, payload, now, now);
         submit_approval(&s.tx_in, tx);
     }
     let Ok(body) = serde_json::to_vec(request) else {

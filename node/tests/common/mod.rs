@@ -259,6 +259,7 @@ impl TestCluster {
     pub fn message_tx(&mut self, text: &str) -> Transaction {
         self.nonce += 1;
         Transaction::new_signed(
+            &self.chain_id(),
             &self.client_key,
             TxKind::Message,
             text.as_bytes().to_vec(),
