@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::input::SyncRequest;
-use crate::message::{Block, ConsensusMessage, ForkProof, Transaction, VoteKind};
+use crate::message::{Block, ConsensusMessage, ForkProof, Proposal, Transaction, Vote, VoteKind};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Height, NodeId, Round};
 
@@ -14,6 +14,11 @@ use crate::types::{BlockHash, Height, NodeId, Round};
 pub enum Output {
     /// Make the last-signed state durable (fsync) before acting on any later output.
     PersistSignState(SignState),
+    /// This validator is about to lock on this proposal's block: store the proposal (with
+    /// its block) durably, replacing any earlier one, before the sign state that follows
+    /// refers to it by hash. Give it back to [`crate::Replica::restore`] after a restart.
+    /// Written once per lock, so a large block is not rewritten with every vote.
+    PersistLockedProposal(Proposal),
     /// Send to every other validator of the current validator set (active or not: suspended
     /// validators still follow the chain).
     Broadcast(ConsensusMessage),
@@ -71,7 +76,9 @@ pub struct SignState {
     /// Without it, validators moved on by a round-change certificate and then restarted go
     /// back to the last round they signed in, and can sit there forever (DESIGN §3).
     pub round: Round,
-    /// The last step signed at (height, round); `None`: nothing signed there yet.
+    /// The last step signed at (height, round); `None`: nothing signed there yet. (Stores
+    /// written before this was an enum hold 0..=3; they still load.)
+    #[serde(deserialize_with = "legacy::step")]
     pub step: Option<SignedStep>,
     /// The proposal's or vote's target at that step (None = nil vote).
     pub block_hash: Option<BlockHash>,
@@ -89,22 +96,89 @@ pub struct SignState {
     pub new_round: bool,
     /// The lock held at `height` when this state was written. Algorithm 1's safety needs
     /// locks to survive restarts; its liveness needs the locked block and the verification
-    /// quorum behind it too (the validator may be the only one able to re-propose it).
+    /// quorum behind it too (the validator may be the only one able to re-propose it): the
+    /// block is stored once, with its proposal ([`Output::PersistLockedProposal`]).
     #[serde(default)]
     pub locked: Option<LockRecord>,
 }
 
-/// Algorithm 1's lockedValue/lockedRound, with the quorum of verification votes that caused it.
+/// Algorithm 1's lockedValue/lockedRound, by reference, with the quorum of verification votes
+/// that caused it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "legacy::LockRecordWire")]
 pub struct LockRecord {
     pub round: Round,
-    pub block: Block,
-    pub polka: Vec<crate::message::Vote>,
+    #[serde(rename = "blockHash")]
+    pub block_hash: BlockHash,
+    pub polka: Vec<Vote>,
 }
 
-impl LockRecord {
-    pub fn block_hash(&self) -> BlockHash {
-        self.block.hash()
+/// Reading sign states written by earlier versions of this crate.
+mod legacy {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{LockRecord, SignedStep};
+    use crate::message::{Block, Vote};
+    use crate::types::{BlockHash, Round};
+
+    /// A step as it is stored now (a name, or null), or as it was (0 = nothing, 1..=3).
+    pub(super) fn step<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SignedStep>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Step {
+            Named(Option<SignedStep>),
+            Numbered(u8),
+        }
+        match Step::deserialize(d)? {
+            Step::Named(step) => Ok(step),
+            Step::Numbered(0) => Ok(None),
+            Step::Numbered(1) => Ok(Some(SignedStep::Proposal)),
+            Step::Numbered(2) => Ok(Some(SignedStep::Verification)),
+            Step::Numbered(3) => Ok(Some(SignedStep::Commit)),
+            Step::Numbered(n) => Err(serde::de::Error::custom(format!("no signed step {n}"))),
+        }
+    }
+
+    /// A lock by reference, or as it was stored with its whole block.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum LockRecordWire {
+        ByHash {
+            round: Round,
+            #[serde(rename = "blockHash")]
+            block_hash: BlockHash,
+            polka: Vec<Vote>,
+        },
+        WithBlock {
+            round: Round,
+            block: Box<Block>,
+            polka: Vec<Vote>,
+        },
+    }
+
+    impl From<LockRecordWire> for LockRecord {
+        fn from(wire: LockRecordWire) -> Self {
+            match wire {
+                LockRecordWire::ByHash {
+                    round,
+                    block_hash,
+                    polka,
+                } => Self {
+                    round,
+                    block_hash,
+                    polka,
+                },
+                LockRecordWire::WithBlock {
+                    round,
+                    block,
+                    polka,
+                } => Self {
+                    round,
+                    block_hash: block.hash(),
+                    polka,
+                },
+            }
+        }
     }
 }
 
@@ -112,4 +186,49 @@ impl LockRecord {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoteTarget {
     pub block_hash: Option<BlockHash>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Data directories written before the step became an enum and the lock a reference
+    /// still load: a node upgraded in place keeps its double-sign protection and its lock.
+    #[test]
+    fn sign_states_of_the_previous_format_still_load() {
+        let hash = "11".repeat(32);
+        let block = serde_json::json!({
+            "header": {
+                "version": 1, "height": 7, "round": 0, "prevHash": hash, "proposer": 1,
+                "timestampMs": 5, "txRoot": hash, "validatorSetHash": hash
+            },
+            "txs": [],
+            "commit": null
+        });
+        let old = serde_json::json!({
+            "height": 7, "round": 2, "step": 3, "block_hash": hash,
+            "verification": {"block_hash": hash}, "commit": {"block_hash": hash},
+            "locked": {"round": 2, "block": block.clone(), "polka": []}
+        });
+        let state: SignState = serde_json::from_value(old).expect("the previous format loads");
+        assert_eq!(state.step, Some(SignedStep::Commit));
+        let block: Block = serde_json::from_value(block).expect("a block");
+        assert_eq!(
+            state.locked.map(|l| (l.round, l.block_hash)),
+            Some((2, block.hash()))
+        );
+
+        let now = SignState {
+            height: 7,
+            round: 2,
+            step: Some(SignedStep::Verification),
+            ..SignState::default()
+        };
+        let json = serde_json::to_value(&now).expect("json");
+        assert_eq!(json["step"], "verification");
+        assert_eq!(
+            serde_json::from_value::<SignState>(json).expect("round trip"),
+            now
+        );
+    }
 }

@@ -430,7 +430,7 @@ fn n4f1_restart_never_signs_a_conflicting_vote() {
     // a nil vote at (1, 0) would conflict with the vote for the block, so none is signed.
     let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
     restarted
-        .restore(&[], persisted.clone())
+        .restore(&[], persisted.clone(), None)
         .expect("empty chain restores");
     restarted.handle(10, Input::Start);
     let out = restarted.handle(
@@ -679,7 +679,7 @@ fn n4f1_restarted_validator_sends_its_round_votes_again() {
     assert!(state.verification.is_some() && state.commit.is_some());
 
     let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
-    restarted.restore(&[], state).expect("restore");
+    restarted.restore(&[], state, None).expect("restore");
     let mut again = Vec::new();
     for o in restarted.handle(5000, Input::Start) {
         if let Output::Broadcast(m @ ConsensusMessage::Vote(_)) = o {
@@ -910,10 +910,19 @@ fn n4f1_restarted_validator_keeps_its_lock() {
     let p0 = proposal(&g, 1, 1, 0, genesis_hash, 5);
     let x = p0.block.hash();
     let mut state = SignState::default();
+    let mut locked_proposal = None;
     let mut feed = |r: &mut Replica, input: Input| {
         for o in r.handle(10, input) {
-            if let Output::PersistSignState(s) = o {
-                state = s;
+            match o {
+                Output::PersistSignState(s) => {
+                    // The locked block is stored first, once; the state refers to it.
+                    if s.locked.is_some() {
+                        assert!(locked_proposal.is_some(), "block stored before its lock");
+                    }
+                    state = s;
+                }
+                Output::PersistLockedProposal(p) => locked_proposal = Some(p),
+                _ => {}
             }
         }
     };
@@ -944,15 +953,35 @@ fn n4f1_restarted_validator_keeps_its_lock() {
     }
     assert_eq!(r.status().locked, Some((0, x)));
     assert_eq!(
-        state.locked.as_ref().map(|l| l.block_hash()),
+        state.locked.as_ref().map(|l| l.block_hash),
         Some(x),
         "the lock is durable with the commit vote"
     );
+    let kept = locked_proposal.expect("the locked proposal is persisted");
+    assert_eq!(kept.block.hash(), x);
+    let state_json = serde_json::to_string(&state).expect("json");
+    assert!(
+        !state_json.contains("txRoot"),
+        "the sign state refers to the block, it does not carry it: {state_json}"
+    );
 
     let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
-    restarted.restore(&[], state).expect("restore");
-    restarted.handle(20, Input::Start);
+    restarted.restore(&[], state, Some(kept)).expect("restore");
+    let started = restarted.handle(20, Input::Start);
     assert_eq!(restarted.status().locked, Some((0, x)));
+    // It holds the locked block again: a stuck round relays its proposal.
+    let rebroadcast = started
+        .iter()
+        .find_map(|o| match o {
+            Output::ScheduleTimer(t) if t.kind == TimerKind::Rebroadcast => Some(*t),
+            _ => None,
+        })
+        .expect("rebroadcast timer");
+    let relayed = restarted.handle(rebroadcast.deadline_ms, Input::Timeout(rebroadcast));
+    assert!(relayed.iter().any(|o| matches!(
+        o,
+        Output::Broadcast(ConsensusMessage::Proposal(p)) if p.block.hash() == x
+    )));
     // Two others are in round 1 (f + 1): follow them; round 1's fresh proposal Y gets nil.
     for voter in [2u16, 3] {
         let nr = NewRound::new_signed(&chain_id, &key(voter as usize), 1, 1, NodeId(voter));

@@ -7,8 +7,8 @@ use consensus_core::effect::{LockRecord, SignedStep, VoteTarget};
 use consensus_core::message::CommitSig;
 use consensus_core::sync::serve;
 use consensus_core::{
-    Block, BlockHeader, Certificate, Genesis, Hash32, NodeId, Replica, ReplicaConfig, SignState,
-    SyncRequest, SyncResponse, Transaction, TxKind, Vote, VoteKind,
+    Block, BlockHeader, Certificate, Genesis, Hash32, NodeId, Proposal, Replica, ReplicaConfig,
+    SignState, SyncRequest, SyncResponse, Transaction, TxKind, Vote, VoteKind,
 };
 use tinyweb_node::store::{LmdbOptions, LmdbStore, MemoryStore, PeerRecord, Store, StoreError};
 
@@ -270,10 +270,23 @@ fn locked_sign_state(
         new_round: false,
         locked: Some(LockRecord {
             round,
-            block: next.clone(),
+            block_hash: next.hash(),
             polka,
         }),
     }
+}
+
+/// The signed proposal of `next` in `round`: what the node keeps for its lock.
+fn proposal_of(state: &ChainState, next: &Block, round: u32) -> Proposal {
+    let proposer = state.proposer(round);
+    Proposal::new_signed(
+        &state.chain_id(),
+        &key(proposer.index()),
+        round,
+        next.clone(),
+        None,
+        proposer,
+    )
 }
 
 #[test]
@@ -288,12 +301,17 @@ fn lmdb_store_finds_everything_after_reopening() {
     let (mut state, blocks) = chain(4);
     let next = proposal_block(&state, vec![]);
     let signed = locked_sign_state(&state, &next, 5, 0, true);
+    let locked = proposal_of(&state, &next, 0);
     let evidence = serde_json::json!({"kind": "equivocation", "voter": 3});
     {
         let store = lmdb(dir.path());
         for block in &blocks {
             store.append_block(block).expect("append");
         }
+        assert_eq!(store.locked_proposal().expect("read"), None);
+        store
+            .save_locked_proposal(&locked)
+            .expect("save locked proposal");
         store.save_sign_state(&signed).expect("save sign state");
         store.put_evidence(&evidence).expect("put evidence");
     }
@@ -310,9 +328,10 @@ fn lmdb_store_finds_everything_after_reopening() {
     let restored = store.sign_state().expect("read").expect("a sign state");
     assert_eq!(restored, signed);
     assert_eq!(
-        restored.locked.map(|lock| lock.block_hash()),
+        restored.locked.map(|lock| lock.block_hash),
         Some(next.hash())
     );
+    assert_eq!(store.locked_proposal().expect("read"), Some(locked));
     assert_eq!(store.evidence().expect("evidence"), vec![evidence]);
     // And the chain goes on from where it was.
     store
@@ -401,6 +420,9 @@ fn a_replica_restores_from_the_stored_chain_and_sign_state() {
         for block in &blocks {
             store.append_block(block).expect("append");
         }
+        store
+            .save_locked_proposal(&proposal_of(&state, &next, 1))
+            .expect("save locked proposal");
         store.save_sign_state(&signed).expect("save sign state");
     }
 
@@ -414,6 +436,7 @@ fn a_replica_restores_from_the_stored_chain_and_sign_state() {
                 .sign_state()
                 .expect("read sign state")
                 .unwrap_or_default(),
+            store.locked_proposal().expect("read locked proposal"),
         )
         .expect("the stored chain re-validates");
     assert_eq!(replica.height(), 6);
@@ -421,4 +444,9 @@ fn a_replica_restores_from_the_stored_chain_and_sign_state() {
     assert_eq!(replica.id(), Some(NodeId(1)));
     assert_eq!(replica.round(), 1, "resumes in the round it last signed in");
     assert_eq!(replica.sign_state(), signed);
+    assert_eq!(
+        replica.status().locked,
+        Some((1, next.hash())),
+        "the lock is back, by hash, with its block"
+    );
 }

@@ -226,7 +226,15 @@ impl Replica {
             return;
         }
         if self.proposals.len() >= ROUNDS_KEPT_MAX * PROPOSALS_PER_ROUND_MAX {
-            let lowest = self.proposals.keys().next().copied();
+            // Never the lock's or the valid value's proposal: they are what this node
+            // re-proposes and relays.
+            let lock_round = self.locked.as_ref().map(|l| l.round);
+            let valid_round = self.valid.as_ref().map(|(r, _)| *r);
+            let lowest = self
+                .proposals
+                .keys()
+                .find(|r| Some(**r) != lock_round && Some(**r) != valid_round)
+                .copied();
             if let Some(r) = lowest.filter(|r| *r < self.round) {
                 self.proposals.remove(&r);
             } else {

@@ -247,8 +247,14 @@ impl Replica {
     }
 
     /// Restart from durable state: the committed blocks after genesis (each re-validated
-    /// with its certificate, so a corrupted store is caught here) and the last-signed state.
-    pub fn restore(&mut self, blocks: &[Block], sign_state: SignState) -> Result<(), SyncError> {
+    /// with its certificate, so a corrupted store is caught here), the last-signed state, and
+    /// the proposal of the locked block ([`Output::PersistLockedProposal`]), if any.
+    pub fn restore(
+        &mut self,
+        blocks: &[Block],
+        sign_state: SignState,
+        locked_proposal: Option<Proposal>,
+    ) -> Result<(), SyncError> {
         for block in blocks {
             self.chain
                 .verify_certified_block(block)
@@ -265,7 +271,8 @@ impl Replica {
         // Resume in the round we had entered, never below it, and keep the lock: a
         // validator that forgot its lock could verification-vote another block in a later
         // round and help fork a block it commit-voted for.
-        if sign_state.height == self.chain.height() + 1 {
+        let height = self.chain.height() + 1;
+        if sign_state.height == height {
             self.round = sign_state.round;
             if let Some(lock) = sign_state.locked {
                 for vote in &lock.polka {
@@ -273,7 +280,21 @@ impl Replica {
                 }
                 self.votes.pin_lock(lock.round);
                 self.votes.pin_valid(lock.round);
-                self.valid = Some((lock.round, lock.block.clone()));
+                // Without the block (a store that lost it) the lock still holds by hash:
+                // safety needs only that; this node just cannot re-propose the block.
+                let proposal = locked_proposal.filter(|p| {
+                    p.height == height && p.round == lock.round && p.block.hash() == lock.block_hash
+                });
+                if let Some(proposal) = proposal {
+                    let validity = self
+                        .chain
+                        .validate_proposal_block(&proposal.block, |_| false);
+                    if validity.is_ok() {
+                        self.valid = Some((lock.round, proposal.block.clone()));
+                    }
+                    self.proposals
+                        .insert(lock.round, ReceivedProposal { proposal, validity });
+                }
                 self.locked = Some(lock);
             }
         }
@@ -332,7 +353,7 @@ impl Replica {
             n: self.chain.n(),
             quorum: self.chain.quorum(),
             f: self.chain.max_faulty(),
-            locked: self.locked.as_ref().map(|l| (l.round, l.block_hash())),
+            locked: self.locked.as_ref().map(|l| (l.round, l.block_hash)),
             delinquent: self.health.delinquent().iter().collect(),
             peer_failures: self
                 .chain

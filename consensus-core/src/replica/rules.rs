@@ -63,7 +63,8 @@ impl Replica {
         }
     }
 
-    /// A block with `hash` that this node validated (a valid proposal, or its lock).
+    /// A block with `hash` that this node validated (a valid proposal, or its valid value;
+    /// the lock's proposal is among the proposals, kept however many rounds pass).
     pub(super) fn block_with_hash(&self, hash: &BlockHash) -> Option<Block> {
         self.proposals
             .values()
@@ -72,11 +73,8 @@ impl Replica {
             .or_else(|| {
                 self.valid
                     .as_ref()
-                    .map(|(_, b)| b)
-                    .into_iter()
-                    .chain(self.locked.as_ref().map(|l| &l.block))
-                    .find(|b| b.hash() == *hash)
-                    .cloned()
+                    .filter(|(_, b)| b.hash() == *hash)
+                    .map(|(_, b)| b.clone())
             })
     }
 
@@ -201,7 +199,7 @@ impl Replica {
             None => {
                 let unlocked_or_same = match &self.locked {
                     None => true,
-                    Some(lock) => lock.block_hash() == hash,
+                    Some(lock) => lock.block_hash == hash,
                 };
                 let timely = ts > self.chain.last_timestamp_ms()
                     && ts >= self.now_ms.saturating_sub(BLOCK_TIME_BEHIND_MS_MAX);
@@ -218,7 +216,7 @@ impl Replica {
                 }
                 let may = match &self.locked {
                     None => true,
-                    Some(lock) => lock.round <= vr || lock.block_hash() == hash,
+                    Some(lock) => lock.round <= vr || lock.block_hash == hash,
                 };
                 (valid && may).then_some(hash)
             }
@@ -252,6 +250,7 @@ impl Replica {
         if rp.validity.is_err() {
             return;
         }
+        let proposal = rp.proposal.clone();
         let block = rp.proposal.block.clone();
         let hash = block.hash();
         if !self
@@ -262,11 +261,13 @@ impl Replica {
         }
         self.flags(round).lock_rule = true;
         if self.step == Step::Verification {
-            // Set before the commit vote is signed: the lock is persisted with it.
+            // Set before the commit vote is signed: the lock is persisted with it, and the
+            // locked block (with its proposal) once, before that.
+            out.push(Output::PersistLockedProposal(proposal));
             self.votes.pin_lock(round);
             self.locked = Some(LockRecord {
                 round,
-                block: block.clone(),
+                block_hash: hash,
                 polka: self
                     .votes
                     .votes_for(round, VoteKind::Verification, Some(hash)),

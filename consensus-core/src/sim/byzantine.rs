@@ -324,7 +324,10 @@ impl Coalition {
                     to: peer,
                     payload: Payload::SyncRequest(request),
                 }),
-                Output::PersistSignState(_) | Output::Event(_) | Output::ForkProof(_) => {}
+                Output::PersistSignState(_)
+                | Output::PersistLockedProposal(_)
+                | Output::Event(_)
+                | Output::ForkProof(_) => {}
             }
         }
     }

@@ -27,7 +27,7 @@ use crate::crypto::Keypair;
 use crate::effect::SignState;
 use crate::event::Event;
 use crate::input::Input;
-use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Transaction, TxKind};
+use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Proposal, Transaction, TxKind};
 use crate::sync::{self, BlockStore, MemoryChain};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round, TxHash};
@@ -152,6 +152,8 @@ struct HonestNode {
     chain: MemoryChain,
     /// Durable: survives crashes.
     sign_state: SignState,
+    /// Durable: the proposal of the block the node locked on last.
+    locked_proposal: Option<Proposal>,
     /// Durable: fork proofs the node found, fed back after a restart (bounded: a halted
     /// node finds no more).
     fork_proofs: Vec<ForkProof>,
@@ -256,6 +258,7 @@ impl Simulation {
                 chain: MemoryChain::new(genesis.block()),
                 sign_state: SignState::default(),
                 fork_proofs: Vec::new(),
+                locked_proposal: None,
                 incarnation: 0,
                 torn_crash: false,
             })
@@ -579,6 +582,7 @@ impl Simulation {
         let n = self.n() as u16;
         match out {
             Output::PersistSignState(s) => self.honest[id.index()].sign_state = s,
+            Output::PersistLockedProposal(p) => self.honest[id.index()].locked_proposal = Some(p),
             Output::Broadcast(m) => {
                 self.checker.on_sent(self.now_ms, id, &m);
                 let m = std::sync::Arc::new(m);
@@ -803,7 +807,11 @@ impl Simulation {
             seed,
         );
         let restored = replica
-            .restore(node.chain.committed(), node.sign_state.clone())
+            .restore(
+                node.chain.committed(),
+                node.sign_state.clone(),
+                node.locked_proposal.clone(),
+            )
             .map_err(|e| e.to_string());
         self.checker.on_restart(
             self.now_ms,

@@ -170,6 +170,10 @@ impl Trace {
                 t.u8(8);
                 t.json(proof);
             }
+            Output::PersistLockedProposal(p) => {
+                t.u8(9);
+                t.msg(&ConsensusMessage::Proposal(p.clone()));
+            }
         }
     }
 }

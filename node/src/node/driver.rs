@@ -77,8 +77,12 @@ impl Driver {
             shared.key.clone(),
             rand::random(),
         );
+        let locked_proposal = shared
+            .store
+            .locked_proposal()
+            .context("cannot read the locked proposal")?;
         replica
-            .restore(&blocks, sign_state)
+            .restore(&blocks, sign_state, locked_proposal)
             .context("the stored chain does not validate")?;
         let mut tx_heights = HashMap::new();
         for block in &blocks {
@@ -162,6 +166,9 @@ impl Driver {
         for output in outputs {
             match output {
                 Output::PersistSignState(state) => self.shared.store.save_sign_state(&state)?,
+                Output::PersistLockedProposal(proposal) => {
+                    self.shared.store.save_locked_proposal(&proposal)?
+                }
                 Output::Commit(block) => self.commit(block)?,
                 Output::Broadcast(message) => {
                     let to: Vec<NodeId> = self.peers().collect();

@@ -4,7 +4,7 @@
 //! |----------|-----------------------|----------------------------------------------|
 //! | `blocks` | height (u64 BE)       | JSON `{hash, block}` (block with its certificate) |
 //! | `hashes` | block hash (32 bytes) | height (u64 BE)                              |
-//! | `meta`   | name                  | JSON: `format`, `tip`, `sign_state`, `peers` |
+//! | `meta`   | name                  | JSON: `format`, `tip`, `sign_state`, `locked_proposal`, `peers` |
 //! | `evidence` | sequence (u64 BE)   | JSON value                                   |
 //!
 //! Durability: the environment is opened with no flags at all, so every write transaction's
@@ -18,7 +18,7 @@ use std::io;
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
 
-use consensus_core::{Block, BlockHash, Height, SignState};
+use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, U64};
 use heed::{Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
@@ -37,6 +37,7 @@ const MAP_SIZE_ALIGN: usize = 64 * 1024;
 const META_FORMAT: &str = "format";
 const META_TIP: &str = "tip";
 const META_SIGN_STATE: &str = "sign_state";
+const META_LOCKED_PROPOSAL: &str = "locked_proposal";
 const META_PEERS: &str = "peers";
 
 type HeightKey = U64<BigEndian>;
@@ -402,6 +403,22 @@ impl Store for LmdbStore {
     fn sign_state(&self) -> Result<Option<SignState>, StoreError> {
         let rtxn = self.env.read_txn()?;
         self.read_sign_state(&rtxn)
+    }
+
+    fn save_locked_proposal(&self, proposal: &Proposal) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.meta
+            .put(&mut wtxn, META_LOCKED_PROPOSAL, &encode(proposal)?)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    fn locked_proposal(&self) -> Result<Option<Proposal>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        self.meta
+            .get(&rtxn, META_LOCKED_PROPOSAL)?
+            .map(|bytes| decode("locked proposal", bytes))
+            .transpose()
     }
 
     fn put_evidence(&self, evidence: &serde_json::Value) -> Result<bool, StoreError> {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use consensus_core::{Block, BlockHash, Height, SignState};
+use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
 
 use super::{check_append, check_sign_state, PeerRecord, Store, StoreError};
 
@@ -14,6 +14,7 @@ struct Inner {
     index: HashMap<BlockHash, Height>,
     tip_hash: BlockHash,
     sign_state: Option<SignState>,
+    locked_proposal: Option<Proposal>,
     evidence: Vec<serde_json::Value>,
     peers: Vec<PeerRecord>,
 }
@@ -34,6 +35,7 @@ impl MemoryStore {
                 index: HashMap::from([(hash, 0)]),
                 tip_hash: hash,
                 sign_state: None,
+                locked_proposal: None,
                 evidence: Vec::new(),
                 peers: Vec::new(),
             }),
@@ -95,6 +97,15 @@ impl Store for MemoryStore {
 
     fn sign_state(&self) -> Result<Option<SignState>, StoreError> {
         Ok(self.read().sign_state.clone())
+    }
+
+    fn save_locked_proposal(&self, proposal: &Proposal) -> Result<(), StoreError> {
+        self.write().locked_proposal = Some(proposal.clone());
+        Ok(())
+    }
+
+    fn locked_proposal(&self) -> Result<Option<Proposal>, StoreError> {
+        Ok(self.read().locked_proposal.clone())
     }
 
     fn put_evidence(&self, evidence: &serde_json::Value) -> Result<bool, StoreError> {
