@@ -55,6 +55,7 @@ pub enum MembershipOp {
     Suspend(PublicKey),
     Readmit(PublicKey),
     Approve(JoinRequest),
+    Remove(PublicKey),
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +82,7 @@ pub fn parse_membership(tx: &Transaction) -> Result<Option<MembershipOp>, TxErro
         TxKind::Message | TxKind::Evidence => Ok(None),
         TxKind::SuspendNode => Ok(Some(MembershipOp::Suspend(key()?))),
         TxKind::ReadmitNode => Ok(Some(MembershipOp::Readmit(key()?))),
+        TxKind::RemoveNode => Ok(Some(MembershipOp::Remove(key()?))),
         TxKind::ApproveNode => {
             let req: JoinRequest =
                 serde_json::from_slice(&tx.payload).map_err(|e| malformed(&e.to_string()))?;
@@ -108,9 +110,11 @@ pub struct ChainState {
     last_proposer: NodeId,
     /// Every validator the chain admitted (genesis, then joins), in id order.
     validators: Vec<Validator>,
-    /// The first height each validator counts at (genesis validators: 1), so the set of any
-    /// past height can be rebuilt: a fork proof may be about an old height.
+    /// The first height each validator counts at (genesis validators: 1), and the first it
+    /// no longer counts at once removed, so the set of any past height can be rebuilt: a
+    /// fork proof may be about an old height.
     joined_at: Vec<Height>,
+    left_at: Vec<Option<Height>>,
     /// The hash of every committed height, genesis first: a certified block met in sync
     /// that differs from ours at its height is a fork proof. 32 bytes per height.
     hashes: Vec<BlockHash>,
@@ -148,8 +152,10 @@ impl ChainState {
             })
             .collect();
         let joined_at = vec![1; validators.len()];
+        let left_at = vec![None; validators.len()];
         let mut s = Self {
             joined_at,
+            left_at,
             hashes: vec![block.hash()],
             chain_id: block.hash(),
             height: 0,
@@ -166,8 +172,20 @@ impl ChainState {
             used_invitations: BTreeSet::new(),
             last_join_ms: BTreeMap::new(),
         };
-        s.validator_set_hash = Genesis::validator_set_hash(&s.validators);
+        s.validator_set_hash = s.compute_validator_set_hash(1);
         s
+    }
+
+    /// Hash of the validators registered at `height` (removed ones left out), in id order.
+    fn compute_validator_set_hash(&self, height: Height) -> Hash32 {
+        let registered = self.registered_at(height);
+        let validators: Vec<Validator> = self
+            .validators
+            .iter()
+            .filter(|v| registered.contains(v.id))
+            .cloned()
+            .collect();
+        Genesis::validator_set_hash(&validators)
     }
 
     pub fn chain_id(&self) -> Hash32 {
@@ -199,19 +217,29 @@ impl ChainState {
             .map(|v| v.id)
     }
     /// The registered validators of the next height (the one being decided): the set every
-    /// quorum and certificate counts over.
+    /// quorum and certificate counts over. Removed validators are not in it.
     pub fn registered(&self) -> NodeSet {
-        NodeSet::first_n(self.validators.len())
+        self.registered_at(self.height + 1)
     }
     pub fn is_registered(&self, id: NodeId) -> bool {
-        id.index() < self.validators.len()
+        self.registered().contains(id)
+    }
+    /// Removed for good (`remove_node`): they keep their id, but count nowhere.
+    pub fn removed(&self) -> NodeSet {
+        self.left_at
+            .iter()
+            .enumerate()
+            .filter(|(_, left)| left.is_some_and(|h| h <= self.height + 1))
+            .map(|(i, _)| NodeId(i as u16))
+            .collect()
     }
     /// The registered validators of `height` (any committed height, or the next one).
     pub fn registered_at(&self, height: Height) -> NodeSet {
         self.joined_at
             .iter()
+            .zip(&self.left_at)
             .enumerate()
-            .filter(|(_, from)| **from <= height)
+            .filter(|(_, (from, left))| **from <= height && left.is_none_or(|l| height < l))
             .map(|(i, _)| NodeId(i as u16))
             .collect()
     }
@@ -242,7 +270,7 @@ impl ChainState {
     }
     /// N: registered validators of the next height.
     pub fn n(&self) -> usize {
-        self.validators.len()
+        self.registered().len()
     }
     pub fn quorum(&self) -> usize {
         quorum(self.n())
@@ -288,9 +316,9 @@ impl ChainState {
         }
         if tx.kind.is_membership() {
             // Any registered validator may ask (a suspended one for its own readmission,
-            // say), but not one convicted of equivocation.
+            // say), but not one convicted of equivocation or removed.
             let signer = self.id_of(&tx.sender);
-            if signer.is_none_or(|id| self.convicted.contains(id)) {
+            if !signer.is_some_and(|id| self.is_registered(id) && !self.convicted.contains(id)) {
                 return Err(TxError::NotAValidator { kind: tx.kind });
             }
             if tx.kind == TxKind::Evidence {
@@ -323,12 +351,30 @@ impl ChainState {
         }
         // Not suspended, not convicted: those are exactly the validators whose judgement
         // the chain has stopped relying on.
+        let trusted = self.vouchers();
         let inviter = self
             .id_of(&inv.inviter)
-            .filter(|id| !self.suspended.contains(*id) && !self.convicted.contains(*id))
+            .filter(|id| trusted.contains(*id))
             .ok_or(JoinRefusal::InviterNotActive)?;
+        if inv.cosigners.len() >= VALIDATORS_MAX {
+            return Err(JoinRefusal::TooManyCosigners);
+        }
         inv.verify()
             .map_err(|_| JoinRefusal::BadInvitationSignature)?;
+        // F+1 distinct trusted validators, so at least one honest member vouched: the same
+        // fault budget every quorum relies on.
+        let vouchers: NodeSet = inv
+            .vouchers()
+            .filter_map(|key| self.id_of(&key))
+            .filter(|id| trusted.contains(*id))
+            .collect();
+        let needed = self.max_faulty() + 1;
+        if vouchers.len() < needed {
+            return Err(JoinRefusal::TooFewVouchers {
+                vouchers: vouchers.len(),
+                needed,
+            });
+        }
         if now_ms > inv.expires_ms {
             return Err(JoinRefusal::Expired {
                 expires_ms: inv.expires_ms,
@@ -589,7 +635,9 @@ impl ChainState {
                         first_height: height,
                     });
                     req.requesters.insert(requester);
-                    let counted = NodeSet(req.requesters.0 & !self.convicted.0);
+                    let counted = NodeSet(
+                        req.requesters.0 & !self.convicted.0 & self.registered_at(height).0,
+                    );
                     if counted.len() >= q {
                         self.requests.remove(&op);
                         // Each approval was valid when included, but the state may have moved
@@ -663,6 +711,24 @@ impl ChainState {
                     }
                 }
             }
+            // Removal shrinks n and q from the next height: the operators' act for a member
+            // gone for good (a suspended one still counts toward n, and enough of them would
+            // leave no quorum). Never the last validator.
+            MembershipOp::Remove(key) => {
+                if let Some(id) = self.id_of(&key) {
+                    let next = height + 1;
+                    let registered = self.registered_at(next);
+                    if registered.contains(id) && registered.len() > 1 {
+                        self.left_at[id.index()] = Some(next);
+                        suspended.remove(id);
+                        self.validator_set_hash = self.compute_validator_set_hash(next);
+                        events.push(Event::ValidatorRemoved {
+                            node: id,
+                            from_height: next,
+                        });
+                    }
+                }
+            }
             MembershipOp::Approve(req) => {
                 if self.id_of(&req.public_key).is_none() && self.validators.len() < VALIDATORS_MAX {
                     let id = NodeId(self.validators.len() as u16);
@@ -679,7 +745,8 @@ impl ChainState {
                         address: req.address,
                     });
                     self.joined_at.push(height + 1);
-                    self.validator_set_hash = Genesis::validator_set_hash(&self.validators);
+                    self.left_at.push(None);
+                    self.validator_set_hash = self.compute_validator_set_hash(height + 1);
                     events.push(Event::ValidatorJoined {
                         node: id,
                         from_height: height + 1,
@@ -1009,6 +1076,72 @@ mod tests {
         ));
     }
 
+    /// A family member gone for good: while it is only suspended it still counts toward n,
+    /// and enough such members would leave no quorum. Removal (a quorum of operators'
+    /// requests) takes it out of n and q from the next height.
+    #[test]
+    fn n4_a_quorum_of_remove_requests_shrinks_n_and_q_from_the_next_height() {
+        let g = genesis(4);
+        let mut s = ChainState::genesis(&g);
+        let before = s.validator_set_hash();
+        let txs = [0, 1, 2]
+            .iter()
+            .map(|i| request(&s, *i, TxKind::RemoveNode, 3, 500))
+            .collect();
+        let b1 = certified(&s, txs, &[0, 1, 2]);
+        let events = commit(&mut s, b1);
+        assert_eq!(
+            events,
+            vec![Event::ValidatorRemoved {
+                node: NodeId(3),
+                from_height: 2
+            }]
+        );
+        assert_eq!((s.n(), s.quorum(), s.max_faulty()), (3, 3, 0));
+        assert!(!s.is_registered(NodeId(3)) && s.removed().contains(NodeId(3)));
+        assert!(!s.rotation().contains(NodeId(3)));
+        assert_ne!(
+            s.validator_set_hash(),
+            before,
+            "blocks name the smaller set"
+        );
+        // Its signature counts no more, its requests neither.
+        assert!(matches!(
+            s.verify_certified_block(&certified(&s, vec![], &[0, 1, 3])),
+            Err(BlockError::CertificateShort {
+                valid: 2,
+                quorum: 3
+            })
+        ));
+        assert_eq!(
+            s.validate_tx(&request(&s, 3, TxKind::SuspendNode, 0, 1_500), 1_500, false),
+            Err(TxError::NotAValidator {
+                kind: TxKind::SuspendNode
+            })
+        );
+        // The set of height 1 still had it: a certificate from then still verifies.
+        assert_eq!(s.registered_at(1).len(), 4);
+        // Down to one validator, never to none.
+        for target in [2, 1] {
+            let signers: Vec<usize> = (0..=target).collect();
+            let txs = signers
+                .iter()
+                .map(|i| request(&s, *i, TxKind::RemoveNode, target, 2_000))
+                .collect();
+            let block = certified_at(&s, txs, &signers, 4_000 - target as u64);
+            commit(&mut s, block);
+        }
+        assert_eq!(s.n(), 1);
+        let last = certified_at(
+            &s,
+            vec![request(&s, 0, TxKind::RemoveNode, 0, 4_000)],
+            &[0],
+            5_000,
+        );
+        commit(&mut s, last);
+        assert_eq!(s.n(), 1, "the last validator stays");
+    }
+
     #[test]
     fn membership_requests_from_non_validators_are_invalid() {
         let g = genesis(4);
@@ -1184,6 +1317,8 @@ mod tests {
 
     /// Validator `inviter`'s invitation (nonce `nonce`, valid until `expires_ms`) for the
     /// node with key `joiner`.
+    /// A join of `joiner` invited by `inviter` and cosigned by as many of the other
+    /// validators (lowest ids first) as the chain needs (f + 1 vouchers in all).
     fn join_request(
         state: &ChainState,
         inviter: usize,
@@ -1191,11 +1326,79 @@ mod tests {
         expires_ms: u64,
         joiner: usize,
     ) -> JoinRequest {
+        let mut invitation = Invitation::new(state.chain_id(), &key(inviter), expires_ms, nonce);
+        for cosigner in (0..state.n())
+            .filter(|i| *i != inviter)
+            .take(state.max_faulty())
+        {
+            invitation.cosign(&key(cosigner));
+        }
         JoinRequest {
             public_key: key(joiner).public(),
             address: format!("127.0.0.1:{}", 9000 + joiner),
-            invitation: Invitation::new(state.chain_id(), &key(inviter), expires_ms, nonce),
+            invitation,
         }
+    }
+
+    #[test]
+    fn a_join_needs_f_plus_one_members_in_good_standing_to_vouch() {
+        let mut s = ChainState::genesis(&genesis(4));
+        let alone = JoinRequest {
+            public_key: key(7).public(),
+            address: "127.0.0.1:9007".into(),
+            invitation: Invitation::new(s.chain_id(), &key(0), HOUR, 1),
+        };
+        assert_eq!(
+            join_refusal(&s, &alone, 500),
+            Err(TxError::Join(JoinRefusal::TooFewVouchers {
+                vouchers: 1,
+                needed: 2
+            })),
+            "f = 1: one member alone may be the Byzantine one"
+        );
+        let mut twice = alone.clone();
+        twice
+            .invitation
+            .cosigners
+            .push(crate::message::Cosignature {
+                signer: key(0).public(),
+                signature: twice.invitation.signature,
+            });
+        assert!(
+            matches!(
+                join_refusal(&s, &twice, 500),
+                Err(TxError::Join(JoinRefusal::TooFewVouchers {
+                    vouchers: 1,
+                    ..
+                }))
+            ),
+            "the same member twice is one voucher"
+        );
+        // A suspended member's cosignature does not count; a member in good standing's does.
+        let suspend = (0..3)
+            .map(|i| request(&s, i, TxKind::SuspendNode, 3, 500))
+            .collect();
+        let b1 = certified(&s, suspend, &[0, 1, 2]);
+        commit(&mut s, b1);
+        let mut by_suspended = alone.clone();
+        by_suspended.invitation.cosign(&key(3));
+        assert!(matches!(
+            join_refusal(&s, &by_suspended, 1_500),
+            Err(TxError::Join(JoinRefusal::TooFewVouchers {
+                vouchers: 1,
+                ..
+            }))
+        ));
+        let mut cosigned = alone.clone();
+        cosigned.invitation.cosign(&key(1));
+        assert_eq!(join_refusal(&s, &cosigned, 1_500), Ok(()));
+        // A forged cosignature spoils the invitation.
+        let mut forged = cosigned;
+        forged.invitation.cosigners[0].signature = forged.invitation.signature;
+        assert_eq!(
+            join_refusal(&s, &forged, 1_500),
+            Err(TxError::Join(JoinRefusal::BadInvitationSignature))
+        );
     }
 
     fn approve(from: usize, join: &JoinRequest, ts: u64) -> Transaction {

@@ -138,8 +138,17 @@ pub enum TxError {
 pub enum JoinRefusal {
     #[error("the invitation is for chain {invitation_chain}, not this one")]
     WrongChain { invitation_chain: Hash32 },
-    #[error("the inviter is not an active validator")]
+    #[error(
+        "the inviter is not a validator in good standing (registered, not suspended or convicted)"
+    )]
     InviterNotActive,
+    #[error(
+        "{vouchers} member(s) in good standing vouch for the invitation; the chain needs {needed} \
+         (f + 1: at least one honest member): have more members cosign it (`tinyweb invite --cosign`)"
+    )]
+    TooFewVouchers { vouchers: usize, needed: usize },
+    #[error("the invitation carries more cosignatures than there can be validators")]
+    TooManyCosigners,
     #[error("the invitation's signature does not verify")]
     BadInvitationSignature,
     #[error("the invitation expired at {expires_ms}, block time is {now_ms}")]

@@ -104,6 +104,12 @@ pub enum Event {
         node: NodeId,
         from_height: Height,
     },
+    /// `node` was removed for good by a quorum of operators' requests: from `from_height` it
+    /// counts nowhere (n and q shrink).
+    ValidatorRemoved {
+        node: NodeId,
+        from_height: Height,
+    },
     /// `node`'s proposer turns failed too often in a row: it sits out the rotation (and
     /// still votes) from `from_height` until `until_height` (DESIGN §3).
     ValidatorBenched {

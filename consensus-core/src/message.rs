@@ -194,7 +194,7 @@ impl Block {
 }
 
 /// What a transaction asks for. The membership kinds are per-validator signed requests that
-/// take effect once a quorum of distinct active validators' requests are committed.
+/// take effect once a quorum of distinct registered validators' requests are committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TxKind {
@@ -202,21 +202,25 @@ pub enum TxKind {
     Message,
     /// Add a new validator (payload: [`JoinRequest`] as JSON).
     ApproveNode,
-    /// Suspend a validator from the active set (payload: its 32-byte public key).
+    /// Take a validator out of the proposer rotation (payload: its 32-byte public key).
     SuspendNode,
     /// Bring a suspended validator back (payload: its 32-byte public key).
     ReadmitNode,
     /// Proof of equivocation (payload: [`EquivocationEvidence`] as JSON).
     Evidence,
+    /// Remove a validator for good: it no longer counts toward n and q (payload: its 32-byte
+    /// public key). An operator's act (`tinyweb remove`), never automatic.
+    RemoveNode,
 }
 
 impl TxKind {
-    pub const ALL: [TxKind; 5] = [
+    pub const ALL: [TxKind; 6] = [
         TxKind::Message,
         TxKind::ApproveNode,
         TxKind::SuspendNode,
         TxKind::ReadmitNode,
         TxKind::Evidence,
+        TxKind::RemoveNode,
     ];
     pub fn code(self) -> u8 {
         match self {
@@ -225,6 +229,7 @@ impl TxKind {
             TxKind::SuspendNode => 2,
             TxKind::ReadmitNode => 3,
             TxKind::Evidence => 4,
+            TxKind::RemoveNode => 5,
         }
     }
     pub fn is_membership(self) -> bool {
@@ -333,11 +338,12 @@ impl Transaction {
     }
 }
 
-/// A member's signed promise that whoever holds it may ask to join this chain, once, until
-/// `expires_ms`. The chain admits at most one validator per (inviter, nonce), and only from an
-/// active inviter within its rate limit ([`crate::chain::ChainState::check_join`]): without
-/// that, one invitation could register any number of (possibly unreachable) validators and
-/// halt the chain.
+/// Members' signed promise that whoever holds it may ask to join this chain, once, until
+/// `expires_ms`. The chain admits a joiner only if F+1 distinct validators it trusts vouch
+/// for the invitation (the inviter and its cosigners), so at least one honest member did;
+/// otherwise F Byzantine members, each inviting keys of their own, could grow their share past
+/// a third. It also admits at most one validator per (inviter, nonce), within the inviter's
+/// rate limit ([`crate::chain::ChainState::check_join`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invitation {
@@ -346,6 +352,18 @@ pub struct Invitation {
     pub expires_ms: u64,
     pub nonce: u64,
     /// By `inviter`, over [`Invitation::signing_bytes`].
+    pub signature: Signature,
+    /// Further members vouching for the same invitation (`tinyweb invite --cosign`), each
+    /// signing the same bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosigners: Vec<Cosignature>,
+}
+
+/// One more member's signature over an invitation's signing bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cosignature {
+    pub signer: PublicKey,
     pub signature: Signature,
 }
 
@@ -370,13 +388,38 @@ impl Invitation {
             expires_ms,
             nonce,
             signature,
+            cosigners: Vec::new(),
         }
     }
 
-    /// The inviter's signature only; whether the inviter may invite is the chain's call.
+    fn own_signing_bytes(&self) -> SigningBytes {
+        Self::signing_bytes(&self.chain_id, &self.inviter, self.expires_ms, self.nonce)
+    }
+
+    /// Adds `key`'s signature as a voucher; returns false if it already vouches.
+    pub fn cosign(&mut self, key: &Keypair) -> bool {
+        let signer = key.public();
+        if self.vouchers().any(|v| v == signer) {
+            return false;
+        }
+        let signature = key.sign(&self.own_signing_bytes());
+        self.cosigners.push(Cosignature { signer, signature });
+        true
+    }
+
+    /// The keys vouching for this invitation: the inviter first, then the cosigners.
+    pub fn vouchers(&self) -> impl Iterator<Item = PublicKey> + '_ {
+        std::iter::once(self.inviter).chain(self.cosigners.iter().map(|c| c.signer))
+    }
+
+    /// Every voucher's signature; whether they may vouch is the chain's call.
     pub fn verify(&self) -> Result<(), CryptoError> {
-        let bytes = Self::signing_bytes(&self.chain_id, &self.inviter, self.expires_ms, self.nonce);
-        crypto::verify(&self.inviter, &bytes, &self.signature)
+        let bytes = self.own_signing_bytes();
+        crypto::verify(&self.inviter, &bytes, &self.signature)?;
+        for c in &self.cosigners {
+            crypto::verify(&c.signer, &bytes, &c.signature)?;
+        }
+        Ok(())
     }
 }
 

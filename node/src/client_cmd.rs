@@ -92,6 +92,7 @@ pub(crate) struct NodeStatus {
 #[serde(default)]
 pub(crate) struct PeerStatus {
     pub id: u64,
+    pub public_key: String,
     pub address: String,
     pub failures: u64,
     pub delinquent: bool,

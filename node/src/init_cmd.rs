@@ -334,7 +334,34 @@ fn init_joining(args: &InitArgs, url: &str, invitation: &Path) -> anyhow::Result
     );
     println!("public key: {}", written.public_key_hex);
     println!("start it with: tinyweb run --config {d}/{CONFIG_FILE}");
+    warn_if_too_few_vouchers(url, &file.invitation);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The chain admits a joiner only if f + 1 members vouch for its invitation. Asks the member
+/// at `url` for its n and f (best effort: setup works offline) and says so now rather than
+/// after the node has been started and refused.
+fn warn_if_too_few_vouchers(url: &str, invitation: &tinyweb_node::node::join::Invitation) {
+    use crate::client_cmd;
+    let base = client_cmd::base_url(url);
+    let status = client_cmd::runtime().ok().and_then(|rt| {
+        rt.block_on(async {
+            let client =
+                client_cmd::http_client_with_timeout(std::time::Duration::from_secs(2)).ok()?;
+            client_cmd::get_status(&client, &base).await.ok()
+        })
+    });
+    let Some(status) = status else { return };
+    let (vouchers, needed) = (invitation.vouchers().count(), status.f as usize + 1);
+    if vouchers < needed {
+        eprintln!(
+            "warning: {vouchers} member(s) vouch for this invitation; this chain (n = {}) needs \
+             {needed}: ask {} more member(s) to run `tinyweb invite --cosign FILE` on it and \
+             init again with the result (--force keeps this node's key)",
+            status.n,
+            needed - vouchers
+        );
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 mod client_cmd;
 mod cluster_cmd;
 mod init_cmd;
+mod member_cmd;
 mod run_cmd;
 mod sim_cmd;
 
@@ -30,8 +31,11 @@ enum Command {
     Sim(sim_cmd::SimArgs),
     /// Run one node in the foreground until Ctrl-C or SIGTERM.
     Run(run_cmd::RunArgs),
-    /// Print an invitation a new node uses to join (`tinyweb init --join URL --invitation FILE`).
-    Invite(run_cmd::InviteArgs),
+    /// Print an invitation a new node uses to join (`tinyweb init --join URL --invitation
+    /// FILE`), or cosign one another member printed (`--cosign FILE`).
+    Invite(member_cmd::InviteArgs),
+    /// Ask, from this member, to remove a validator for good (takes q members' requests).
+    Remove(member_cmd::RemoveArgs),
     /// Set up a node directory: key, genesis and config (first use).
     Init(init_cmd::InitArgs),
     /// Start N local nodes as child processes and watch them until Ctrl-C.
@@ -47,7 +51,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
-        Command::Invite(args) => run_cmd::invite(args),
+        Command::Invite(args) => member_cmd::invite(args),
+        Command::Remove(args) => member_cmd::remove(args),
         Command::Init(args) => init_cmd::run(args),
         Command::Cluster(args) => cluster_cmd::run(args),
         Command::Submit(args) => client_cmd::submit(args),

@@ -160,6 +160,37 @@ async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
     std::fs::write(&invitation, &invite.stdout).expect("write");
     let dir = cluster.root.path().join("node4");
     let port = free_port();
+    // n = 4 tolerates f = 1: one member alone may be the Byzantine one, so the chain wants
+    // f + 1 = 2 members to vouch. A join with member 0's invitation alone is refused, and
+    // the joiner is told what to do.
+    let alone: tinyweb_node::node::join::InvitationFile =
+        serde_json::from_slice(&invite.stdout).expect("invitation json");
+    let early = tinyweb_node::node::join::NewNodeRequest::new(
+        alone.invitation,
+        &tinyweb_node::config::generate_key(),
+        format!("127.0.0.1:{}", cluster.nodes[2].port),
+        tinyweb_node::node::now_ms(),
+    );
+    let (status, reply) = cluster
+        .post_raw(0, "/NewNode", serde_json::to_vec(&early).expect("json"))
+        .await;
+    assert_eq!(status, 400, "a single member's invitation: {reply}");
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cosign"), "{reply}");
+    // Member 1 cosigns (`tinyweb invite --cosign FILE`); with it the node gets in.
+    let invite = std::process::Command::new(tinyweb)
+        .args(["invite", "--cosign"])
+        .arg(&invitation)
+        .arg("--config")
+        .arg(&cluster.nodes[1].config_path)
+        .output()
+        .expect("cosign");
+    assert!(
+        invite.status.success(),
+        "{}",
+        String::from_utf8_lossy(&invite.stderr)
+    );
+    std::fs::write(&invitation, &invite.stdout).expect("write");
     let init = std::process::Command::new(tinyweb)
         .args(["init", "--dir"])
         .arg(&dir)
@@ -235,12 +266,13 @@ async fn a_late_node_joins_with_an_invitation_and_gets_the_chain() {
     let _ = cluster.post_raw(4, "/NewNode", body).await;
 
     // A fresh invitation for a node nobody can reach: refused before anyone approves it.
-    let invitation = tinyweb_node::node::join::Invitation::new(
+    let mut invitation = tinyweb_node::node::join::Invitation::new(
         cluster.chain_id(),
         &cluster.nodes[1].key,
         tinyweb_node::node::now_ms() + 600_000,
         42,
     );
+    invitation.cosign(&cluster.nodes[2].key);
     let phantom = tinyweb_node::node::join::NewNodeRequest::new(
         invitation,
         &tinyweb_node::config::generate_key(),

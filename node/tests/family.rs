@@ -200,3 +200,67 @@ async fn n4_suspended_then_other_hangs_then_return_commits() {
         test_started.elapsed().as_millis()
     );
 }
+
+/// A family member leaves for good. While it is only suspended it still counts toward n (a
+/// quorum is q of every registered validator), and if more members left there would be no
+/// quorum at all. So the others remove it (`tinyweb remove --node 3` on q members): from
+/// then n = 3, and the three commit without it. This must be done while a quorum is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4_a_member_gone_for_good_is_removed_by_the_others_and_n_shrinks() {
+    let mut cluster = TestCluster::create(4, |c| {
+        c.consensus.create_empty_blocks = true;
+        c.timeouts.empty_block_interval_ms = 10;
+    });
+    cluster.start_all().await;
+    cluster.kill9(3);
+    let tinyweb = env!("CARGO_BIN_EXE_tinyweb");
+    for i in 0..3 {
+        let out = std::process::Command::new(tinyweb)
+            .args(["remove", "--node", "3", "--config"])
+            .arg(&cluster.nodes[i].config_path)
+            .output()
+            .expect("remove");
+        assert!(
+            out.status.success(),
+            "member {i}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(reply["accepted"], true, "{reply}");
+    }
+    let shrunk = wait_for(DEADLINE, || async {
+        for i in 0..3 {
+            let Some(status) = cluster.get_json(i, "/status").await else {
+                return false;
+            };
+            if status["n"] != 3 || status["quorum"] != 3 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        shrunk,
+        "node 3 was not removed: {:?}\n{}",
+        cluster.get_json(0, "/status").await,
+        cluster.log_tail(0)
+    );
+    let status = cluster.get_json(0, "/status").await.expect("status");
+    assert!(
+        !status["registered"]
+            .as_array()
+            .expect("registered")
+            .iter()
+            .any(|v| v == 3),
+        "{status}"
+    );
+    let at = cluster.height(0).await.expect("height");
+    let grew = wait_for(DEADLINE, || async {
+        cluster.height(0).await.unwrap_or(0) > at + 3
+    })
+    .await;
+    assert!(grew, "the three go on: {}", cluster.log_tail(0));
+    cluster.assert_identical_chains(&[0, 1, 2]).await;
+}

@@ -233,14 +233,14 @@ impl Driver {
         Ok(())
     }
 
-    /// Every other registered validator (suspended ones still follow the chain).
+    /// Every other registered validator (suspended ones still follow the chain and vote;
+    /// removed ones are left out).
     fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         let me = self.replica.id();
         self.replica
             .chain_state()
-            .validators()
+            .registered()
             .iter()
-            .map(|v| v.id)
             .filter(move |id| Some(*id) != me)
     }
 

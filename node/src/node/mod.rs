@@ -131,6 +131,7 @@ pub struct NodeStatus {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PeerStatus {
     pub id: NodeId,
+    pub public_key: PublicKey,
     pub address: String,
     pub failures: u32,
     pub delinquent: bool,
@@ -148,8 +149,10 @@ impl NodeStatus {
         let peers = validators
             .iter()
             .filter(|v| Some(v.id) != s.id)
+            .filter(|v| s.registered.contains(&v.id))
             .map(|v| PeerStatus {
                 id: v.id,
+                public_key: v.public_key,
                 address: v.address.clone(),
                 failures: s
                     .peer_failures
