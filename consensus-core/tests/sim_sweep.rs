@@ -3,8 +3,12 @@
 //! crashes. Zero violations allowed; a failure prints each failing run's replay command.
 //!
 //! 716 runs, sized for about two minutes on two cores in the dev profile (dependencies at
-//! opt-level 3; the four tests run in parallel): n = 10 costs ~6x n = 4 per virtual second,
+//! opt-level 3; the tests run in parallel): n = 10 costs ~6x n = 4 per virtual second,
 //! so it gets fewer seeds and shorter runs. `tinyweb sim --seeds 10000` is the long sweep.
+//!
+//! Plus the nasty corners, drawn on purpose rather than by luck: f silent validators with
+//! partitions, crashes, loss and duplication at full length, and 20 % loss with crashes.
+//! Those shapes once left clusters stuck forever; here they must recover, and fast.
 
 use consensus_core::sim::{sweep, SimConfig, Strategy, SweepSummary};
 
@@ -89,4 +93,60 @@ fn n7_up_to_f2_every_strategy_with_loss_partitions_crashes() {
 #[test]
 fn n10_up_to_f3_every_strategy_with_loss_partitions_crashes() {
     run_sweep(&configs(10, 4_000, true), 0..4);
+}
+
+/// Silent f with every fault at n = 4, 7, 10, and one silent validator with crashes and 20 %
+/// loss at n = 4: the shapes that once left a cluster stuck forever. Zero violations, and
+/// recovery (heal to a new commit on every honest validator, virtual time, deterministic per
+/// seed) within the targets: p50 <= 3 s, p99 <= 20 s.
+#[test]
+fn silent_f_with_crashes_loss_and_partitions_recovers() {
+    let silent = |nodes: usize| SimConfig {
+        nodes,
+        byzantine: consensus_core::quorum::max_faulty(nodes),
+        strategy: Strategy::Silent,
+        drop: 0.05,
+        duplicate: 0.05,
+        partitions: true,
+        crashes: true,
+        ..SimConfig::default()
+    };
+    let lossy = SimConfig {
+        nodes: 4,
+        byzantine: 1,
+        strategy: Strategy::Silent,
+        drop: 0.2,
+        crashes: true,
+        ..SimConfig::default()
+    };
+    let runs = [
+        (silent(4), 50_000..50_048),
+        (silent(7), 50_000..50_016),
+        (silent(10), 50_000..50_006),
+        (lossy, 60_000..60_032),
+    ];
+    for (cfg, seeds) in runs {
+        let expected = seeds.end - seeds.start;
+        let summary = sweep(std::slice::from_ref(&cfg), seeds, |_| {}).expect("valid config");
+        println!(
+            "n = {} silent {} drop {}: {} runs, recovery p50 {:?} p99 {:?} max {:?} ms",
+            cfg.nodes,
+            cfg.byzantine,
+            cfg.drop,
+            summary.runs,
+            summary.recovery_ms_p50,
+            summary.recovery_ms_p99,
+            summary.recovery_ms_max
+        );
+        check(&summary, expected);
+        let (p50, p99) = (
+            summary.recovery_ms_p50.unwrap_or(u64::MAX),
+            summary.recovery_ms_p99.unwrap_or(u64::MAX),
+        );
+        assert!(
+            p50 <= 3_000 && p99 <= 20_000,
+            "n = {}: recovery p50 {p50} ms, p99 {p99} ms (targets 3 s, 20 s)",
+            cfg.nodes
+        );
+    }
 }
