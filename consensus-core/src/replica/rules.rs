@@ -1,6 +1,6 @@
 //! The upon-rules page: Algorithm 1 of "The latest gossip on BFT consensus" (Buchman, Kwon,
 //! Milosevic 2018), one method per rule, each citing its line, plus the NewRound accelerator.
-//! [`Replica::apply_rules`] runs them after every input until none changes
+//! `Replica::apply_rules` runs them after every input until none changes
 //! (height, round, step); each rule is guarded by its step or a once-per-round flag.
 
 use super::{Out, Replica, Step};
