@@ -843,6 +843,24 @@ mod tests {
         Transaction::new_signed(&s.chain_id(), &key(from), kind, payload, 1, ts)
     }
 
+    /// Commits the next block (certified by `signers`) holding `kind` requests about `target`
+    /// from each of `requesters`; returns the events it caused.
+    fn commit_requests(
+        s: &mut ChainState,
+        kind: TxKind,
+        requesters: &[usize],
+        target: usize,
+        signers: &[usize],
+        ts: u64,
+    ) -> Vec<Event> {
+        let txs = requesters
+            .iter()
+            .map(|i| request(s, *i, kind, target, ts))
+            .collect();
+        let block = certified_at(s, txs, signers, ts.max(s.last_timestamp_ms()) + 1_000);
+        commit(s, block)
+    }
+
     fn commit(state: &mut ChainState, block: Block) -> Vec<Event> {
         state
             .verify_certified_block(&block)
@@ -924,13 +942,8 @@ mod tests {
             .verify_certified_block(&certified(&s, vec![], &[0, 1, 2]))
             .is_ok());
         // Readmission takes a quorum of the registered validators.
-        let readmit: Vec<Transaction> = [0, 2, 3]
-            .iter()
-            .map(|i| request(&s, *i, TxKind::ReadmitNode, 1, 900))
-            .collect();
-        let b4 = certified(&s, readmit, &[0, 2, 3]);
         assert_eq!(
-            commit(&mut s, b4),
+            commit_requests(&mut s, TxKind::ReadmitNode, &[0, 2, 3], 1, &[0, 2, 3], 900),
             vec![Event::ValidatorReadmitted {
                 node: NodeId(1),
                 from_height: 5
@@ -991,12 +1004,15 @@ mod tests {
         let mut s = ChainState::genesis(&g);
         for target in [3usize, 4, 5] {
             let requesters: Vec<usize> = (0..6).filter(|i| *i != target).collect();
-            let txs = requesters
-                .iter()
-                .map(|i| request(&s, *i, TxKind::SuspendNode, target, 500))
-                .collect();
-            let block = certified(&s, txs, &[0, 1, 2, 4, 5]);
-            commit(&mut s, block);
+            let signers = [0, 1, 2, 4, 5];
+            commit_requests(
+                &mut s,
+                TxKind::SuspendNode,
+                &requesters,
+                target,
+                &signers,
+                500,
+            );
         }
         assert_eq!(s.suspended().len(), 3);
         let join = join_request(&s, 2, 1, HOUR, 6);
@@ -1084,12 +1100,7 @@ mod tests {
         let g = genesis(4);
         let mut s = ChainState::genesis(&g);
         let before = s.validator_set_hash();
-        let txs = [0, 1, 2]
-            .iter()
-            .map(|i| request(&s, *i, TxKind::RemoveNode, 3, 500))
-            .collect();
-        let b1 = certified(&s, txs, &[0, 1, 2]);
-        let events = commit(&mut s, b1);
+        let events = commit_requests(&mut s, TxKind::RemoveNode, &[0, 1, 2], 3, &[0, 1, 2], 500);
         assert_eq!(
             events,
             vec![Event::ValidatorRemoved {
@@ -1124,12 +1135,14 @@ mod tests {
         // Down to one validator, never to none.
         for target in [2, 1] {
             let signers: Vec<usize> = (0..=target).collect();
-            let txs = signers
-                .iter()
-                .map(|i| request(&s, *i, TxKind::RemoveNode, target, 2_000))
-                .collect();
-            let block = certified_at(&s, txs, &signers, 4_000 - target as u64);
-            commit(&mut s, block);
+            commit_requests(
+                &mut s,
+                TxKind::RemoveNode,
+                &signers,
+                target,
+                &signers,
+                2_000,
+            );
         }
         assert_eq!(s.n(), 1);
         let last = certified_at(
@@ -1260,11 +1273,7 @@ mod tests {
         let mut s = ChainState::genesis(&g);
         let signers: Vec<usize> = (0..7).collect();
         for target in [9usize, 8, 7] {
-            let txs = (0..7)
-                .map(|i| request(&s, i, TxKind::SuspendNode, target, 100 + target as u64))
-                .collect();
-            let block = certified(&s, txs, &signers);
-            commit(&mut s, block);
+            commit_requests(&mut s, TxKind::SuspendNode, &signers, target, &signers, 100);
         }
         // Each suspension takes effect (no bound is needed: the quorum is over all ten), so
         // three Byzantine validators can never fork two 5-of-7 quorums.
@@ -1375,11 +1384,7 @@ mod tests {
             "the same member twice is one voucher"
         );
         // A suspended member's cosignature does not count; a member in good standing's does.
-        let suspend = (0..3)
-            .map(|i| request(&s, i, TxKind::SuspendNode, 3, 500))
-            .collect();
-        let b1 = certified(&s, suspend, &[0, 1, 2]);
-        commit(&mut s, b1);
+        commit_requests(&mut s, TxKind::SuspendNode, &[0, 1, 2], 3, &[0, 1, 2], 500);
         let mut by_suspended = alone.clone();
         by_suspended.invitation.cosign(&key(3));
         assert!(matches!(
@@ -1466,11 +1471,7 @@ mod tests {
         // Registered but suspended: no longer trusted to vouch for anyone.
         let by_3 = join_request(&s, 3, 1, HOUR, 4);
         assert_eq!(join_refusal(&s, &by_3, 500), Ok(()));
-        let suspend = (0..3)
-            .map(|i| request(&s, i, TxKind::SuspendNode, 3, 500))
-            .collect();
-        let b1 = certified(&s, suspend, &[0, 1, 2]);
-        commit(&mut s, b1);
+        commit_requests(&mut s, TxKind::SuspendNode, &[0, 1, 2], 3, &[0, 1, 2], 500);
         assert!(s.suspended().contains(NodeId(3)));
         assert_eq!(
             join_refusal(&s, &by_3, 1500),
