@@ -11,21 +11,23 @@
 //! suspended, q = 3 of {0,1,3} needs node 3, and if node 3 then hangs, node 2's return
 //! cannot help. With q over the registered set, {0,1,2} is a quorum whatever happened before.
 //!
-//! Membership changes: `suspend_node(X)`, `readmit_node(X)` and `approve_node(X)` are
-//! requests signed by individual registered validators. When requests from a quorum of
-//! distinct registered (not convicted) validators for the same change have been committed,
-//! it takes effect from the next height. Requests expire after
+//! Membership changes: `suspend_node(X)`, `readmit_node(X)`, `approve_node(X)` and
+//! `remove_node(X)` are requests signed by individual registered validators. When requests
+//! from a quorum of distinct registered (not convicted) validators for the same change have
+//! been committed, it takes effect from the next height. Requests expire after
 //! [`MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS`]. Committed equivocation evidence suspends the
 //! offender at once (from the next height). A validator whose proposer turns keep failing
-//! leaves the rotation without anyone's request ([`crate::turns`]).
+//! leaves the rotation without anyone's request ([`crate::turns`]). Removal shrinks n and q
+//! (an operator's act, never automatic).
 //!
 //! An `approve_node(X)` request carries the joiner's invitation, and the chain (not each
 //! node's goodwill) enforces it, when the request is proposed and again when its quorum
-//! completes ([`ChainState::check_join`]): the invitation is for this chain, signed by a
-//! validator that is active and not convicted, unexpired at block time, not used by an
-//! earlier join, and its inviter has not admitted anyone in the last [`JOIN_COOLDOWN_MS`] of
-//! block time. Otherwise one invitation could register any number of validators that never
-//! vote, and enough of them halt the chain.
+//! completes ([`ChainState::check_join`]): the invitation is for this chain and this joiner's
+//! key, vouched for by f + 1 validators in good standing (registered, neither suspended nor
+//! convicted), unexpired at block time, not used by an earlier join, and its inviter has not
+//! admitted anyone in the last [`JOIN_COOLDOWN_MS`] of block time. Otherwise one invitation
+//! could register any number of validators that never vote, or F Byzantine members could
+//! register keys of their own until they are more than a third.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,7 +56,7 @@ pub const MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS: u64 = 100;
 pub enum MembershipOp {
     Suspend(PublicKey),
     Readmit(PublicKey),
-    Approve(JoinRequest),
+    Approve(Box<JoinRequest>),
     Remove(PublicKey),
 }
 
@@ -89,7 +91,7 @@ pub fn parse_membership(tx: &Transaction) -> Result<Option<MembershipOp>, TxErro
             if req.address.is_empty() || req.address.len() > ADDRESS_BYTES_MAX {
                 return Err(malformed("address empty or too long"));
             }
-            Ok(Some(MembershipOp::Approve(req)))
+            Ok(Some(MembershipOp::Approve(Box::new(req))))
         }
     }
 }
@@ -344,6 +346,11 @@ impl ChainState {
     /// per invitation. A pure function of the chain, so every honest node agrees.
     pub fn check_join(&self, join: &JoinRequest, now_ms: u64) -> Result<(), JoinRefusal> {
         let inv = &join.invitation;
+        if inv.joiner != join.public_key {
+            return Err(JoinRefusal::NotForThisKey {
+                invited: inv.joiner,
+            });
+        }
         if inv.chain_id != self.chain_id {
             return Err(JoinRefusal::WrongChain {
                 invitation_chain: inv.chain_id,
@@ -356,13 +363,13 @@ impl ChainState {
             .id_of(&inv.inviter)
             .filter(|id| trusted.contains(*id))
             .ok_or(JoinRefusal::InviterNotActive)?;
-        if inv.cosigners.len() >= VALIDATORS_MAX {
+        // At most one cosignature per other validator: every one is a signature check, done
+        // for each block that carries the request.
+        if inv.cosigners.len() >= self.n() {
             return Err(JoinRefusal::TooManyCosigners);
         }
-        inv.verify()
-            .map_err(|_| JoinRefusal::BadInvitationSignature)?;
         // F+1 distinct trusted validators, so at least one honest member vouched: the same
-        // fault budget every quorum relies on.
+        // fault budget every quorum relies on. Counted before any signature is checked.
         let vouchers: NodeSet = inv
             .vouchers()
             .filter_map(|key| self.id_of(&key))
@@ -375,6 +382,8 @@ impl ChainState {
                 needed,
             });
         }
+        inv.verify()
+            .map_err(|_| JoinRefusal::BadInvitationSignature)?;
         if now_ms > inv.expires_ms {
             return Err(JoinRefusal::Expired {
                 expires_ms: inv.expires_ms,
@@ -588,11 +597,14 @@ impl ChainState {
         let block_ts = block.header.timestamp_ms;
         let q = self.quorum();
         // Turns that failed at this height: the proposers of the rounds before the block's,
-        // as the rotation stood (every rotation member at most once, however many rounds).
-        let rotation_len = self.rotation().len() as u64;
-        let failed: NodeSet = (0..u64::from(block.header.round).min(rotation_len))
-            .map(|r| self.proposer(r as Round))
-            .collect();
+        // as the rotation stood. A block that needed a whole pass of the rotation or more
+        // says the network failed, not each proposer: no turn counts as failed then.
+        let rotation_len = self.rotation().len();
+        let failed: NodeSet = if (block.header.round as usize) < rotation_len {
+            (0..block.header.round).map(|r| self.proposer(r)).collect()
+        } else {
+            NodeSet::EMPTY
+        };
         let mut suspended = self.suspended;
         for tx in &block.txs {
             self.recent_txs.insert(tx.hash(), tx.timestamp_ms);
@@ -662,7 +674,14 @@ impl ChainState {
             .timestamp_ms
             .saturating_sub(TX_REPLAY_WINDOW_MS);
         self.recent_txs.retain(|_, ts| *ts >= horizon);
-        for change in self.turns.on_block(height, failed, block.header.proposer) {
+        let changes = self.turns.on_block(
+            height,
+            failed,
+            block.header.proposer,
+            rotation_len,
+            quorum(self.n()),
+        );
+        for change in changes {
             let TurnChange::Benched { node, until_height } = change;
             events.push(Event::ValidatorBenched {
                 node,
@@ -692,7 +711,7 @@ impl ChainState {
             // schedule gives every registered validator a turn after one pass of the
             // rotation, so no suspension can cost safety or liveness: no bound is needed.
             MembershipOp::Suspend(key) => {
-                if let Some(id) = self.id_of(&key) {
+                if let Some(id) = self.id_of(&key).filter(|id| self.is_registered(*id)) {
                     if suspended.insert(id) {
                         events.push(Event::ValidatorSuspended {
                             node: id,
@@ -739,10 +758,15 @@ impl ChainState {
                             .insert((inviter, req.invitation.nonce));
                         self.last_join_ms.insert(inviter, block_ts);
                     }
+                    let JoinRequest {
+                        public_key,
+                        address,
+                        ..
+                    } = *req;
                     self.validators.push(Validator {
                         id,
-                        public_key: req.public_key,
-                        address: req.address,
+                        public_key,
+                        address,
                     });
                     self.joined_at.push(height + 1);
                     self.left_at.push(None);
@@ -756,10 +780,11 @@ impl ChainState {
         }
     }
 
-    /// More than f of all registered validators convicted of equivocation: the 1/3 bound
-    /// is broken (Req 8.7). Suspended validators still count: they are validators.
+    /// More than f of the registered validators convicted of equivocation: the 1/3 bound
+    /// is broken (Req 8.7). Suspended validators count (they are registered); removed ones
+    /// do not.
     pub fn byzantine_overload(&self) -> bool {
-        self.convicted.len() > max_faulty(self.validators.len())
+        self.convicted.intersection(self.registered()).len() > max_faulty(self.n())
     }
 }
 
@@ -1335,7 +1360,14 @@ mod tests {
         expires_ms: u64,
         joiner: usize,
     ) -> JoinRequest {
-        let mut invitation = Invitation::new(state.chain_id(), &key(inviter), expires_ms, nonce);
+        let joiner_key = key(joiner).public();
+        let mut invitation = Invitation::new(
+            state.chain_id(),
+            &key(inviter),
+            joiner_key,
+            expires_ms,
+            nonce,
+        );
         for cosigner in (0..state.n())
             .filter(|i| *i != inviter)
             .take(state.max_faulty())
@@ -1349,13 +1381,30 @@ mod tests {
         }
     }
 
+    /// The vouchers vouch for a key: whoever else presents the invitation (a Byzantine
+    /// inviter's own key, a member racing the real joiner) is refused.
+    #[test]
+    fn an_invitation_admits_only_the_key_it_names() {
+        let s = ChainState::genesis(&genesis(4));
+        let join = join_request(&s, 0, 1, HOUR, 5);
+        assert_eq!(join_refusal(&s, &join, 500), Ok(()));
+        let mut other = join.clone();
+        other.public_key = key(6).public();
+        assert_eq!(
+            join_refusal(&s, &other, 500),
+            Err(TxError::Join(JoinRefusal::NotForThisKey {
+                invited: key(5).public()
+            }))
+        );
+    }
+
     #[test]
     fn a_join_needs_f_plus_one_members_in_good_standing_to_vouch() {
         let mut s = ChainState::genesis(&genesis(4));
         let alone = JoinRequest {
             public_key: key(7).public(),
             address: "127.0.0.1:9007".into(),
-            invitation: Invitation::new(s.chain_id(), &key(0), HOUR, 1),
+            invitation: Invitation::new(s.chain_id(), &key(0), key(7).public(), HOUR, 1),
         };
         assert_eq!(
             join_refusal(&s, &alone, 500),
@@ -1451,7 +1500,7 @@ mod tests {
         let s = ChainState::genesis(&genesis(4));
         let mut join = join_request(&s, 0, 1, HOUR, 4);
         let other = Hash32([9; 32]);
-        join.invitation = Invitation::new(other, &key(0), HOUR, 1);
+        join.invitation = Invitation::new(other, &key(0), join.public_key, HOUR, 1);
         assert_eq!(
             join_refusal(&s, &join, 500),
             Err(TxError::Join(JoinRefusal::WrongChain {

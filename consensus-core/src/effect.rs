@@ -15,9 +15,11 @@ pub enum Output {
     /// Make the last-signed state durable (fsync) before acting on any later output.
     PersistSignState(SignState),
     /// This validator is about to lock on this proposal's block: store the proposal (with
-    /// its block) durably, replacing any earlier one, before the sign state that follows
-    /// refers to it by hash. Give it back to [`crate::Replica::restore`] after a restart.
-    /// Written once per lock, so a large block is not rewritten with every vote.
+    /// its block) durably before the sign state that follows refers to it by hash, keeping
+    /// the one stored before it too ([`LOCKED_PROPOSALS_KEPT`]: a crash between the two
+    /// writes leaves the sign state naming the earlier lock). Give them back to
+    /// [`crate::Replica::restore`] after a restart. Written once per lock, so a large block
+    /// is not rewritten with every vote.
     PersistLockedProposal(Proposal),
     /// Send to every other validator of the current validator set (active or not: suspended
     /// validators still follow the chain).
@@ -181,6 +183,9 @@ mod legacy {
         }
     }
 }
+
+/// How many locked proposals a host keeps: the latest and the one before it.
+pub const LOCKED_PROPOSALS_KEPT: usize = 2;
 
 /// What a vote was for (`None` = nil).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::message::VoteKind;
-use crate::types::{BlockHash, Hash32, Height, NodeId, Round};
+use crate::types::{BlockHash, Hash32, Height, NodeId, PublicKey, Round};
 
 #[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
 pub enum CryptoError {
@@ -149,6 +149,8 @@ pub enum JoinRefusal {
     TooFewVouchers { vouchers: usize, needed: usize },
     #[error("the invitation carries more cosignatures than there can be validators")]
     TooManyCosigners,
+    #[error("the invitation is for the key {invited}, not this joiner's")]
+    NotForThisKey { invited: PublicKey },
     #[error("the invitation's signature does not verify")]
     BadInvitationSignature,
     #[error("the invitation expired at {expires_ms}, block time is {now_ms}")]

@@ -338,17 +338,19 @@ impl Transaction {
     }
 }
 
-/// Members' signed promise that whoever holds it may ask to join this chain, once, until
-/// `expires_ms`. The chain admits a joiner only if F+1 distinct validators it trusts vouch
-/// for the invitation (the inviter and its cosigners), so at least one honest member did;
-/// otherwise F Byzantine members, each inviting keys of their own, could grow their share past
-/// a third. It also admits at most one validator per (inviter, nonce), within the inviter's
-/// rate limit ([`crate::chain::ChainState::check_join`]).
+/// Members' signed promise that the holder of the key `joiner` may join this chain, once,
+/// until `expires_ms`. The chain admits the joiner only if F+1 distinct validators it trusts
+/// vouch for the invitation (the inviter and its cosigners), so at least one honest member
+/// vouched for that key; otherwise F Byzantine members, each inviting keys of their own,
+/// could grow their share past a third. It also admits at most one validator per (inviter,
+/// nonce), within the inviter's rate limit ([`crate::chain::ChainState::check_join`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invitation {
     pub chain_id: Hash32,
     pub inviter: PublicKey,
+    /// The one key this invitation admits: a vouch is for someone, not for whoever shows up.
+    pub joiner: PublicKey,
     pub expires_ms: u64,
     pub nonce: u64,
     /// By `inviter`, over [`Invitation::signing_bytes`].
@@ -371,29 +373,48 @@ impl Invitation {
     pub fn signing_bytes(
         chain_id: &Hash32,
         inviter: &PublicKey,
+        joiner: &PublicKey,
         expires_ms: u64,
         nonce: u64,
     ) -> SigningBytes {
         let mut b = SigningBytes::new("invitation");
-        b.hash(chain_id).key(inviter).u64(expires_ms).u64(nonce);
+        b.hash(chain_id)
+            .key(inviter)
+            .key(joiner)
+            .u64(expires_ms)
+            .u64(nonce);
         b
     }
 
-    pub fn new(chain_id: Hash32, key: &Keypair, expires_ms: u64, nonce: u64) -> Self {
+    /// An invitation by `key` for the validator key `joiner`.
+    pub fn new(
+        chain_id: Hash32,
+        key: &Keypair,
+        joiner: PublicKey,
+        expires_ms: u64,
+        nonce: u64,
+    ) -> Self {
         let inviter = key.public();
-        let signature = key.sign(&Self::signing_bytes(&chain_id, &inviter, expires_ms, nonce));
+        let bytes = Self::signing_bytes(&chain_id, &inviter, &joiner, expires_ms, nonce);
         Self {
             chain_id,
             inviter,
+            joiner,
             expires_ms,
             nonce,
-            signature,
+            signature: key.sign(&bytes),
             cosigners: Vec::new(),
         }
     }
 
     fn own_signing_bytes(&self) -> SigningBytes {
-        Self::signing_bytes(&self.chain_id, &self.inviter, self.expires_ms, self.nonce)
+        Self::signing_bytes(
+            &self.chain_id,
+            &self.inviter,
+            &self.joiner,
+            self.expires_ms,
+            self.nonce,
+        )
     }
 
     /// Adds `key`'s signature as a voucher; returns false if it already vouches.

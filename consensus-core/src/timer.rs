@@ -23,7 +23,7 @@ pub enum TimerKind {
     /// Still in the same round: send this round's own messages again and relay what we
     /// hold of it. Messages lost on the way (or sent across a partition) are otherwise never
     /// repeated, and a round whose quorum lost one vote would wait forever. Its period is
-    /// the base propose timeout, never grown by rounds.
+    /// half the base propose timeout, never grown by rounds.
     Rebroadcast,
 }
 

@@ -9,6 +9,12 @@
 //! [`BENCH_HEIGHTS_MAX`]). A block it proposes clears its record. Everything here is a
 //! function of committed headers only, so every honest node benches the same validators at
 //! the same height. Benching never touches the quorum: a benched validator still votes.
+//!
+//! Two limits keep bad luck from emptying the rotation: a height whose block needed a whole
+//! pass of the rotation or more blames the network, not the proposers (the caller records no
+//! failed turns for it); and benching never leaves fewer than a quorum in the rotation, so
+//! at least f + 1 honest validators keep proposing first (a rotation shrunk to a Byzantine
+//! few could censor for a long time).
 
 use crate::limits::VALIDATORS_MAX;
 use crate::types::{Height, NodeId, NodeSet};
@@ -69,14 +75,18 @@ impl TurnRecords {
     }
 
     /// The block at `height` was proposed by `proposer`, after the turns of `failed` (the
-    /// proposers of its earlier rounds that were in the rotation) came to nothing.
+    /// proposers of its earlier rounds that were in the rotation) came to nothing. The
+    /// rotation has `rotation_len` members and benching leaves at least `rotation_min`.
     pub fn on_block(
         &mut self,
         height: Height,
         failed: NodeSet,
         proposer: NodeId,
+        rotation_len: usize,
+        rotation_min: usize,
     ) -> Vec<TurnChange> {
         let mut changes = Vec::new();
+        let mut remaining = rotation_len;
         for id in failed.iter().filter(|id| *id != proposer) {
             let Some(r) = self.record(id) else { continue };
             r.missed = r.missed.saturating_add(1);
@@ -86,7 +96,9 @@ impl TurnRecords {
             } else {
                 MISSED_TURNS_TO_BENCH
             };
-            if r.missed >= limit {
+            // At the floor the record keeps its count: the bench comes when there is room.
+            if r.missed >= limit && remaining > rotation_min {
+                remaining -= 1;
                 let heights = BENCH_HEIGHTS_FIRST
                     .saturating_mul(1u64 << r.benched_times.min(20))
                     .min(BENCH_HEIGHTS_MAX);
@@ -119,9 +131,9 @@ mod tests {
     #[test]
     fn two_failed_turns_in_a_row_bench_a_validator() {
         let mut t = TurnRecords::default();
-        assert!(t.on_block(5, set(&[2]), NodeId(3)).is_empty());
+        assert!(t.on_block(5, set(&[2]), NodeId(3), 4, 3).is_empty());
         assert_eq!(
-            t.on_block(9, set(&[2]), NodeId(3)),
+            t.on_block(9, set(&[2]), NodeId(3), 4, 3),
             vec![TurnChange::Benched {
                 node: NodeId(2),
                 until_height: 10 + BENCH_HEIGHTS_FIRST
@@ -135,10 +147,10 @@ mod tests {
     #[test]
     fn a_block_of_its_own_clears_the_record() {
         let mut t = TurnRecords::default();
-        t.on_block(5, set(&[2]), NodeId(3));
-        t.on_block(7, NodeSet::EMPTY, NodeId(2));
+        t.on_block(5, set(&[2]), NodeId(3), 4, 3);
+        t.on_block(7, NodeSet::EMPTY, NodeId(2), 4, 3);
         assert!(
-            t.on_block(9, set(&[2]), NodeId(3)).is_empty(),
+            t.on_block(9, set(&[2]), NodeId(3), 4, 3).is_empty(),
             "the count restarted"
         );
     }
@@ -146,11 +158,11 @@ mod tests {
     #[test]
     fn each_return_that_fails_doubles_the_bench_up_to_the_cap() {
         let mut t = TurnRecords::default();
-        t.on_block(1, set(&[1]), NodeId(0));
+        t.on_block(1, set(&[1]), NodeId(0), 4, 3);
         let mut height = 2;
         let mut lengths = Vec::new();
         for _ in 0..12 {
-            let changes = t.on_block(height, set(&[1]), NodeId(0));
+            let changes = t.on_block(height, set(&[1]), NodeId(0), 4, 3);
             let Some(TurnChange::Benched { until_height, .. }) = changes.first().copied() else {
                 panic!("benched at {height}");
             };
@@ -165,8 +177,25 @@ mod tests {
     fn ids_beyond_the_registry_limit_are_ignored() {
         let mut t = TurnRecords::default();
         assert!(t
-            .on_block(1, NodeSet::EMPTY, NodeId(VALIDATORS_MAX as u16))
+            .on_block(1, NodeSet::EMPTY, NodeId(VALIDATORS_MAX as u16), 4, 3)
             .is_empty());
         assert!(t.records.is_empty());
+    }
+
+    #[test]
+    fn benching_never_leaves_fewer_than_the_floor_in_the_rotation() {
+        let mut t = TurnRecords::default();
+        // n = 7, q = 5: validators 1, 2 and 3 each fail twice; only two fit above the floor.
+        t.on_block(1, set(&[1, 2, 3]), NodeId(0), 7, 5);
+        let changes = t.on_block(2, set(&[1, 2, 3]), NodeId(0), 7, 5);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(
+            t.benched_at(3),
+            set(&[1, 2]),
+            "lowest ids first, deterministically"
+        );
+        // Once there is room again (a bench ran out), the third goes at its next failure.
+        let changes = t.on_block(100, set(&[3]), NodeId(0), 7, 5);
+        assert_eq!(changes.len(), 1);
     }
 }

@@ -117,7 +117,7 @@ fn n4_a_kept_fork_proof_halts_the_restarted_node_and_a_bogus_one_does_not() {
     let g = genesis(4);
     let restarted = |proof: ForkProof| {
         let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 7);
-        r.restore(&chain, Default::default(), None)
+        r.restore(&chain, Default::default(), &[])
             .expect("restores");
         r.handle(5_000, Input::ForkProof(proof));
         r.handle(5_001, Input::Start);

@@ -141,7 +141,7 @@ fn n4_restart_resumes_in_the_round_it_entered_not_the_one_it_signed_in() {
         (1, 1, None)
     );
     let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 9);
-    restarted.restore(&[], persisted, None).expect("restores");
+    restarted.restore(&[], persisted, &[]).expect("restores");
     restarted.handle(100, Input::Start);
     assert_eq!(
         restarted.round(),
@@ -161,7 +161,7 @@ fn n4_restarted_validator_sends_its_new_round_again() {
     assert!(persisted.new_round);
     // The NewRound was lost with the crash; the restart sends the same signature again.
     let mut restarted = Replica::new(ReplicaConfig::default(), &g, key(0), 9);
-    restarted.restore(&[], persisted, None).expect("restores");
+    restarted.restore(&[], persisted, &[]).expect("restores");
     let out = restarted.handle(2_000, Input::Start);
     assert!(broadcasts_new_round(&out, 0), "{out:?}");
 }

@@ -303,7 +303,7 @@ impl NodeConfig {
             rebroadcast_kinds: c.rebroadcast_kinds.clone(),
             block_txs_max: c.block_txs_max,
             mempool_max: c.mempool_max,
-            quorum_rule: consensus_core::QuorumRule::ActiveSetOnChain,
+            quorum_rule: consensus_core::QuorumRule::RegisteredSetOnChain,
         }
     }
 }

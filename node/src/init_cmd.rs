@@ -47,12 +47,15 @@ pub struct InitArgs {
     #[arg(long)]
     force: bool,
 
-    /// Join an existing chain through this member (e.g. http://192.168.1.10:8700): the
-    /// node asks `/NewNode` on start and becomes a validator once a quorum approves.
-    #[arg(long, value_name = "URL", requires = "invitation", conflicts_with_all = ["peers", "id"])]
+    /// Join an existing chain through this member (e.g. http://192.168.1.10:8700). Without
+    /// --invitation: make this node's key and print it, for the members to invite. With it:
+    /// set the node up; it asks `/NewNode` on start and becomes a validator once a quorum
+    /// approves.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["peers", "id"])]
     join: Option<String>,
 
-    /// The invitation `tinyweb invite` printed on a member (it carries the genesis).
+    /// The invitation for this node's key, as `tinyweb invite --joiner KEY` printed it on a
+    /// member (and `--cosign` on others); it carries the genesis.
     #[arg(long, value_name = "FILE", requires = "join")]
     invitation: Option<PathBuf>,
 }
@@ -193,8 +196,10 @@ fn our_validator<'g>(
 /// Runs `tinyweb init`.
 pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     check_overwrite(&args.dir, args.force)?;
-    if let (Some(url), Some(invitation)) = (&args.join, &args.invitation) {
-        return init_joining(&args, url, invitation);
+    match (&args.join, &args.invitation) {
+        (Some(url), Some(invitation)) => return init_joining(&args, url, invitation),
+        (Some(url), None) => return init_joiner_key(&args, url),
+        _ => {}
     }
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
@@ -283,6 +288,33 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `init --join URL` without an invitation: the first step of joining. Makes (or keeps) this
+/// node's key and says what the members must do with it: an invitation names the key it
+/// admits.
+fn init_joiner_key(args: &InitArgs, url: &str) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let (key, key_exists) = existing_or_new_key(&args.dir)?;
+    if !key_exists {
+        config::save_key(&args.dir.join(KEY_FILE), &key)?;
+    }
+    let d = args.dir.display();
+    let public = key.public().to_hex();
+    println!(
+        "{} key in {d}/{KEY_FILE}",
+        if key_exists { "kept the" } else { "made a new" }
+    );
+    println!("public key: {public}");
+    println!("next:");
+    println!("  1. on a member:          tinyweb invite --config <its config.toml> --joiner {public} > invitation.json");
+    println!("  2. on f more members:    tinyweb invite --config <its config.toml> --cosign invitation.json > cosigned.json");
+    println!(
+        "  3. here:                 tinyweb init --dir {d} --join {url} --invitation cosigned.json"
+    );
+    println!("  (f is what `tinyweb status --node {url}` shows; f = 0 for up to 3 validators, 1 for 4..6)");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `init --join URL --invitation FILE`: a node that is not a validator yet. Its genesis
 /// comes from the invitation; `config.toml` gets a `[join]` section that `run` acts on.
 fn init_joining(args: &InitArgs, url: &str, invitation: &Path) -> anyhow::Result<ExitCode> {
@@ -310,6 +342,17 @@ fn init_joining(args: &InitArgs, url: &str, invitation: &Path) -> anyhow::Result
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let (key, key_exists) = existing_or_new_key(&args.dir)?;
+    if file.invitation.joiner != key.public() {
+        bail!(
+            "{}: the invitation is for the key {}, and this node's key ({}/{KEY_FILE}) is {}: \
+             ask for an invitation for this key (`tinyweb init --dir {} --join {url}` prints it)",
+            invitation.display(),
+            file.invitation.joiner,
+            args.dir.display(),
+            key.public(),
+            args.dir.display()
+        );
+    }
     config::write_file_atomic(&args.dir.join(INVITATION_FILE), text.as_bytes(), true)?;
     let port = args.port.unwrap_or(DEFAULT_PORT);
     let mut cfg = NodeConfig::default();

@@ -32,6 +32,11 @@ pub struct InviteArgs {
     /// The inviting (or cosigning) member's config file.
     #[arg(long)]
     config: PathBuf,
+    /// The new node's public key (hex; `tinyweb init --join` prints it): the invitation
+    /// admits that key only.
+    #[arg(long, value_name = "KEY", value_parser = parse_key, required_unless_present = "cosign",
+          conflicts_with = "cosign")]
+    joiner: Option<PublicKey>,
     /// How long the invitation is valid: e.g. 30m, 24h, 7d (not with --cosign: the first
     /// member chose it).
     #[arg(long, default_value = "24h", value_parser = parse_duration, conflicts_with = "cosign")]
@@ -51,6 +56,11 @@ pub struct RemoveArgs {
     /// The validator to remove for good, by id (as `tinyweb status` lists it).
     #[arg(long, value_name = "ID")]
     node: u16,
+}
+
+fn parse_key(s: &str) -> Result<PublicKey, String> {
+    PublicKey::from_hex(s.trim())
+        .map_err(|_| format!("{s:?}: expected a public key, 64 hex digits"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -86,18 +96,21 @@ pub fn invite(args: InviteArgs) -> anyhow::Result<ExitCode> {
     let config = NodeConfig::load(&args.config)?;
     let key = config::load_key(&config.node.key_file)?;
     let genesis = config::load_genesis(&config.node.genesis_file)?;
-    let file = match &args.cosign {
-        None => InvitationFile {
+    let file = match (&args.cosign, args.joiner) {
+        (None, Some(joiner)) => InvitationFile {
             url: format!("http://{}", config.node.advertise),
             invitation: Invitation::new(
                 genesis.chain_id(),
                 &key,
+                joiner,
                 now_ms() + args.expires.as_millis() as u64,
                 rand::random(),
             ),
             genesis,
         },
-        Some(path) => {
+        // clap requires exactly one of the two.
+        (None, None) => bail!("name the new node's key with --joiner KEY"),
+        (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read the invitation {}", path.display()))?;
             let mut file: InvitationFile = serde_json::from_str(&text).with_context(|| {
@@ -197,15 +210,16 @@ pub fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({ "tx_hash": tx_hash, "accepted": true, "node": args.node })
             );
             let needed = status.quorum;
+            let (n_after, f_after) = (
+                status.n.saturating_sub(1),
+                max_faulty(status.n.saturating_sub(1) as usize),
+            );
             eprintln!(
                 "requested. Validator {} is removed once {needed} of the {} validators have \
-                 asked (run `tinyweb remove --node {}` on each member); n = {} and f = {} \
-                 after it",
-                args.node,
-                status.n,
-                args.node,
-                status.n.saturating_sub(1),
-                max_faulty(status.n.saturating_sub(1) as usize)
+                 asked (run `tinyweb remove --node {}` on each member). After it n = {n_after} \
+                 and the chain tolerates f = {f_after} faulty: safety needs at most \
+                 {f_after} of the remaining members to be faulty.",
+                args.node, status.n, args.node,
             );
             Ok(ExitCode::SUCCESS)
         }

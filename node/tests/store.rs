@@ -308,7 +308,10 @@ fn lmdb_store_finds_everything_after_reopening() {
         for block in &blocks {
             store.append_block(block).expect("append");
         }
-        assert_eq!(store.locked_proposal().expect("read"), None);
+        assert!(store.locked_proposals().expect("read").is_empty());
+        store
+            .save_locked_proposal(&proposal_of(&state, &next, 3))
+            .expect("an older lock");
         store
             .save_locked_proposal(&locked)
             .expect("save locked proposal");
@@ -331,7 +334,19 @@ fn lmdb_store_finds_everything_after_reopening() {
         restored.locked.map(|lock| lock.block_hash),
         Some(next.hash())
     );
-    assert_eq!(store.locked_proposal().expect("read"), Some(locked));
+    assert_eq!(
+        store.locked_proposals().expect("read"),
+        vec![locked.clone(), proposal_of(&state, &next, 3)],
+        "the newest and the one before"
+    );
+    store
+        .save_locked_proposal(&proposal_of(&state, &next, 4))
+        .expect("save");
+    assert_eq!(
+        store.locked_proposals().expect("read").len(),
+        2,
+        "two are kept"
+    );
     assert_eq!(store.evidence().expect("evidence"), vec![evidence]);
     // And the chain goes on from where it was.
     store
@@ -424,6 +439,13 @@ fn a_replica_restores_from_the_stored_chain_and_sign_state() {
             .save_locked_proposal(&proposal_of(&state, &next, 1))
             .expect("save locked proposal");
         store.save_sign_state(&signed).expect("save sign state");
+        // A crash right after the next lock's proposal was stored, before its sign state:
+        // the state still names the lock of round 1, whose proposal is the one kept before.
+        let mut other = proposal_block(&state, vec![]);
+        other.header.timestamp_ms += 1;
+        store
+            .save_locked_proposal(&proposal_of(&state, &other, 2))
+            .expect("save the next locked proposal");
     }
 
     // What the node does on restart.
@@ -436,7 +458,7 @@ fn a_replica_restores_from_the_stored_chain_and_sign_state() {
                 .sign_state()
                 .expect("read sign state")
                 .unwrap_or_default(),
-            store.locked_proposal().expect("read locked proposal"),
+            &store.locked_proposals().expect("read locked proposals"),
         )
         .expect("the stored chain re-validates");
     assert_eq!(replica.height(), 6);

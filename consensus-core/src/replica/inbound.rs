@@ -91,9 +91,12 @@ impl Replica {
             // Counted for the skip rule above; not kept (bounded vote memory).
             return;
         }
-        if signer == from && message.round() < self.round {
-            // The sender is still in an earlier round of this height.
-            self.help_leave_round(from, message.round(), out);
+        // The sender is still in an earlier round of this height: judged by the highest round
+        // it signed, not by this message (a rebroadcast re-sends the previous round's
+        // messages, an endorsement is a NewRound for a round left behind).
+        let their_round = self.round_seen.get(&from).copied();
+        if let Some(their_round) = their_round.filter(|r| signer == from && *r < self.round) {
+            self.help_leave_round(from, their_round, out);
         }
         match message {
             ConsensusMessage::Proposal(p) => self.on_proposal(from, p, out),

@@ -49,7 +49,11 @@ impl Replica {
         let convicted = self.chain.convicted();
         let caught_up = self.catch_up.ahead_count() == 0;
         let mut wanted = Vec::new();
+        let registered = self.chain.registered();
         for v in self.chain.validators() {
+            if !registered.contains(v.id) {
+                continue;
+            }
             let readmittable = suspended.contains(v.id) && !convicted.contains(v.id);
             if v.id == me {
                 if readmittable && caught_up {

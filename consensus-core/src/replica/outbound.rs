@@ -79,8 +79,12 @@ impl Replica {
         }
         self.flags(round).new_round_sent = true;
         let height = self.current_height();
-        if let Some(state) = self.sign_guard.record_new_round(height, round) {
-            out.push(Output::PersistSignState(state));
+        // Our own round's NewRound is durable (a restart sends it again); an endorsement of
+        // a round left behind need not be.
+        if round == self.round {
+            if let Some(state) = self.sign_guard.record_new_round(height, round) {
+                out.push(Output::PersistSignState(state));
+            }
         }
         let msg = NewRound::new_signed(&self.chain.chain_id(), &self.key, height, round, me);
         self.broadcast_own(ConsensusMessage::NewRound(msg.clone()), out);

@@ -165,12 +165,13 @@ impl Replica {
     }
 
     /// Line 21: the propose timer. Its length grows by round (Req 6.4) to outlast a slow
-    /// network, but only for a proposer worth waiting for: one in the rotation that we have
-    /// heard from lately. A proposer out of the rotation (suspended or benched), or silent
-    /// for a whole capped timeout, gets the base timeout: waiting longer for a validator we
-    /// hear nothing from cannot bring its proposal, and after a partition the grown timeouts
-    /// would otherwise make each silent proposer cost up to the cap (DESIGN §3: peers stop
-    /// waiting on it).
+    /// network, but only for a proposer worth waiting for: one we have heard from lately.
+    /// A proposer silent for a whole capped timeout (dead, or the Byzantine kind) gets the
+    /// base timeout: waiting longer for a validator we hear nothing from cannot bring its
+    /// proposal, and after a partition the grown timeouts would otherwise make each silent
+    /// proposer cost up to the cap (DESIGN §3: peers stop waiting on it). Being in the
+    /// rotation is not asked: past one pass, the live proposers may all be out of it, and
+    /// they must still get timeouts that outgrow a slow network.
     fn start_propose_timer(&mut self, round: Round, out: &mut Out) {
         let proposer = self.chain.proposer(round);
         let cap_ms = self
@@ -183,8 +184,7 @@ impl Replica {
             .heard_ms
             .get(&proposer)
             .is_some_and(|at| self.now_ms.saturating_sub(*at) <= cap_ms);
-        let worth_waiting = self.chain.rotation().contains(proposer) && heard_lately;
-        let growth_round = if worth_waiting { round } else { 0 };
+        let growth_round = if heard_lately { round } else { 0 };
         let duration = self.timeout_ms(TimerKind::Propose, growth_round);
         out.push(Output::ScheduleTimer(Timer {
             kind: TimerKind::Propose,

@@ -72,10 +72,14 @@ impl SignGuard {
         Some(self.state.clone())
     }
 
-    /// Records that NewRound(height, round) was sent from the current position; returns the
-    /// state to persist if it is news.
+    /// Records that NewRound(height, round) was sent in the round this validator is in
+    /// (entering it if that is a new position); returns the state to persist if it is news.
     pub(super) fn record_new_round(&mut self, height: Height, round: Round) -> Option<SignState> {
-        if (height, round) != (self.state.height, self.state.round) || self.state.new_round {
+        if (height, round) < (self.state.height, self.state.round) {
+            return None;
+        }
+        self.move_to(height, round);
+        if self.state.new_round {
             return None;
         }
         self.state.new_round = true;

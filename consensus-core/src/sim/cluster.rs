@@ -24,7 +24,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
 
 use crate::crypto::Keypair;
-use crate::effect::SignState;
+use crate::effect::{SignState, LOCKED_PROPOSALS_KEPT};
 use crate::event::Event;
 use crate::input::Input;
 use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Proposal, Transaction, TxKind};
@@ -152,8 +152,8 @@ struct HonestNode {
     chain: MemoryChain,
     /// Durable: survives crashes.
     sign_state: SignState,
-    /// Durable: the proposal of the block the node locked on last.
-    locked_proposal: Option<Proposal>,
+    /// Durable: the proposals of the blocks the node locked on last (newest first).
+    locked_proposals: Vec<Proposal>,
     /// Durable: fork proofs the node found, fed back after a restart (bounded: a halted
     /// node finds no more).
     fork_proofs: Vec<ForkProof>,
@@ -240,7 +240,7 @@ impl Simulation {
             quorum_rule: if cfg.unsafe_local_quorum {
                 QuorumRule::UnsafeLocallyAlive
             } else {
-                QuorumRule::ActiveSetOnChain
+                QuorumRule::RegisteredSetOnChain
             },
             ..byz_config.clone()
         };
@@ -258,7 +258,7 @@ impl Simulation {
                 chain: MemoryChain::new(genesis.block()),
                 sign_state: SignState::default(),
                 fork_proofs: Vec::new(),
-                locked_proposal: None,
+                locked_proposals: Vec::new(),
                 incarnation: 0,
                 torn_crash: false,
             })
@@ -582,7 +582,11 @@ impl Simulation {
         let n = self.n() as u16;
         match out {
             Output::PersistSignState(s) => self.honest[id.index()].sign_state = s,
-            Output::PersistLockedProposal(p) => self.honest[id.index()].locked_proposal = Some(p),
+            Output::PersistLockedProposal(p) => {
+                let kept = &mut self.honest[id.index()].locked_proposals;
+                kept.insert(0, p);
+                kept.truncate(LOCKED_PROPOSALS_KEPT);
+            }
             Output::Broadcast(m) => {
                 self.checker.on_sent(self.now_ms, id, &m);
                 let m = std::sync::Arc::new(m);
@@ -810,7 +814,7 @@ impl Simulation {
             .restore(
                 node.chain.committed(),
                 node.sign_state.clone(),
-                node.locked_proposal.clone(),
+                &node.locked_proposals,
             )
             .map_err(|e| e.to_string());
         self.checker.on_restart(

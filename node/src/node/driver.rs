@@ -77,12 +77,12 @@ impl Driver {
             shared.key.clone(),
             rand::random(),
         );
-        let locked_proposal = shared
+        let locked_proposals = shared
             .store
-            .locked_proposal()
-            .context("cannot read the locked proposal")?;
+            .locked_proposals()
+            .context("cannot read the locked proposals")?;
         replica
-            .restore(&blocks, sign_state, locked_proposal)
+            .restore(&blocks, sign_state, &locked_proposals)
             .context("the stored chain does not validate")?;
         let mut tx_heights = HashMap::new();
         for block in &blocks {

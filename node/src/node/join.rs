@@ -1,18 +1,22 @@
 //! Adding a validator (DESIGN §3, §9; Req 2.10, 12.2, 12.4).
 //!
-//! 1. A member runs `tinyweb invite`: an [`Invitation`] it signs (chain id, expiry, nonce),
-//!    bundled with the genesis file and its URL into an [`InvitationFile`].
-//! 2. The new node (`tinyweb init --join URL --invitation FILE`) posts a [`NewNodeRequest`]
+//! 1. The new machine makes its key (`tinyweb init --dir D --join URL` prints it).
+//! 2. A member runs `tinyweb invite --joiner KEY`: an [`Invitation`] for that key it signs
+//!    (chain id, joiner, expiry, nonce), bundled with the genesis file and its URL into an
+//!    [`InvitationFile`]; f more members add their signatures (`tinyweb invite --cosign`),
+//!    so f + 1 vouch for the joiner.
+//! 3. The new node (`tinyweb init --join URL --invitation FILE`) posts a [`NewNodeRequest`]
 //!    to `/NewNode`: the invitation, its key and address, signed with its own key (proof
-//!    that it holds the key it asks to register).
-//! 3. Every validator that checks the request (inviter active, invitation valid, joiner
-//!    reachable at `/health`, no other joiner seen with this invitation) signs its own
-//!    `approve_node` transaction and forwards the request, unmodified, to its peers; the new
-//!    validator is registered once a quorum of the active validators' approvals are
-//!    committed and the chain still finds the invitation valid: one join per invitation, at
-//!    most one join per inviter per `JOIN_COOLDOWN_MS` (the core's membership rule,
-//!    `ChainState::check_join`). The node's own checks only save work; the chain's decide.
-//! 4. On that commit every member adds the peer, and pushes it its chain length
+//!    that it holds the key the invitation names).
+//! 4. Every validator that checks the request (invitation for this key, inviter in good
+//!    standing, invitation valid, joiner reachable at `/health`, no other joiner seen with
+//!    this invitation) signs its own `approve_node` transaction and forwards the request,
+//!    unmodified, to its peers; the new validator is registered once a quorum of the
+//!    registered validators' approvals are committed and the chain still finds the
+//!    invitation valid: f + 1 vouchers, one join per invitation, at most one join per
+//!    inviter per `JOIN_COOLDOWN_MS` (the core's membership rule, `ChainState::check_join`).
+//!    The node's own checks only save work; the chain's decide.
+//! 5. On that commit every member adds the peer, and pushes it its chain length
 //!    (`/SendNewBlockChain`); the new node pulls and validates the blocks through sync.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -93,9 +97,10 @@ impl NewNodeRequest {
         &self.join.invitation
     }
 
-    /// Everything a member checks on its own before approving: chain, the inviter is a
-    /// validator the chain trusts to vouch (registered, neither suspended nor convicted),
-    /// the invitation is signed and unexpired, the joiner holds its key,
+    /// Everything a member checks on its own before approving: chain, the invitation is for
+    /// this joiner's key, the inviter is a validator the chain trusts to vouch (registered,
+    /// neither suspended nor convicted), the invitation is signed and unexpired, the joiner
+    /// holds its key,
     /// fresh timestamp, a plausible address, not a validator already. (The chain checks the
     /// invitation again, with one join per invitation and the inviter's rate limit.)
     pub fn check(
@@ -111,6 +116,12 @@ impl NewNodeRequest {
             return Err(WireError::Rejected(format!(
                 "the invitation is for chain {}, this is chain {chain_id}",
                 inv.chain_id
+            )));
+        }
+        if inv.joiner != self.join.public_key {
+            return Err(WireError::Rejected(format!(
+                "the invitation is for the key {}, not this joiner's {}",
+                inv.joiner, self.join.public_key
             )));
         }
         let Some(inviter) = validators.iter().find(|v| v.public_key == inv.inviter) else {
@@ -433,7 +444,7 @@ mod tests {
         let chain = Hash32([3; 32]);
         let member = Keypair::from_secret([1; 32]);
         let joiner = Keypair::from_secret([2; 32]);
-        let inv = Invitation::new(chain, &member, 10_000, 7);
+        let inv = Invitation::new(chain, &member, joiner.public(), 10_000, 7);
         let req = NewNodeRequest::new(inv.clone(), &joiner, "127.0.0.1:8704".into(), 1_000);
         let members = validators(&[&member]);
         let vouchers = NodeSet::first_n(1);
@@ -473,10 +484,19 @@ mod tests {
             bad_inv.check(&chain, &members, vouchers, 1_000, 60_000),
             Err(WireError::BadSignature)
         );
-        let already = NewNodeRequest::new(inv, &member, "127.0.0.1:8704".into(), 1_000);
+        let already = NewNodeRequest::new(inv.clone(), &member, "127.0.0.1:8704".into(), 1_000);
         assert!(already
             .check(&chain, &members, vouchers, 1_000, 60_000)
             .is_err());
+        let someone_else = Keypair::from_secret([5; 32]);
+        let taken = NewNodeRequest::new(inv, &someone_else, "127.0.0.1:8704".into(), 1_000);
+        assert!(
+            matches!(
+                taken.check(&chain, &members, vouchers, 1_000, 60_000),
+                Err(WireError::Rejected(m)) if m.contains("not this joiner")
+            ),
+            "an invitation is for the key it names"
+        );
     }
 
     #[test]
@@ -484,9 +504,10 @@ mod tests {
         let chain = Hash32([3; 32]);
         let member = Keypair::from_secret([1; 32]);
         let join = |nonce: u64, joiner: u8| {
+            let joiner = Keypair::from_secret([joiner; 32]);
             NewNodeRequest::new(
-                Invitation::new(chain, &member, 10_000, nonce),
-                &Keypair::from_secret([joiner; 32]),
+                Invitation::new(chain, &member, joiner.public(), 10_000, nonce),
+                &joiner,
                 "127.0.0.1:8704".into(),
                 1_000,
             )

@@ -4,7 +4,7 @@
 //! |----------|-----------------------|----------------------------------------------|
 //! | `blocks` | height (u64 BE)       | JSON `{hash, block}` (block with its certificate) |
 //! | `hashes` | block hash (32 bytes) | height (u64 BE)                              |
-//! | `meta`   | name                  | JSON: `format`, `tip`, `sign_state`, `locked_proposal`, `peers` |
+//! | `meta`   | name                  | JSON: `format`, `tip`, `sign_state`, `locked_proposals`, `peers` |
 //! | `evidence` | sequence (u64 BE)   | JSON value                                   |
 //!
 //! Durability: the environment is opened with no flags at all, so every write transaction's
@@ -18,6 +18,7 @@ use std::io;
 use std::path::Path;
 use std::sync::{PoisonError, RwLock};
 
+use consensus_core::effect::LOCKED_PROPOSALS_KEPT;
 use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, U64};
@@ -37,7 +38,7 @@ const MAP_SIZE_ALIGN: usize = 64 * 1024;
 const META_FORMAT: &str = "format";
 const META_TIP: &str = "tip";
 const META_SIGN_STATE: &str = "sign_state";
-const META_LOCKED_PROPOSAL: &str = "locked_proposal";
+const META_LOCKED_PROPOSALS: &str = "locked_proposals";
 const META_PEERS: &str = "peers";
 
 type HeightKey = U64<BigEndian>;
@@ -328,6 +329,15 @@ impl LmdbStore {
         Ok(stored.block)
     }
 
+    fn read_locked_proposals(&self, txn: &RoTxn<'_>) -> Result<Vec<Proposal>, StoreError> {
+        Ok(self
+            .meta
+            .get(txn, META_LOCKED_PROPOSALS)?
+            .map(|bytes| decode("locked proposals", bytes))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
     fn read_sign_state(&self, txn: &RoTxn<'_>) -> Result<Option<SignState>, StoreError> {
         self.meta
             .get(txn, META_SIGN_STATE)?
@@ -407,18 +417,18 @@ impl Store for LmdbStore {
 
     fn save_locked_proposal(&self, proposal: &Proposal) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
+        let mut kept = self.read_locked_proposals(&wtxn)?;
+        kept.insert(0, proposal.clone());
+        kept.truncate(LOCKED_PROPOSALS_KEPT);
         self.meta
-            .put(&mut wtxn, META_LOCKED_PROPOSAL, &encode(proposal)?)?;
+            .put(&mut wtxn, META_LOCKED_PROPOSALS, &encode(&kept)?)?;
         wtxn.commit()?;
         Ok(())
     }
 
-    fn locked_proposal(&self) -> Result<Option<Proposal>, StoreError> {
+    fn locked_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
         let rtxn = self.env.read_txn()?;
-        self.meta
-            .get(&rtxn, META_LOCKED_PROPOSAL)?
-            .map(|bytes| decode("locked proposal", bytes))
-            .transpose()
+        self.read_locked_proposals(&rtxn)
     }
 
     fn put_evidence(&self, evidence: &serde_json::Value) -> Result<bool, StoreError> {

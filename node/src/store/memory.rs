@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use consensus_core::effect::LOCKED_PROPOSALS_KEPT;
 use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
 
 use super::{check_append, check_sign_state, PeerRecord, Store, StoreError};
@@ -14,7 +15,7 @@ struct Inner {
     index: HashMap<BlockHash, Height>,
     tip_hash: BlockHash,
     sign_state: Option<SignState>,
-    locked_proposal: Option<Proposal>,
+    locked_proposals: Vec<Proposal>,
     evidence: Vec<serde_json::Value>,
     peers: Vec<PeerRecord>,
 }
@@ -35,7 +36,7 @@ impl MemoryStore {
                 index: HashMap::from([(hash, 0)]),
                 tip_hash: hash,
                 sign_state: None,
-                locked_proposal: None,
+                locked_proposals: Vec::new(),
                 evidence: Vec::new(),
                 peers: Vec::new(),
             }),
@@ -100,12 +101,14 @@ impl Store for MemoryStore {
     }
 
     fn save_locked_proposal(&self, proposal: &Proposal) -> Result<(), StoreError> {
-        self.write().locked_proposal = Some(proposal.clone());
+        let mut inner = self.write();
+        inner.locked_proposals.insert(0, proposal.clone());
+        inner.locked_proposals.truncate(LOCKED_PROPOSALS_KEPT);
         Ok(())
     }
 
-    fn locked_proposal(&self) -> Result<Option<Proposal>, StoreError> {
-        Ok(self.read().locked_proposal.clone())
+    fn locked_proposals(&self) -> Result<Vec<Proposal>, StoreError> {
+        Ok(self.read().locked_proposals.clone())
     }
 
     fn put_evidence(&self, evidence: &serde_json::Value) -> Result<bool, StoreError> {

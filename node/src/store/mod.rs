@@ -123,11 +123,12 @@ pub trait Store: Send + Sync {
     fn save_sign_state(&self, state: &SignState) -> Result<(), StoreError>;
     /// The last saved sign state; `None` if this node never signed anything.
     fn sign_state(&self) -> Result<Option<SignState>, StoreError>;
-    /// Makes the proposal of the block this validator locks on durable (replacing the one
-    /// before) before returning: the sign state that follows refers to its block by hash.
+    /// Makes the proposal of the block this validator locks on durable before returning (the
+    /// sign state that follows refers to its block by hash), keeping the one saved before it
+    /// (`consensus_core::effect::LOCKED_PROPOSALS_KEPT` in all).
     fn save_locked_proposal(&self, proposal: &Proposal) -> Result<(), StoreError>;
-    /// The last saved locked proposal, if any.
-    fn locked_proposal(&self) -> Result<Option<Proposal>, StoreError>;
+    /// The kept locked proposals, newest first.
+    fn locked_proposals(&self) -> Result<Vec<Proposal>, StoreError>;
     /// Records one piece of evidence (e.g. an equivocation); an identical value already
     /// stored is not stored twice. Returns whether it was new.
     fn put_evidence(&self, evidence: &serde_json::Value) -> Result<bool, StoreError>;
