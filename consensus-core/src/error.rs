@@ -113,6 +113,8 @@ pub enum TxError {
     BadSignature,
     #[error("payload of {size} bytes exceeds the limit")]
     PayloadTooLarge { size: usize },
+    #[error("nonce {nonce} is above 2^53 - 1, the largest integer JSON clients read exactly")]
+    NonceTooLarge { nonce: u64 },
     #[error("transaction timestamp {tx_ts} is outside the window around {now_ms}")]
     Expired { tx_ts: u64, now_ms: u64 },
     #[error("already committed")]
@@ -136,6 +138,10 @@ pub enum TxError {
 /// node applies when the request is proposed and again when its quorum completes.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum JoinRefusal {
+    #[error(
+        "invitation nonce {nonce} is above 2^53 - 1, the largest integer JSON clients read exactly"
+    )]
+    NonceTooLarge { nonce: u64 },
     #[error("the invitation is for chain {invitation_chain}, not this one")]
     WrongChain { invitation_chain: Hash32 },
     #[error(

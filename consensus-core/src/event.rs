@@ -6,7 +6,11 @@ use crate::message::VoteKind;
 use crate::types::{BlockHash, Height, NodeId, Round};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(
+    tag = "event",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Event {
     ProposalSent {
         height: Height,

@@ -46,7 +46,11 @@ pub enum Input {
 
 /// A request for blocks, served by the host from its block store (see [`crate::sync::serve`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum SyncRequest {
     /// `/MissingBlockRequeset`: blocks after the requester's last hash.
     MissingBlocks {
@@ -59,7 +63,11 @@ pub enum SyncRequest {
 
 /// A peer's answer to a [`SyncRequest`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum SyncResponse {
     /// Blocks after the requested hash, newest first (Req 4.11), at most a page.
     MissingBlocks {

@@ -9,6 +9,10 @@ pub const VALIDATORS_MAX: usize = 64;
 pub const BLOCK_TXS_MAX: usize = 512;
 /// Largest transaction payload in bytes.
 pub const TX_PAYLOAD_BYTES_MAX: usize = 16 * 1024;
+/// Largest integer a JSON number carries on the HTTP API: 2^53 - 1, the largest a double
+/// (JavaScript's only number type) holds exactly. Transaction and invitation nonces are
+/// bounded by it, so a browser computes the same transaction hash as the node.
+pub const JSON_INTEGER_MAX: u64 = (1 << 53) - 1;
 /// Most transactions waiting in the mempool.
 pub const MEMPOOL_TXS_MAX: usize = 10_000;
 /// Most rounds of one height for which votes are kept. Votes for rounds further ahead than

@@ -238,13 +238,17 @@ impl TxKind {
 }
 
 /// A client or validator transaction, signed by its sender and forwarded unmodified.
+/// (The snake_case aliases read blocks stored before the API went camelCase.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Transaction {
     pub kind: TxKind,
     #[serde(with = "hex_vec")]
     pub payload: Vec<u8>,
     pub sender: PublicKey,
+    /// At most [`crate::limits::JSON_INTEGER_MAX`].
     pub nonce: u64,
+    #[serde(alias = "timestamp_ms")]
     pub timestamp_ms: u64,
     pub signature: Signature,
 }
@@ -345,13 +349,16 @@ impl Transaction {
 /// could grow their share past a third. It also admits at most one validator per (inviter,
 /// nonce), within the inviter's rate limit ([`crate::chain::ChainState::check_join`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Invitation {
+    #[serde(alias = "chain_id")]
     pub chain_id: Hash32,
     pub inviter: PublicKey,
     /// The one key this invitation admits: a vouch is for someone, not for whoever shows up.
     pub joiner: PublicKey,
+    #[serde(alias = "expires_ms")]
     pub expires_ms: u64,
+    /// At most [`crate::limits::JSON_INTEGER_MAX`].
     pub nonce: u64,
     /// By `inviter`, over [`Invitation::signing_bytes`].
     pub signature: Signature,
@@ -449,8 +456,9 @@ impl Invitation {
 /// identical value (it is the key of the pending request), so every validator approves
 /// exactly what the joiner sent.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JoinRequest {
+    #[serde(alias = "public_key")]
     pub public_key: PublicKey,
     pub address: String,
     pub invitation: Invitation,
@@ -657,16 +665,21 @@ impl ConsensusMessage {
 
 /// A validator as the chain knows it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Validator {
     pub id: NodeId,
+    #[serde(alias = "public_key")]
     pub public_key: PublicKey,
     pub address: String,
 }
 
 /// The genesis file every node of a chain shares. Its block hash is the chain id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Genesis {
+    #[serde(alias = "chain_name")]
     pub chain_name: String,
+    #[serde(alias = "time_ms")]
     pub time_ms: u64,
     pub validators: Vec<Validator>,
 }

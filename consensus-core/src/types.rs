@@ -11,7 +11,9 @@ pub type Height = u64;
 pub type Round = u32;
 
 /// A validator's stable index in the chain's validator registry (genesis order, then joins).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct NodeId(pub u16);
 
@@ -45,6 +47,13 @@ macro_rules! hex_bytes {
                 let mut out = [0u8; $len];
                 hex::decode_to_slice(s, &mut out)?;
                 Ok(Self(out))
+            }
+        }
+
+        /// All zeros: a placeholder, never a real key, hash or signature.
+        impl Default for $name {
+            fn default() -> Self {
+                Self::ZERO
             }
         }
 

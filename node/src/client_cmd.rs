@@ -14,8 +14,8 @@ use clap::error::ErrorKind;
 use clap::Args;
 use consensus_core::crypto::Keypair;
 use consensus_core::limits::TX_PAYLOAD_BYTES_MAX;
-use consensus_core::{Hash32, Transaction, TxKind};
-use serde::{Deserialize, Serialize};
+use consensus_core::{Hash32, NodeId, Transaction, TxKind};
+pub(crate) use tinyweb_node::api::{NodeStatus, TxState, TxStatus};
 use tinyweb_node::config;
 
 /// How long one request may take before the node counts as unreachable.
@@ -63,53 +63,6 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// A node's `/status`. Every field has a default so that a node of a slightly different
-/// version still shows what both sides know; a field of the wrong type is still an error.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct NodeStatus {
-    pub id: Option<u64>,
-    pub chain_id: String,
-    pub height: u64,
-    pub last_hash: String,
-    pub round: u64,
-    pub step: String,
-    pub proposer: Option<u64>,
-    pub n: u64,
-    pub quorum: u64,
-    pub f: u64,
-    pub registered: Vec<u64>,
-    pub suspended: Vec<u64>,
-    pub benched: Vec<u64>,
-    pub peers: Vec<PeerStatus>,
-    pub last_commit_latency_ms: Option<f64>,
-    pub mempool: u64,
-    pub alerts: Vec<String>,
-    pub halted: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub(crate) struct PeerStatus {
-    pub id: u64,
-    pub public_key: String,
-    pub address: String,
-    pub failures: u64,
-    pub delinquent: bool,
-    pub suspended: bool,
-    pub benched: bool,
-}
-
-impl NodeStatus {
-    pub(crate) fn delinquent_peers(&self) -> usize {
-        self.peers.iter().filter(|p| p.delinquent).count()
-    }
-
-    pub(crate) fn peer_failures(&self) -> u64 {
-        self.peers.iter().map(|p| p.failures).sum()
-    }
-}
-
 /// What the node said to a submitted transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Submitted {
@@ -121,14 +74,6 @@ pub(crate) enum Submitted {
         code: String,
         message: String,
     },
-}
-
-/// `GET /Transaction/{hash}`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub(crate) struct TxStatus {
-    pub status: String,
-    #[serde(default)]
-    pub height: Option<u64>,
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -177,7 +122,7 @@ pub(crate) fn message_tx(chain_id: &Hash32, key: &Keypair, payload: Vec<u8>) -> 
         key,
         TxKind::Message,
         payload,
-        rand::random::<u64>(),
+        tinyweb_node::api::random_nonce(),
         now_ms(),
     )
 }
@@ -213,7 +158,7 @@ async fn send(
 }
 
 /// `GET {url}{path}`, parsed; a refusal is an error carrying the node's message.
-async fn get_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: &str,
     path: &str,
@@ -246,13 +191,7 @@ pub(crate) async fn get_status(client: &reqwest::Client, url: &str) -> anyhow::R
 
 /// The chain id the node at `url` reports in `/status`.
 pub(crate) async fn chain_id_of(client: &reqwest::Client, url: &str) -> anyhow::Result<Hash32> {
-    let status = get_status(client, url).await?;
-    Hash32::from_hex(&status.chain_id).with_context(|| {
-        format!(
-            "{url}/status names no valid chain id: {:?}",
-            status.chain_id
-        )
-    })
+    Ok(get_status(client, url).await?.chain_id)
 }
 
 /// `POST {url}/Transaction` with the transaction's own JSON. A refusal is an `Ok`: only
@@ -281,7 +220,7 @@ fn submit_outcome(status: u16, body: &str, tx: &Transaction) -> Submitted {
         .and_then(serde_json::Value::as_bool);
     if (200..300).contains(&status) && accepted != Some(false) {
         return Submitted::Accepted {
-            tx_hash: field("tx_hash").unwrap_or_else(|| tx.hash().to_hex()),
+            tx_hash: field("txHash").unwrap_or_else(|| tx.hash().to_hex()),
         };
     }
     Submitted::Rejected {
@@ -472,7 +411,7 @@ async fn wait_committed(
     let mut last_error = None;
     while started.elapsed() < WAIT_DEADLINE {
         match tx_status(client, url, tx_hash).await {
-            Ok(s) if s.status == "committed" => {
+            Ok(s) if s.status == TxState::Committed => {
                 let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let Some(height) = s.height else {
                     bail!("{url} says the transaction is committed but names no height");
@@ -513,16 +452,18 @@ pub(crate) fn dash_or<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
-/// At most the first 16 hex digits: enough to tell chains and blocks apart by eye.
-fn short_hex(hex: &str) -> &str {
-    hex.get(..16).unwrap_or(hex)
+/// The first 16 hex digits: enough to tell chains and blocks apart by eye.
+fn short_hex(hash: &Hash32) -> String {
+    hash.to_hex()[..16].to_owned()
 }
 
 fn human_status(url: &str, s: &NodeStatus) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
-    let who =
-        s.id.map_or_else(|| "not a validator".to_owned(), |id| format!("node {id}"));
+    let who = s.id.map_or_else(
+        || "not a validator".to_owned(),
+        |id| format!("node {}", id.0),
+    );
     let _ = writeln!(o, "{url}: {who}, chain {}", short_hex(&s.chain_id));
     if let Some(reason) = &s.halted {
         let _ = writeln!(o, "HALTED: {reason}");
@@ -534,13 +475,16 @@ fn human_status(url: &str, s: &NodeStatus) -> String {
         short_hex(&s.last_hash),
         s.round,
         s.step,
-        dash_or(s.proposer)
+        s.proposer.0
     );
-    let ids = |ids: &[u64]| {
+    let ids = |ids: &[NodeId]| {
         if ids.is_empty() {
             "-".to_owned()
         } else {
-            ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+            ids.iter()
+                .map(|id| id.0.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
         }
     };
     let _ = writeln!(
@@ -557,7 +501,7 @@ fn human_status(url: &str, s: &NodeStatus) -> String {
         o,
         "last commit latency: {}, mempool: {} txs",
         s.last_commit_latency_ms
-            .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms")),
+            .map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms")),
         s.mempool
     );
     if s.peers.is_empty() {
@@ -581,7 +525,7 @@ fn human_status(url: &str, s: &NodeStatus) -> String {
             let _ = writeln!(
                 o,
                 "  {:>3}  {:<24} {:>8}  {:<10}  {:<10}",
-                p.id,
+                p.id.0,
                 p.address,
                 p.failures,
                 yes_no(p.delinquent),
@@ -618,17 +562,20 @@ mod tests {
     #[test]
     fn the_status_contract_parses_and_missing_fields_default() {
         let json = serde_json::json!({
-            "id": 1, "chain_id": "ab", "height": 41, "last_hash": "cd", "round": 0,
+            "id": 1, "chainId": "ab".repeat(32), "height": 41, "lastHash": "cd".repeat(32), "round": 0,
             "step": "propose", "proposer": 2, "n": 4, "quorum": 3, "f": 1,
             "registered": [0, 1, 2, 3], "suspended": [0], "benched": [],
             "peers": [{"id": 0, "address": "127.0.0.1:8700", "failures": 3,
                        "delinquent": true, "suspended": true, "benched": false}],
-            "last_commit_latency_ms": 12, "mempool": 5, "alerts": ["x"], "halted": null,
-            "outgoing_queued": 0
+            "lastCommitLatencyMs": 12, "mempool": 5, "alerts": ["x"], "halted": null,
+            "outgoingQueued": 0
         });
         let s: NodeStatus = serde_json::from_value(json).expect("parses");
-        assert_eq!((s.id, s.height, s.proposer, s.f), (Some(1), 41, Some(2), 1));
-        assert_eq!(s.last_commit_latency_ms, Some(12.0));
+        assert_eq!(
+            (s.id, s.height, s.proposer, s.f),
+            (Some(NodeId(1)), 41, NodeId(2), 1)
+        );
+        assert_eq!(s.last_commit_latency_ms, Some(12));
         assert_eq!((s.delinquent_peers(), s.peer_failures()), (1, 3));
         let text = human_status("http://x", &s);
         assert!(text.contains("height 41"), "{text}");
@@ -644,7 +591,7 @@ mod tests {
     fn submit_outcomes_follow_the_status_and_body() {
         let tx = message_tx(&Hash32::ZERO, &key(), b"hi".to_vec());
         assert_eq!(
-            submit_outcome(200, r#"{"tx_hash":"aa","accepted":true}"#, &tx),
+            submit_outcome(200, r#"{"txHash":"aa","accepted":true}"#, &tx),
             Submitted::Accepted {
                 tx_hash: "aa".into()
             }

@@ -661,9 +661,7 @@ pub(crate) fn status_line(elapsed: Duration, views: &[NodeView], load: &str) -> 
         list(views, |s| Some(s.height)),
         list(views, |s| Some(s.round)),
         views.len(),
-        list(views, |s| s
-            .last_commit_latency_ms
-            .map(|ms| ms.round() as u64)),
+        list(views, |s| s.last_commit_latency_ms),
         list(views, |s| Some(s.mempool)),
         list(views, |s| Some(s.delinquent_peers())),
     )
@@ -727,9 +725,9 @@ pub(crate) fn status_table(
                 s.height.to_string(),
                 s.round.to_string(),
                 s.step.chars().take(14).collect(),
-                client_cmd::dash_or(s.proposer),
+                s.proposer.0.to_string(),
                 s.last_commit_latency_ms
-                    .map_or_else(dash, |ms| format!("{ms:.0}")),
+                    .map_or_else(dash, |ms| ms.to_string()),
                 s.mempool.to_string(),
                 format!(
                     "{}/{} ({} fail)",
@@ -1083,7 +1081,7 @@ mod tests {
             status: Some(NodeStatus {
                 height,
                 round: 1,
-                last_commit_latency_ms: Some(12.4),
+                last_commit_latency_ms: Some(12),
                 ..NodeStatus::default()
             }),
         }

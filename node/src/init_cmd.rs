@@ -395,7 +395,7 @@ fn warn_if_too_few_vouchers(url: &str, invitation: &tinyweb_node::node::join::In
         })
     });
     let Some(status) = status else { return };
-    let (vouchers, needed) = (invitation.vouchers().count(), status.f as usize + 1);
+    let (vouchers, needed) = (invitation.vouchers().count(), status.f + 1);
     if vouchers < needed {
         eprintln!(
             "warning: {vouchers} member(s) vouch for this invitation; this chain (n = {}) needs \

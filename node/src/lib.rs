@@ -5,9 +5,13 @@
 //! - [`wire`]: the signed envelope every peer message and sync answer travels in.
 //! - [`store`]: durable state in LMDB (heed): committed blocks with their certificates, the
 //!   last-signed vote state, evidence and peers.
+//! - [`api`]: the JSON answers of the read endpoints, shared by server and clients.
+//! - [`export`]: the chain export and its offline verification from genesis.
 //! - [`config`]: `config.toml`, key and genesis files.
 
+pub mod api;
 pub mod config;
+pub mod export;
 pub mod node;
 pub mod store;
 pub mod wire;

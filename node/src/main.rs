@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when a simulation found a violation (or the command failed),
 //! 2 on bad usage.
 
+mod chain_cmd;
 mod client_cmd;
 mod cluster_cmd;
 mod init_cmd;
@@ -44,6 +45,11 @@ enum Command {
     Submit(client_cmd::SubmitArgs),
     /// Show a node's /status.
     Status(client_cmd::StatusArgs),
+    /// Write every block of a node's chain, with its genesis, as one JSON document.
+    ExportChain(chain_cmd::ExportArgs),
+    /// Verify exports offline from genesis (links, hashes, Merkle roots, signatures,
+    /// certificates, membership); two exports are also compared for a fork.
+    VerifyChain(chain_cmd::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +63,8 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cluster_cmd::run(args),
         Command::Submit(args) => client_cmd::submit(args),
         Command::Status(args) => client_cmd::status(args),
+        Command::ExportChain(args) => chain_cmd::export_chain(args),
+        Command::VerifyChain(args) => chain_cmd::verify_chain(args),
     };
     match result {
         Ok(code) => code,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use consensus_core::quorum::max_faulty;
-use consensus_core::{PublicKey, Transaction, TxKind};
+use consensus_core::{NodeId, PublicKey, Transaction, TxKind};
 use tinyweb_node::config::{self, NodeConfig};
 use tinyweb_node::node::join::{Invitation, InvitationFile};
 use tinyweb_node::node::now_ms;
@@ -104,7 +104,7 @@ pub fn invite(args: InviteArgs) -> anyhow::Result<ExitCode> {
                 &key,
                 joiner,
                 now_ms() + args.expires.as_millis() as u64,
-                rand::random(),
+                tinyweb_node::api::random_nonce(),
             ),
             genesis,
         },
@@ -142,7 +142,7 @@ pub fn invite(args: InviteArgs) -> anyhow::Result<ExitCode> {
     let vouchers = file.invitation.vouchers().count();
     match own_status(&config) {
         Some(status) => {
-            let needed = status.f as usize + 1;
+            let needed = status.f + 1;
             let more = if vouchers >= needed {
                 "enough".to_owned()
             } else {
@@ -173,7 +173,7 @@ pub fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     let url = client_cmd::base_url(&config.node.advertise);
     let status = own_status(&config)
         .with_context(|| format!("this member's node ({url}) does not answer: start it first"))?;
-    if status.id == Some(u64::from(args.node)) {
+    if status.id == Some(NodeId(args.node)) {
         bail!(
             "validator {} is this member: ask from another member's node (or just stop this one)",
             args.node
@@ -182,21 +182,20 @@ pub fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
     let target = status
         .peers
         .iter()
-        .find(|p| p.id == u64::from(args.node))
+        .find(|p| p.id == NodeId(args.node))
         .with_context(|| {
             format!(
                 "validator {} is not registered on this chain (registered: {:?})",
                 args.node, status.registered
             )
         })?;
-    let public_key = PublicKey::from_hex(&target.public_key)
-        .with_context(|| format!("{url}/status lists no valid key for {}", args.node))?;
+    let public_key = target.public_key;
     let tx = Transaction::new_signed(
         &genesis.chain_id(),
         &key,
         TxKind::RemoveNode,
         public_key.0.to_vec(),
-        rand::random(),
+        tinyweb_node::api::random_nonce(),
         now_ms(),
     );
     let outcome = client_cmd::runtime()?.block_on(async {
@@ -212,7 +211,7 @@ pub fn remove(args: RemoveArgs) -> anyhow::Result<ExitCode> {
             let needed = status.quorum;
             let (n_after, f_after) = (
                 status.n.saturating_sub(1),
-                max_faulty(status.n.saturating_sub(1) as usize),
+                max_faulty(status.n.saturating_sub(1)),
             );
             eprintln!(
                 "requested. Validator {} is removed once {needed} of the {} validators have \

@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use consensus_core::crypto::{self, Keypair, SigningBytes};
 use consensus_core::{
     Block, ConsensusMessage, Hash32, Height, NewRound, NodeId, Proposal, PublicKey, Signature,
-    SyncResponse, Transaction, Vote, VoteKind,
+    SyncResponse, Transaction, TxError, Vote, VoteKind,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -334,6 +334,9 @@ pub enum WireError {
     SlowBody { ms: u64 },
     #[error("{0}")]
     Rejected(String),
+    /// A client transaction the replica would not admit.
+    #[error("transaction refused: {0}")]
+    TxRefused(#[from] TxError),
     #[error("queue full, retry later")]
     Busy,
     #[error("not found")]
@@ -356,6 +359,12 @@ impl WireError {
             WireError::TooLarge { .. } => 413,
             WireError::SlowBody { .. } => 408,
             WireError::Busy | WireError::Unavailable(_) => 503,
+            WireError::TxRefused(e) => match e {
+                TxError::AlreadyCommitted => 409,
+                TxError::BadSignature => 401,
+                TxError::MempoolFull => 503,
+                _ => 400,
+            },
         }
     }
     /// A short machine-readable code for the JSON error body.
@@ -375,6 +384,12 @@ impl WireError {
             WireError::Busy => "busy",
             WireError::NotFound => "not_found",
             WireError::Unavailable(_) => "unavailable",
+            WireError::TxRefused(e) => match e {
+                TxError::AlreadyCommitted => "already_committed",
+                TxError::BadSignature => "bad_signature",
+                TxError::MempoolFull => "busy",
+                _ => "invalid_transaction",
+            },
         }
     }
     /// Counted as a security event (Req 8.3).
@@ -385,6 +400,7 @@ impl WireError {
                 | WireError::BadSignature
                 | WireError::Replayed
                 | WireError::Stale { .. }
+                | WireError::TxRefused(TxError::BadSignature)
         )
     }
 }

@@ -246,7 +246,7 @@ async fn read_endpoints_answer_the_documented_fields() {
         "peers",
         "f",
         "alerts",
-        "last_commit_latency_ms",
+        "lastCommitLatencyMs",
     ] {
         assert!(
             status.get(field).is_some(),

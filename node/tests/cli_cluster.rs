@@ -288,7 +288,7 @@ fn a_cluster_commits_survives_a_killed_node_stops_on_sigterm_and_restarts() {
     let first = submit_wait(&cluster.url(0), &key, "hello");
     let status = status_json(&cluster.url(1));
     for field in [
-        "chain_id", "height", "round", "proposer", "n", "quorum", "f", "peers",
+        "chainId", "height", "round", "proposer", "n", "quorum", "f", "peers",
     ] {
         assert!(
             status.get(field).is_some(),

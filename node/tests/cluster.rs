@@ -14,7 +14,7 @@ async fn commit_round_robin(cluster: &mut TestCluster, on: &[usize], count: usiz
         let started = Instant::now();
         let (status, body) = cluster.submit(target, &tx).await;
         assert_eq!(status, 200, "submit to node {target}: {body}");
-        assert_eq!(body["tx_hash"], serde_json::json!(tx.hash()));
+        assert_eq!(body["txHash"], serde_json::json!(tx.hash()));
         let done = cluster
             .wait_committed_on(on, &tx.hash(), DEADLINE)
             .await
@@ -38,6 +38,41 @@ async fn four_nodes_commit_transactions_submitted_to_any_node() {
     println!("4 nodes: commit-on-all latency median {p50} ms, worst {max} ms (target 5000 ms)");
     let height = cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
     assert!(height >= 1);
+
+    // A committed transaction sent again is a conflict, not a malformed request.
+    let tx = cluster.message_tx("once only");
+    let (status, body) = cluster.submit(1, &tx).await;
+    assert_eq!(status, 200, "{body}");
+    cluster
+        .wait_committed_on(&[1], &tx.hash(), DEADLINE)
+        .await
+        .expect("committed");
+    let (status, body) = cluster.submit(1, &tx).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("already_committed")),
+        "{body}"
+    );
+    // A nonce a JavaScript client cannot read exactly is refused up front.
+    let mut big = cluster.message_tx("big nonce");
+    big = consensus_core::Transaction::new_signed(
+        &cluster.chain_id(),
+        &consensus_core::crypto::Keypair::from_secret([9; 32]),
+        big.kind,
+        big.payload,
+        consensus_core::limits::JSON_INTEGER_MAX + 1,
+        big.timestamp_ms,
+    );
+    let (status, body) = cluster.submit(2, &big).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_transaction")),
+        "{body}"
+    );
+    // Logs redirected to a file carry no terminal colour codes.
+    let log = std::fs::read_to_string(cluster.nodes[0].dir.join("node.log")).expect("log");
+    assert!(log.contains("INFO"), "the log has lines: {log}");
+    assert!(!log.contains('\x1b'), "escape codes in a redirected log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

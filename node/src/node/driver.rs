@@ -528,9 +528,9 @@ impl Driver {
             }
             Query::TxStatus(hash, reply) => {
                 let status = match self.tx_heights.get(&hash) {
-                    Some(&height) => TxStatus::Committed { height },
-                    None if self.replica.mempool().contains(&hash) => TxStatus::Pending,
-                    None => TxStatus::Unknown,
+                    Some(&height) => TxStatus::committed(height),
+                    None if self.replica.mempool().contains(&hash) => TxStatus::PENDING,
+                    None => TxStatus::UNKNOWN,
                 };
                 let _ = reply.send(status);
             }
@@ -560,7 +560,7 @@ impl Driver {
             Ok(()) => Ok(hash),
             // Submitting the same transaction again is not an error for the client.
             Err(TxError::Duplicate) => Ok(hash),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e),
         };
         let admitted = verdict.is_ok();
         if let Some(reply) = reply {
@@ -605,7 +605,7 @@ impl Driver {
             _ => {}
         }
         let me = self.replica.id().map(|id| id.0);
-        let record = serde_json::json!({ "node": me, "time_ms": now, "event": event });
+        let record = serde_json::json!({ "node": me, "timeMs": now, "event": event });
         let _ = self.shared.events.send(Arc::from(record.to_string()));
     }
 

@@ -40,7 +40,10 @@ const TX_VERDICT_TIMEOUT: Duration = Duration::from_secs(5);
 impl IntoResponse for WireError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = Json(serde_json::json!({ "error": self.code(), "message": self.to_string() }));
+        let body = Json(crate::api::ErrorBody {
+            error: self.code().to_owned(),
+            message: self.to_string(),
+        });
         let mut response = (status, body).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
@@ -75,6 +78,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/Block/{height}", get(block))
         .route("/Transaction/{hash}", get(tx_status))
         .route("/status", get(status))
+        .route("/genesis", get(genesis))
         .route("/metrics", get(metrics))
         .route("/events", get(events))
         .route("/health", get(health))
@@ -382,7 +386,7 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
         let tx: Transaction =
             serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
         tx.verify(&s.chain_id)
-            .map_err(|_| WireError::BadSignature)?;
+            .map_err(|_| WireError::TxRefused(consensus_core::TxError::BadSignature))?;
         let (reply, verdict) = oneshot::channel();
         s.tx_in
             .try_send(TxSubmission {
@@ -392,12 +396,12 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
             })
             .map_err(|_| WireError::Busy)?;
         match tokio::time::timeout(TX_VERDICT_TIMEOUT, verdict).await {
-            Ok(Ok(Ok(hash))) => Ok(Json(serde_json::json!({
-                "tx_hash": hash,
-                "accepted": true,
-            }))
+            Ok(Ok(Ok(tx_hash))) => Ok(Json(crate::api::TxAccepted {
+                tx_hash,
+                accepted: true,
+            })
             .into_response()),
-            Ok(Ok(Err(reason))) => Err(WireError::Rejected(reason)),
+            Ok(Ok(Err(reason))) => Err(WireError::TxRefused(reason)),
             _ => Err(WireError::Busy),
         }
     }
@@ -582,17 +586,7 @@ async fn tx_status(State(s): Shr, Path(hash): Path<String>) -> Response {
             .into_response();
     };
     match ask(&s, |reply| Query::TxStatus(hash, reply)).await {
-        Ok(status) => {
-            let height = match status {
-                super::TxStatus::Committed { height } => Some(height),
-                _ => None,
-            };
-            let mut json = serde_json::to_value(status).unwrap_or_default();
-            if let Some(map) = json.as_object_mut() {
-                map.insert("height".into(), serde_json::json!(height));
-            }
-            Json(json).into_response()
-        }
+        Ok(status) => Json(status).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -602,6 +596,11 @@ async fn status(State(s): Shr) -> Response {
         Ok(status) => Json(status).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// The genesis file this chain started from: with it, anyone can verify the chain offline.
+async fn genesis(State(s): Shr) -> Response {
+    Json(&s.genesis).into_response()
 }
 
 async fn metrics(State(s): Shr) -> Response {
@@ -645,6 +644,7 @@ async fn health(State(s): Shr) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consensus_core::TxError;
 
     #[test]
     fn a_full_queue_answers_503_with_retry_after_and_a_json_body() {
@@ -665,6 +665,13 @@ mod tests {
             (WireError::Replayed, 409),
             (WireError::TooLarge { limit: 1 }, 413),
             (WireError::Busy, 503),
+            (WireError::TxRefused(TxError::AlreadyCommitted), 409),
+            (WireError::TxRefused(TxError::BadSignature), 401),
+            (WireError::TxRefused(TxError::MempoolFull), 503),
+            (
+                WireError::TxRefused(TxError::NonceTooLarge { nonce: 1 << 60 }),
+                400,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(error.into_response().status().as_u16(), status);

@@ -24,12 +24,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use consensus_core::crypto::Keypair;
 use consensus_core::{
-    ConsensusMessage, Genesis, Hash32, Height, NodeId, PublicKey, ReplicaStatus, SyncResponse,
-    Transaction, Validator,
+    ConsensusMessage, Genesis, Hash32, Height, NodeId, SyncResponse, Transaction, Validator,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+pub use crate::api::{NodeStatus, PeerStatus, TxStatus};
 use crate::config::NodeConfig;
 use crate::store::{LmdbOptions, LmdbStore, Store};
 use crate::wire::ReplayGuard;
@@ -84,109 +84,12 @@ pub enum Query {
     ),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "status")]
-pub enum TxStatus {
-    Unknown,
-    Pending,
-    Committed { height: Height },
-}
-
 /// A transaction on its way to the replica; a client waits for the admission verdict.
 #[derive(Debug)]
 pub struct TxSubmission {
     pub tx: Transaction,
     pub origin: Option<NodeId>,
-    pub reply: Option<oneshot::Sender<Result<Hash32, String>>>,
-}
-
-/// `/status` (DESIGN §5).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct NodeStatus {
-    pub id: Option<NodeId>,
-    pub public_key: PublicKey,
-    pub chain_id: Hash32,
-    pub height: Height,
-    pub last_hash: Hash32,
-    pub round: u32,
-    pub step: String,
-    pub proposer: NodeId,
-    /// Registered validators: n = |registered|, and every quorum counts over them.
-    pub n: usize,
-    pub quorum: usize,
-    pub f: usize,
-    pub registered: Vec<NodeId>,
-    /// Out of the proposer rotation by committed requests (their votes still count).
-    pub suspended: Vec<NodeId>,
-    /// Out of the proposer rotation for failed turns, for a while (their votes still count).
-    pub benched: Vec<NodeId>,
-    pub peers: Vec<PeerStatus>,
-    pub last_commit_latency_ms: Option<u64>,
-    pub mempool: usize,
-    pub outgoing_queued: usize,
-    pub alerts: Vec<String>,
-    pub halted: Option<String>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct PeerStatus {
-    pub id: NodeId,
-    pub public_key: PublicKey,
-    pub address: String,
-    pub failures: u32,
-    pub delinquent: bool,
-    pub suspended: bool,
-    pub benched: bool,
-}
-
-impl NodeStatus {
-    fn from_replica(
-        s: &ReplicaStatus,
-        validators: &[Validator],
-        public_key: PublicKey,
-        chain_id: Hash32,
-    ) -> Self {
-        let peers = validators
-            .iter()
-            .filter(|v| Some(v.id) != s.id)
-            .filter(|v| s.registered.contains(&v.id))
-            .map(|v| PeerStatus {
-                id: v.id,
-                public_key: v.public_key,
-                address: v.address.clone(),
-                failures: s
-                    .peer_failures
-                    .iter()
-                    .find(|(id, _)| *id == v.id)
-                    .map_or(0, |(_, f)| *f),
-                delinquent: s.delinquent.contains(&v.id),
-                suspended: s.suspended.contains(&v.id),
-                benched: s.benched.contains(&v.id),
-            })
-            .collect();
-        Self {
-            id: s.id,
-            public_key,
-            chain_id,
-            height: s.height,
-            last_hash: s.last_hash,
-            round: s.round,
-            step: format!("{:?}", s.step).to_lowercase(),
-            proposer: s.proposer,
-            n: s.n,
-            quorum: s.quorum,
-            f: s.f,
-            registered: s.registered.clone(),
-            suspended: s.suspended.clone(),
-            benched: s.benched.clone(),
-            peers,
-            last_commit_latency_ms: None,
-            mempool: s.mempool,
-            outgoing_queued: 0,
-            alerts: Vec::new(),
-            halted: s.halted.clone(),
-        }
-    }
+    pub reply: Option<oneshot::Sender<Result<Hash32, consensus_core::TxError>>>,
 }
 
 /// State the HTTP handlers share with the driver. The replica itself is not here: only the
