@@ -8,7 +8,10 @@
 //! Children run in their own process group, so a terminal's Ctrl-C reaches only this
 //! process, which then stops every child with SIGTERM (their graceful shutdown) and kills
 //! whatever is still running after a grace period. A child that dies is shown as down and
-//! is not restarted: watching a cluster ride out a crash is the point.
+//! is not restarted: watching a cluster ride out a crash is the point. Every node's URL is
+//! asked for its status each second whether or not its child still runs, so a node restarted
+//! by hand (`tinyweb run --config D/<node>/config.toml`) shows as up again; it is not our
+//! child, so Ctrl-C leaves it running.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
@@ -24,6 +27,7 @@ use clap::Args;
 use consensus_core::crypto::Keypair;
 use consensus_core::quorum::max_faulty;
 use consensus_core::{Genesis, Hash32};
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use tinyweb_node::config;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -627,16 +631,114 @@ pub(crate) struct NodeView {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum NodeState {
-    Up,
-    /// Running, but `/status` did not answer this time.
+    /// `/status` answered. `by_hand`: our child exited, so whoever answers was started by
+    /// someone else (`tinyweb run` by hand) and is never signalled by this cluster.
+    Up { by_hand: bool },
+    /// Something took the connection but `/status` timed out or answered 503: a live node
+    /// too loaded (or frozen) to answer in time, not one that is gone.
+    Busy { why: String, by_hand: bool },
+    /// Our child runs but refuses connections or answers nonsense: still starting, or wedged.
     NoAnswer(String),
-    /// The process exited.
+    /// Our child exited (the reason) and nothing answers at its URL.
     Down(String),
 }
 
+impl NodeState {
+    /// Our child's exit (if it exited) and what its URL answered, as the view shows the node.
+    fn classify(exited: Option<ExitStatus>, probe: &Probe) -> Self {
+        let by_hand = exited.is_some();
+        match (probe, exited) {
+            (Probe::Answered(_), _) => NodeState::Up { by_hand },
+            (Probe::Busy(why), _) => NodeState::Busy {
+                why: why.clone(),
+                by_hand,
+            },
+            (Probe::Refused(why) | Probe::Bad(why), None) => NodeState::NoAnswer(why.clone()),
+            (Probe::Refused(_) | Probe::Bad(_), Some(status)) => {
+                NodeState::Down(exit_reason(status))
+            }
+        }
+    }
+
+    /// Whether the process at this node's URL is someone else's: Ctrl-C must leave it alone.
+    fn by_hand(&self) -> bool {
+        matches!(
+            self,
+            NodeState::Up { by_hand: true } | NodeState::Busy { by_hand: true, .. }
+        )
+    }
+
+    /// One word for the `--no-tui` line, which has no room for reasons.
+    fn word(&self) -> &'static str {
+        match self {
+            NodeState::Up { by_hand: false } => "up",
+            NodeState::Up { by_hand: true } => "up-by-hand",
+            NodeState::Busy { by_hand: false, .. } => "busy",
+            NodeState::Busy { by_hand: true, .. } => "busy-by-hand",
+            NodeState::NoAnswer(_) => "no-answer",
+            NodeState::Down(_) => "down",
+        }
+    }
+}
+
+/// What one `GET {url}/status` found.
+#[derive(Clone, Debug, PartialEq)]
+enum Probe {
+    Answered(Box<NodeStatus>),
+    /// The request timed out or the node answered 503 (its read queue is full).
+    Busy(String),
+    /// Nothing accepted the connection.
+    Refused(String),
+    /// Any other failure: another HTTP status, a body that is not the status JSON, a
+    /// connection dropped mid-answer.
+    Bad(String),
+}
+
+/// Asks `url` for its status within `timeout`. Typed by what reqwest reports, not by error
+/// text, so the view can tell a slow node from an absent one.
+async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Probe {
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            Probe::Busy(format!(
+                "/status did not answer within {} ms",
+                timeout.as_millis()
+            ))
+        } else if e.is_connect() {
+            Probe::Refused("connection refused".to_owned())
+        } else {
+            Probe::Bad(format!("{:#}", anyhow::Error::from(e)))
+        }
+    };
+    let response = match client
+        .get(format!("{url}/status"))
+        .timeout(timeout)
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => return failed(e),
+    };
+    let status = response.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Probe::Busy("/status answered 503 (busy)".to_owned());
+    }
+    if !status.is_success() {
+        return Probe::Bad(format!("/status answered {status}"));
+    }
+    let body = match response.bytes().await {
+        Ok(body) => body,
+        Err(e) => return failed(e),
+    };
+    match serde_json::from_slice::<NodeStatus>(&body) {
+        Ok(s) => Probe::Answered(Box::new(s)),
+        Err(e) => Probe::Bad(format!("/status is not the status JSON: {e}")),
+    }
+}
+
 impl NodeView {
+    /// Counts nodes that answered, whoever started them: they are the ones that vote.
     fn is_up(&self) -> bool {
-        self.state == NodeState::Up
+        matches!(self.state, NodeState::Up { .. })
     }
     /// Fresh figures only: a node that does not answer has no current height.
     fn live(&self) -> Option<&NodeStatus> {
@@ -655,12 +757,15 @@ fn list<T: std::fmt::Display>(views: &[NodeView], f: impl Fn(&NodeStatus) -> Opt
 /// One line of `--no-tui` output.
 pub(crate) fn status_line(elapsed: Duration, views: &[NodeView], load: &str) -> String {
     let up = views.iter().filter(|v| v.is_up()).count();
+    let states: Vec<&str> = views.iter().map(|v| v.state.word()).collect();
     format!(
-        "t={}s heights={} rounds={} up={up}/{} latency_ms={} mempool={} delinquent={} {load}",
+        "t={}s heights={} rounds={} up={up}/{} states=[{}] latency_ms={} mempool={} \
+         delinquent={} {load}",
         elapsed.as_secs(),
         list(views, |s| Some(s.height)),
         list(views, |s| Some(s.round)),
         views.len(),
+        states.join(","),
         list(views, |s| s.last_commit_latency_ms),
         list(views, |s| Some(s.mempool)),
         list(views, |s| Some(s.delinquent_peers())),
@@ -710,11 +815,14 @@ pub(crate) fn status_table(
         "alerts"
     );
     for v in views {
+        let hand = |by_hand: bool| if by_hand { " (by hand)" } else { "" };
         let state = match &v.state {
-            NodeState::Up => match v.status.as_ref().and_then(|s| s.halted.as_ref()) {
-                Some(_) => "HALTED".to_owned(),
-                None => "up".to_owned(),
-            },
+            NodeState::Up { by_hand } => {
+                let halted = v.status.as_ref().is_some_and(|s| s.halted.is_some());
+                let word = if halted { "HALTED" } else { "up" };
+                format!("{word}{}", hand(*by_hand))
+            }
+            NodeState::Busy { by_hand, .. } => format!("busy{}", hand(*by_hand)),
             NodeState::NoAnswer(_) => "no answer".to_owned(),
             NodeState::Down(why) => format!("DOWN ({why})"),
         };
@@ -756,8 +864,18 @@ pub(crate) fn status_table(
     }
     let mut notes = Vec::new();
     for v in views {
-        if let NodeState::NoAnswer(why) = &v.state {
-            notes.push(format!("node {}: {why}", v.id));
+        match &v.state {
+            NodeState::NoAnswer(why) => {
+                notes.push(format!("node {}: {why} (starting, or wedged)", v.id));
+            }
+            NodeState::Busy { why, .. } => notes.push(format!("node {}: {why}", v.id)),
+            _ => {}
+        }
+        if v.state.by_hand() {
+            notes.push(format!(
+                "node {}: restarted by hand, not by this cluster: Ctrl-C leaves it running",
+                v.id
+            ));
         }
         if let Some(s) = v.live() {
             if let Some(reason) = &s.halted {
@@ -849,7 +967,7 @@ impl Cluster {
             .iter()
             .map(|p| NodeView {
                 id: p.node.id,
-                state: NodeState::Up,
+                state: NodeState::Up { by_hand: false },
                 status: None,
             })
             .collect();
@@ -889,12 +1007,24 @@ impl Cluster {
         if let Some(task) = load_task {
             task.abort();
         }
-        eprintln!("{sig}: stopping {} nodes", self.procs.len());
+        let running = self
+            .procs
+            .iter_mut()
+            .map(NodeProc::poll_exit)
+            .filter(Option::is_none)
+            .count();
+        eprintln!("{sig}: stopping {running} nodes");
         stop_all(&mut self.procs).await;
         for p in &mut self.procs {
             if let Some(status) = p.exited {
                 eprintln!("node {}: {status}", p.node.id);
             }
+        }
+        for v in views.iter().filter(|v| v.state.by_hand()) {
+            eprintln!(
+                "node {}: restarted by hand, so left running (not a child of this cluster)",
+                v.id
+            );
         }
         eprintln!(
             "stopped; data kept in {} (restart: tinyweb cluster --dir {})",
@@ -945,32 +1075,34 @@ impl Cluster {
         }
     }
 
-    /// Asks every running node for its status, all at once.
+    /// Asks every node's URL for its status, all at once, also where our child has exited:
+    /// a node restarted by hand answers there.
     async fn refresh(&mut self, views: &mut [NodeView]) {
-        let mut asks = Vec::with_capacity(self.procs.len());
-        for p in &mut self.procs {
-            let ask = match p.poll_exit() {
-                Some(status) => Err(status),
-                None => {
-                    let (client, url) = (self.client.clone(), p.node.url.clone());
-                    Ok(tokio::spawn(async move {
-                        client_cmd::get_status(&client, &url).await
-                    }))
-                }
+        let asks: Vec<_> = self
+            .procs
+            .iter_mut()
+            .map(|p| {
+                let exited_when_asked = p.poll_exit();
+                let (client, url) = (self.client.clone(), p.node.url.clone());
+                let ask = tokio::spawn(async move { probe(&client, &url, STATUS_TIMEOUT).await });
+                (exited_when_asked, ask)
+            })
+            .collect();
+        for ((view, p), (exited_when_asked, ask)) in views.iter_mut().zip(&mut self.procs).zip(asks)
+        {
+            let probe = ask
+                .await
+                .unwrap_or_else(|e| Probe::Bad(format!("status request failed: {e}")));
+            // Whoever took the connection was our child if it was alive when asked, so a child
+            // dying mid-request is not taken for one restarted by hand; a node that did not
+            // answer is down as soon as our child is gone, not "no answer" for one more tick.
+            let exited = match probe {
+                Probe::Answered(_) | Probe::Busy(_) => exited_when_asked,
+                Probe::Refused(_) | Probe::Bad(_) => p.poll_exit(),
             };
-            asks.push(ask);
-        }
-        for (view, ask) in views.iter_mut().zip(asks) {
-            match ask {
-                Err(status) => view.state = NodeState::Down(exit_reason(status)),
-                Ok(handle) => match handle.await {
-                    Ok(Ok(status)) => {
-                        view.state = NodeState::Up;
-                        view.status = Some(status);
-                    }
-                    Ok(Err(e)) => view.state = NodeState::NoAnswer(format!("{e:#}")),
-                    Err(e) => view.state = NodeState::NoAnswer(e.to_string()),
-                },
+            view.state = NodeState::classify(exited, &probe);
+            if let Probe::Answered(status) = probe {
+                view.status = Some(*status);
             }
         }
     }
@@ -1087,23 +1219,244 @@ mod tests {
         }
     }
 
+    const UP: NodeState = NodeState::Up { by_hand: false };
+
     #[test]
     fn a_down_node_shows_dashes_and_is_not_counted_up() {
         let views = [
-            view(0, NodeState::Up, 41),
+            view(0, UP, 41),
             view(1, NodeState::Down("killed".into()), 40),
-            view(2, NodeState::Up, 40),
+            view(2, UP, 40),
         ];
         let line = status_line(Duration::from_secs(12), &views, "load off");
         assert_eq!(
             line,
-            "t=12s heights=[41,-,40] rounds=[1,-,1] up=2/3 latency_ms=[12,-,12] \
-             mempool=[0,-,0] delinquent=[0,-,0] load off"
+            "t=12s heights=[41,-,40] rounds=[1,-,1] up=2/3 states=[up,down,up] \
+             latency_ms=[12,-,12] mempool=[0,-,0] delinquent=[0,-,0] load off"
         );
         let table = status_table(Path::new("/c"), Duration::from_secs(3), &views, "load off");
         assert!(table.contains("committed heights 40..41"), "{table}");
         assert!(table.contains("DOWN (killed)"), "{table}");
         assert!(table.contains("tolerates f = 0"), "{table}");
+    }
+
+    fn exit_signal(sig: i32) -> ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        // A raw wait status below 128 is "killed by that signal".
+        ExitStatus::from_raw(sig)
+    }
+
+    #[test]
+    fn states_combine_the_childs_exit_with_what_its_url_answered() {
+        let answered = Probe::Answered(Box::default());
+        let busy = Probe::Busy("/status answered 503 (busy)".into());
+        let refused = Probe::Refused("connection refused".into());
+        let bad = Probe::Bad("/status answered 404 Not Found".into());
+        let killed = Some(exit_signal(9));
+        let cases = [
+            ("our child answers", None, &answered, UP),
+            (
+                "our child died, a node started by hand answers",
+                killed,
+                &answered,
+                NodeState::Up { by_hand: true },
+            ),
+            (
+                "our child is too loaded to answer",
+                None,
+                &busy,
+                NodeState::Busy {
+                    why: "/status answered 503 (busy)".into(),
+                    by_hand: false,
+                },
+            ),
+            (
+                "our child died, something at its URL takes connections but stalls",
+                killed,
+                &busy,
+                NodeState::Busy {
+                    why: "/status answered 503 (busy)".into(),
+                    by_hand: true,
+                },
+            ),
+            (
+                "our child runs but refuses connections: starting or wedged",
+                None,
+                &refused,
+                NodeState::NoAnswer("connection refused".into()),
+            ),
+            (
+                "our child runs but answers nonsense",
+                None,
+                &bad,
+                NodeState::NoAnswer("/status answered 404 Not Found".into()),
+            ),
+            (
+                "our child died and nothing listens",
+                killed,
+                &refused,
+                NodeState::Down("killed".into()),
+            ),
+            (
+                "our child died and whatever listens is no node",
+                Some(exit_signal(15)),
+                &bad,
+                NodeState::Down("signal 15".into()),
+            ),
+        ];
+        for (what, exited, probe, want) in cases {
+            let got = NodeState::classify(exited, probe);
+            assert_eq!(got, want, "{what}");
+            let counted = matches!(probe, Probe::Answered(_));
+            let v = NodeView {
+                id: 0,
+                state: got,
+                status: None,
+            };
+            assert_eq!(v.is_up(), counted, "{what}: up means answered");
+        }
+    }
+
+    /// A one-shot HTTP server on 127.0.0.1 that answers the first request with `status` and
+    /// `body`; its URL.
+    fn answer_once(status: &str, body: &str) -> String {
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            // The request ends with an empty line; it has no body.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = reader.get_mut().write_all(response.as_bytes());
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn probes_are_told_apart_by_what_happened_not_by_error_text() {
+        let client = client_cmd::http_client_with_timeout(STATUS_TIMEOUT).expect("client");
+        let timeout = Duration::from_millis(300);
+
+        let ok = answer_once("200 OK", r#"{"height": 7}"#);
+        match probe(&client, &ok, timeout).await {
+            Probe::Answered(s) => assert_eq!(s.height, 7),
+            other => panic!("200 with status JSON: {other:?}"),
+        }
+        let full = answer_once("503 Service Unavailable", r#"{"error": "busy"}"#);
+        assert_eq!(
+            probe(&client, &full, timeout).await,
+            Probe::Busy("/status answered 503 (busy)".into())
+        );
+        let missing = answer_once("404 Not Found", "{}");
+        assert_eq!(
+            probe(&client, &missing, timeout).await,
+            Probe::Bad("/status answered 404 Not Found".into())
+        );
+        let garbage = answer_once("200 OK", r#"{"height": "x"}"#);
+        assert!(matches!(
+            probe(&client, &garbage, timeout).await,
+            Probe::Bad(_)
+        ));
+
+        // The kernel completes the handshake into the backlog; nobody ever reads it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
+        let started = Instant::now();
+        match probe(&client, &silent_url, timeout).await {
+            Probe::Busy(why) => assert!(why.contains("300 ms"), "{why}"),
+            other => panic!("a silent listener is busy: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < STATUS_TIMEOUT,
+            "the probe's own timeout applies"
+        );
+        drop(silent);
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        assert_eq!(
+            probe(&client, &closed_url, timeout).await,
+            Probe::Refused("connection refused".into())
+        );
+    }
+
+    #[test]
+    fn busy_and_by_hand_nodes_are_shown_as_such_and_counted_only_when_they_answer() {
+        let busy = |by_hand| NodeState::Busy {
+            why: "/status did not answer within 800 ms".into(),
+            by_hand,
+        };
+        let views = [
+            view(0, UP, 41),
+            view(1, NodeState::Up { by_hand: true }, 41),
+            view(2, busy(false), 40),
+            view(3, NodeState::NoAnswer("connection refused".into()), 40),
+            view(4, busy(true), 40),
+        ];
+        let line = status_line(Duration::from_secs(5), &views, "load off");
+        assert!(
+            line.contains(
+                "heights=[41,41,-,-,-] rounds=[1,1,-,-,-] up=2/5 \
+                 states=[up,up-by-hand,busy,no-answer,busy-by-hand]"
+            ),
+            "{line}"
+        );
+        let table = status_table(Path::new("/c"), Duration::from_secs(5), &views, "load off");
+        let row = |id: u16| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("{id:>3}  ")))
+                .unwrap_or_else(|| panic!("row {id} in\n{table}"))
+                .to_owned()
+        };
+        assert!(row(0).contains("  up  "), "{table}");
+        assert!(row(1).contains("up (by hand)"), "{table}");
+        assert!(
+            row(1).contains("41"),
+            "a node up by hand shows its figures: {table}"
+        );
+        assert!(row(2).contains("busy "), "{table}");
+        assert!(
+            !row(2).contains("40"),
+            "a busy node has no fresh figures: {table}"
+        );
+        assert!(row(3).contains("no answer"), "{table}");
+        assert!(row(4).contains("busy (by hand)"), "{table}");
+        assert!(table.contains("2/5 up"), "{table}");
+        assert!(
+            table.contains("node 2: /status did not answer within 800 ms"),
+            "{table}"
+        );
+        assert!(
+            table.contains("node 3: connection refused (starting, or wedged)"),
+            "{table}"
+        );
+        for id in [1, 4] {
+            assert!(
+                table.contains(&format!(
+                    "node {id}: restarted by hand, not by this cluster: Ctrl-C leaves it running"
+                )),
+                "{table}"
+            );
+        }
+        let mut halted = view(5, NodeState::Up { by_hand: true }, 9);
+        if let Some(s) = halted.status.as_mut() {
+            s.halted = Some("fork".into());
+        }
+        let table = status_table(Path::new("/c"), Duration::ZERO, &[halted], "load off");
+        assert!(table.contains("HALTED (by hand)"), "{table}");
     }
 
     #[test]

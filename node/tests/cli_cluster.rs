@@ -350,3 +350,82 @@ fn a_cluster_commits_survives_a_killed_node_stops_on_sigterm_and_restarts() {
     submit_wait(&again.url(2), &key, "after restart");
     assert_eq!(again.stop().code(), Some(0));
 }
+
+/// A `tinyweb run` started here by hand, as a user restarting a node would; dropped, it is
+/// killed (only this process: it is not in the cluster's process list).
+struct HandStarted(Child);
+
+impl HandStarted {
+    fn run(config: &Path, log: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("node log");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("tinyweb run starts");
+        Self(child)
+    }
+
+    fn running(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for HandStarted {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_killed_node_restarted_by_hand_shows_up_again_and_is_left_running_on_stop() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("c");
+    let base = free_ports(4);
+    let base_s = base.to_string();
+    let mut cluster = RunningCluster::start(
+        &dir,
+        &["--nodes", "4", "--base-port", &base_s, "--load", "0"],
+    );
+    cluster.wait_line("all 4 nodes healthy", Duration::from_secs(40));
+    cluster.wait_line("up=4/4", Duration::from_secs(10));
+
+    let nodes = cluster.nodes();
+    let victim = &nodes[2];
+    let pid = victim["pid"].as_u64().expect("pid");
+    let node_dir = PathBuf::from(victim["dir"].as_str().expect("dir"));
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let down = cluster.wait_line("up=3/4", Duration::from_secs(10));
+
+    let mut by_hand = HandStarted::run(&node_dir.join("config.toml"), &node_dir.join("node.log"));
+    let back = cluster.wait_line("up=4/4", Duration::from_secs(40));
+    assert!(down.contains("states=[up,up,down,up]"), "{down}");
+    assert!(back.contains("states=[up,up,up-by-hand,up]"), "{back}");
+
+    // Ctrl-C (here SIGTERM, the same stop) signals only the children `cluster` started.
+    let stopped = cluster.stop();
+    assert_eq!(stopped.code(), Some(0), "a requested stop is a success");
+    for (i, node) in nodes.iter().enumerate().filter(|(i, _)| *i != 2) {
+        let pid = node["pid"].as_u64().expect("pid");
+        assert!(
+            !pid_alive(pid),
+            "node {i} (pid {pid}) stopped with the cluster"
+        );
+    }
+    assert!(
+        by_hand.running(),
+        "the node started by hand is not the cluster's to stop"
+    );
+}
