@@ -7,6 +7,7 @@
 //!   last-signed vote state, evidence and peers.
 //! - [`api`]: the JSON answers of the read endpoints, shared by server and clients.
 //! - [`export`]: the chain export and its offline verification from genesis.
+//! - [`vectors`]: the test vectors of docs/PROTOCOL.md, built by the code.
 //! - [`config`]: `config.toml`, key and genesis files.
 
 pub mod api;
@@ -14,4 +15,5 @@ pub mod config;
 pub mod export;
 pub mod node;
 pub mod store;
+pub mod vectors;
 pub mod wire;

@@ -287,6 +287,11 @@ impl<B: WireBody> Envelope<B> {
         }
     }
 
+    /// What the envelope signature covers (docs/PROTOCOL.md §5).
+    pub fn signing_bytes(&self, chain_id: &Hash32) -> SigningBytes {
+        self.own_signing_bytes(chain_id)
+    }
+
     fn own_signing_bytes(&self, chain_id: &Hash32) -> SigningBytes {
         signing_bytes(
             chain_id,

@@ -69,7 +69,8 @@ pub struct NewNodeRequest {
 }
 
 impl NewNodeRequest {
-    fn signing_bytes(join: &JoinRequest, ts: u64) -> SigningBytes {
+    /// What the joiner signs (docs/PROTOCOL.md §6).
+    pub fn signing_bytes(join: &JoinRequest, ts: u64) -> SigningBytes {
         let mut b = SigningBytes::new("new_node");
         b.hash(&join.invitation.chain_id)
             .bytes(&join.invitation.signature.0)
