@@ -20,6 +20,22 @@ done
 cargo --version
 rustc --version
 
+section "python venv for the second-language client test (PyNaCl)"
+# The Python client in clients/python is built from docs/PROTOCOL.md alone; its test drives a
+# real cluster. Debian ships venv separately.
+if ! python3 -m venv --help >/dev/null 2>&1; then
+    apt-get update
+    apt-get install -y python3-venv
+fi
+venv="$PWD/target/python-venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import nacl.signing' 2>/dev/null; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet 'pynacl==1.6.2'
+fi
+export TINYWEB_PYTHON="$venv/bin/python"
+"$TINYWEB_PYTHON" -c 'import nacl, sys; print("python", sys.version.split()[0], "pynacl", nacl.__version__)'
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

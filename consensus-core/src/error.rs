@@ -1,11 +1,12 @@
 //! Typed reasons for refusing input. Bad peer input is a rejection, never a panic.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::message::VoteKind;
-use crate::types::{BlockHash, Hash32, Height, NodeId, PublicKey, Round};
+use crate::types::{BlockHash, Hash32, Height, NodeId, PublicKey, Round, TxKind, VoteKind};
 
-#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum CryptoError {
     #[error("malformed public key")]
     BadPublicKey,
@@ -14,27 +15,13 @@ pub enum CryptoError {
 }
 
 /// Why a consensus message from a peer was not processed.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum RejectReason {
     #[error("signer {signer} is not a validator of height {height}")]
     UnknownSigner { signer: NodeId, height: Height },
     #[error("bad signature from {signer}")]
     BadSignature { signer: NodeId },
-    #[error("message for height {msg_height} is below the current height {current_height}")]
-    StaleHeight {
-        msg_height: Height,
-        current_height: Height,
-    },
-    #[error("message for height {msg_height} is too far ahead of {current_height}")]
-    FutureHeight {
-        msg_height: Height,
-        current_height: Height,
-    },
-    #[error("round {msg_round} is too far ahead of the current round {current_round}")]
-    FutureRound {
-        msg_round: Round,
-        current_round: Round,
-    },
     #[error("proposal for round {round} is from {signer}, but the proposer is {expected}")]
     WrongProposer {
         round: Round,
@@ -56,14 +43,13 @@ pub enum RejectReason {
     InvalidBlock(#[from] BlockError),
     #[error("invalid transaction: {0}")]
     InvalidTx(#[from] TxError),
-    #[error("consensus is halted: more than 1/3 of validators are Byzantine")]
-    Halted,
     #[error("bad sync response: {0}")]
     InvalidSync(String),
 }
 
 /// Why a block (proposed or synced) is not valid.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum BlockError {
     #[error("block height {block_height}, expected {expected_height}")]
     WrongHeight {
@@ -107,7 +93,8 @@ pub enum BlockError {
 }
 
 /// Why a transaction is not valid.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum TxError {
     #[error("bad signature")]
     BadSignature,
@@ -120,12 +107,9 @@ pub enum TxError {
     #[error("already committed")]
     AlreadyCommitted,
     #[error("{kind:?} transactions must be signed by an active validator")]
-    NotAValidator { kind: crate::message::TxKind },
+    NotAValidator { kind: TxKind },
     #[error("malformed {kind:?} payload: {reason}")]
-    MalformedPayload {
-        kind: crate::message::TxKind,
-        reason: String,
-    },
+    MalformedPayload { kind: TxKind, reason: String },
     #[error("mempool is full")]
     MempoolFull,
     #[error("already pending")]
@@ -136,7 +120,8 @@ pub enum TxError {
 
 /// Why the chain refuses an `approve_node` request (DESIGN §3): the same rules every honest
 /// node applies when the request is proposed and again when its quorum completes.
-#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum JoinRefusal {
     #[error(
         "invitation nonce {nonce} is above 2^53 - 1, the largest integer JSON clients read exactly"
@@ -195,8 +180,6 @@ pub enum ForkProofError {
 pub enum SyncError {
     #[error("no sync request to {from} is outstanding")]
     Unsolicited { from: NodeId },
-    #[error("response carries {count} blocks, more than the limit")]
-    TooManyBlocks { count: usize },
     #[error("block {height}: {error}")]
     Block { height: Height, error: BlockError },
     #[error("conflicting certified block at height {height}")]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::RejectReason;
 use crate::message::VoteKind;
 use crate::types::{BlockHash, Height, NodeId, Round};
 
@@ -131,7 +132,7 @@ pub enum Event {
     /// A security event: a message was refused (bad signature, unknown signer, ...).
     Rejected {
         from: NodeId,
-        reason: String,
+        reason: RejectReason,
     },
     SyncRequested {
         peer: NodeId,
@@ -161,4 +162,37 @@ pub enum RoundChangeReason {
     NewRoundQuorum,
     /// f+1 messages from a higher round (line 55).
     SkipAhead,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{BlockError, RejectReason};
+
+    #[test]
+    fn a_rejection_carries_its_typed_reason_in_camel_case_json() {
+        let event = Event::Rejected {
+            from: NodeId(3),
+            reason: RejectReason::InvalidBlock(BlockError::TooManyTxs { count: 600 }),
+        };
+        let json = serde_json::to_value(&event).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "event": "rejected",
+                "from": 3,
+                "reason": {"invalid_block": {"too_many_txs": {"count": 600}}},
+            })
+        );
+        assert_eq!(serde_json::from_value::<Event>(json).expect("back"), event);
+        let committed = serde_json::to_value(Event::Committed {
+            height: 1,
+            round: 0,
+            block_hash: BlockHash::ZERO,
+            txs: 0,
+            height_ms: 5,
+        })
+        .expect("json");
+        assert!(committed.get("blockHash").is_some() && committed.get("heightMs").is_some());
+    }
 }

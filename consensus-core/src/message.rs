@@ -11,25 +11,7 @@ use crate::error::CryptoError;
 use crate::types::{
     hex_vec, BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature, TxHash,
 };
-
-/// The two voting phases of a round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VoteKind {
-    /// Phase 2 ("prepare", Tendermint's prevote): endpoint `/VerificationVote`.
-    Verification,
-    /// Phase 3 ("commit", Tendermint's precommit): endpoint `/CommitVote`.
-    Commit,
-}
-
-impl VoteKind {
-    pub fn domain(self) -> &'static str {
-        match self {
-            VoteKind::Verification => "verification_vote",
-            VoteKind::Commit => "commit_vote",
-        }
-    }
-}
+pub use crate::types::{TxKind, VoteKind};
 
 /// A signed verification or commit vote. `block_hash = None` is a nil vote.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -190,50 +172,6 @@ impl Block {
     pub fn compute_tx_root(txs: &[Transaction]) -> Hash32 {
         let hashes: Vec<TxHash> = txs.iter().map(Transaction::hash).collect();
         merkle_root(&hashes)
-    }
-}
-
-/// What a transaction asks for. The membership kinds are per-validator signed requests that
-/// take effect once a quorum of distinct registered validators' requests are committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TxKind {
-    /// An opaque family payload.
-    Message,
-    /// Add a new validator (payload: [`JoinRequest`] as JSON).
-    ApproveNode,
-    /// Take a validator out of the proposer rotation (payload: its 32-byte public key).
-    SuspendNode,
-    /// Bring a suspended validator back (payload: its 32-byte public key).
-    ReadmitNode,
-    /// Proof of equivocation (payload: [`EquivocationEvidence`] as JSON).
-    Evidence,
-    /// Remove a validator for good: it no longer counts toward n and q (payload: its 32-byte
-    /// public key). An operator's act (`tinyweb remove`), never automatic.
-    RemoveNode,
-}
-
-impl TxKind {
-    pub const ALL: [TxKind; 6] = [
-        TxKind::Message,
-        TxKind::ApproveNode,
-        TxKind::SuspendNode,
-        TxKind::ReadmitNode,
-        TxKind::Evidence,
-        TxKind::RemoveNode,
-    ];
-    pub fn code(self) -> u8 {
-        match self {
-            TxKind::Message => 0,
-            TxKind::ApproveNode => 1,
-            TxKind::SuspendNode => 2,
-            TxKind::ReadmitNode => 3,
-            TxKind::Evidence => 4,
-            TxKind::RemoveNode => 5,
-        }
-    }
-    pub fn is_membership(self) -> bool {
-        !matches!(self, TxKind::Message)
     }
 }
 

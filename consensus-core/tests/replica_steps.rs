@@ -180,10 +180,10 @@ fn n4f1_bad_messages_are_rejected_with_a_reason() {
                 message,
             },
         );
-        let rejected: Vec<&String> = out
+        let rejected: Vec<String> = out
             .iter()
             .filter_map(|o| match o {
-                Output::Event(Event::Rejected { reason, .. }) => Some(reason),
+                Output::Event(Event::Rejected { reason, .. }) => Some(reason.to_string()),
                 _ => None,
             })
             .collect();

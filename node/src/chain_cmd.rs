@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use consensus_core::Genesis;
 use tinyweb_node::export::{self, ChainExport, Replay};
+use tinyweb_node::routes;
 
 use crate::client_cmd;
 
@@ -62,7 +63,7 @@ pub fn export_chain(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 async fn fetch(url: &str) -> anyhow::Result<ChainExport> {
     let client = client_cmd::http_client()?;
-    let genesis: Genesis = client_cmd::get_json(&client, url, "/genesis").await?;
+    let genesis: Genesis = client_cmd::get_json(&client, url, routes::GENESIS.path).await?;
     let status = client_cmd::get_status(&client, url).await?;
     if status.chain_id != genesis.chain_id() {
         bail!(
@@ -87,7 +88,7 @@ async fn fetch(url: &str) -> anyhow::Result<ChainExport> {
                     client_cmd::get_json::<serde_json::Value>(
                         &client,
                         &url,
-                        &format!("/Block/{height}"),
+                        &routes::BLOCK.with(height),
                     )
                     .await
                 })

@@ -16,7 +16,7 @@ use consensus_core::crypto::Keypair;
 use consensus_core::limits::TX_PAYLOAD_BYTES_MAX;
 use consensus_core::{Hash32, NodeId, Transaction, TxKind};
 pub(crate) use tinyweb_node::api::{NodeStatus, TxState, TxStatus};
-use tinyweb_node::config;
+use tinyweb_node::{config, routes};
 
 /// How long one request may take before the node counts as unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,7 +130,7 @@ pub(crate) fn message_tx(chain_id: &Hash32, key: &Keypair, payload: Vec<u8>) -> 
 /// True when `GET {url}/health` answers 200 within `timeout`.
 pub(crate) async fn is_healthy(client: &reqwest::Client, url: &str, timeout: Duration) -> bool {
     match client
-        .get(format!("{url}/health"))
+        .get(format!("{url}{}", routes::HEALTH.path))
         .timeout(timeout)
         .send()
         .await
@@ -179,7 +179,7 @@ pub(crate) async fn get_status_json(
     client: &reqwest::Client,
     url: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    get_json(client, url, "/status").await
+    get_json(client, url, routes::STATUS.path).await
 }
 
 /// `GET {url}/status`, parsed.
@@ -236,7 +236,7 @@ pub(crate) async fn tx_status(
     url: &str,
     tx_hash: &str,
 ) -> anyhow::Result<TxStatus> {
-    get_json(client, url, &format!("/Transaction/{tx_hash}")).await
+    get_json(client, url, &routes::TRANSACTION_STATUS.with(tx_hash)).await
 }
 
 /// The `message` of a node's `{"error", "message"}` body.

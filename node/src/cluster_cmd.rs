@@ -29,7 +29,7 @@ use consensus_core::quorum::max_faulty;
 use consensus_core::{Genesis, Hash32};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
-use tinyweb_node::config;
+use tinyweb_node::{config, routes};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::client_cmd::{self, NodeStatus, Submitted};
@@ -710,7 +710,7 @@ async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Probe 
         }
     };
     let response = match client
-        .get(format!("{url}/status"))
+        .get(format!("{url}{}", routes::STATUS.path))
         .timeout(timeout)
         .send()
         .await

@@ -2,6 +2,7 @@
 //!
 //! - [`node`]: the networked node: [`node::run`] serves the HTTP API (DESIGN §5), owns the
 //!   replica in one driver task and talks to peers; tests bind port 0 and stop it cleanly.
+//! - [`routes`]: every HTTP endpoint in one table (path, method, envelope types, body limit).
 //! - [`wire`]: the signed envelope every peer message and sync answer travels in.
 //! - [`store`]: durable state in LMDB (heed): committed blocks with their certificates, the
 //!   last-signed vote state, evidence and peers.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod config;
 pub mod export;
 pub mod node;
+pub mod routes;
 pub mod store;
 pub mod vectors;
 pub mod wire;

@@ -51,7 +51,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(config.node.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.node.listen))?;
-        node::run(config, listener, shutdown_signal()).await
+        node::run(config, listener, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -322,7 +322,7 @@ fn envelopes() -> Value {
             NodeId(2),
         )
     };
-    let certified = certified_chain().1;
+    let certified = certified_chain(&VECTOR_CHAIN).1;
     let Some(first) = certified.first().cloned() else {
         return Value::Null;
     };
@@ -394,61 +394,80 @@ fn membership() -> Value {
     })
 }
 
-/// Three committed blocks from the vector genesis, each with its certificate: one message,
-/// two messages, and an empty block whose certificate is from a later round than its header
-/// (a re-proposal: the header keeps the round it was first proposed in).
-fn certified_chain() -> (Genesis, Vec<Block>) {
+/// One block of a certified test chain: its message texts, the round it was proposed in,
+/// and the round its certificate is from.
+pub struct PlannedBlock<'a> {
+    pub messages: &'a [&'a str],
+    pub round: u32,
+    pub commit_round: u32,
+}
+
+/// Blocks from the vector genesis, each certified by validators 0, 1 and 2 (a quorum of 3
+/// of 4, in voter order); transaction `k` of the chain has nonce `42 + k`.
+pub fn certified_chain(plan: &[PlannedBlock]) -> (Genesis, Vec<Block>) {
     let genesis = genesis();
     let chain_id = genesis.chain_id();
     let mut chain = ChainState::genesis(&genesis);
-    let plan: [(Vec<Transaction>, u32, u32); 3] = [
-        (
-            vec![message_tx(&chain_id, "hello family", 42, 1_700_000_001_000)],
-            0,
-            0,
-        ),
-        (
-            vec![
-                message_tx(&chain_id, "dinner at 7", 43, 1_700_000_005_000),
-                message_tx(&chain_id, "bring dessert", 44, 1_700_000_005_100),
-            ],
-            0,
-            0,
-        ),
-        (Vec::new(), 0, 1),
-    ];
     let mut blocks = Vec::new();
-    for (i, (txs, round, commit_round)) in plan.into_iter().enumerate() {
+    let mut nonce = 42;
+    for (i, planned) in plan.iter().enumerate() {
         let ts = 1_700_000_002_000 + 5_000 * i as u64;
-        let mut block = proposal_block(&chain, txs, round, ts);
+        let txs = planned
+            .messages
+            .iter()
+            .map(|text| {
+                nonce += 1;
+                message_tx(&chain_id, text, nonce - 1, ts - 1_000)
+            })
+            .collect();
+        let mut block = proposal_block(&chain, txs, planned.round, ts);
         let hash = block.hash();
-        // Validators 0, 1 and 2 sign: a quorum of 3 of 4, in voter order.
         let signatures = (0..3u8)
             .map(|v| {
                 consensus_core::message::CommitSig::sign(
                     &chain_id,
                     &validator_key(v),
                     block.height(),
-                    commit_round,
+                    planned.commit_round,
                     hash,
                     NodeId(u16::from(v)),
                 )
             })
             .collect();
         block.commit = Some(Certificate {
-            round: commit_round,
+            round: planned.commit_round,
             signatures,
         });
-        debug_assert!(chain.verify_certified_block(&block).is_ok());
         chain.apply(&block);
         blocks.push(block);
     }
     (genesis, blocks)
 }
 
-fn chain() -> Value {
-    let (genesis, blocks) = certified_chain();
-    let export = ChainExport {
+/// The vector chain: one message, two messages, and an empty block whose certificate is
+/// from a later round than its header (a re-proposal keeps the round it was first proposed
+/// in; the certificate names the round it committed in).
+const VECTOR_CHAIN: [PlannedBlock; 3] = [
+    PlannedBlock {
+        messages: &["hello family"],
+        round: 0,
+        commit_round: 0,
+    },
+    PlannedBlock {
+        messages: &["dinner at 7", "bring dessert"],
+        round: 0,
+        commit_round: 0,
+    },
+    PlannedBlock {
+        messages: &[],
+        round: 0,
+        commit_round: 1,
+    },
+];
+
+/// `blocks` as `tinyweb export-chain` writes them.
+pub fn export_of(genesis: Genesis, blocks: &[Block]) -> ChainExport {
+    ChainExport {
         genesis,
         blocks: blocks
             .iter()
@@ -458,9 +477,13 @@ fn chain() -> Value {
                 v
             })
             .collect(),
-    };
+    }
+}
+
+fn chain() -> Value {
+    let (genesis, blocks) = certified_chain(&VECTOR_CHAIN);
     json!({
         "description": "a valid chain export (tinyweb export-chain format) of three blocks from the vector genesis",
-        "export": export,
+        "export": export_of(genesis, &blocks),
     })
 }

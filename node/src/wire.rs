@@ -23,6 +23,8 @@ use consensus_core::{
     SyncResponse, Transaction, TxError, Vote, VoteKind,
 };
 use serde::de::DeserializeOwned;
+
+use crate::routes;
 use serde::{Deserialize, Serialize};
 
 /// The envelope version this build speaks.
@@ -120,16 +122,17 @@ impl WireBody for NewRound {
     }
 }
 
-/// The endpoint a consensus message is posted to (DESIGN §5).
+/// The endpoint a consensus message is posted to (docs/PROTOCOL.md §7).
 pub fn path_of(message: &ConsensusMessage) -> &'static str {
-    match message {
-        ConsensusMessage::Proposal(_) => "/ProposeBlock",
+    let route = match message {
+        ConsensusMessage::Proposal(_) => routes::PROPOSE_BLOCK,
         ConsensusMessage::Vote(v) => match v.kind {
-            VoteKind::Verification => "/VerificationVote",
-            VoteKind::Commit => "/CommitVote",
+            VoteKind::Verification => routes::VERIFICATION_VOTE,
+            VoteKind::Commit => routes::COMMIT_VOTE,
         },
-        ConsensusMessage::NewRound(_) => "/MissingProposer",
-    }
+        ConsensusMessage::NewRound(_) => routes::MISSING_PROPOSER,
+    };
+    route.path
 }
 
 /// Seals a consensus message in its envelope (the body is the message itself; the envelope

@@ -10,7 +10,7 @@ use consensus_core::{
     Block, BlockHeader, Certificate, Genesis, Hash32, NodeId, Proposal, Replica, ReplicaConfig,
     SignState, SyncRequest, SyncResponse, Transaction, TxKind, Vote, VoteKind,
 };
-use tinyweb_node::store::{LmdbOptions, LmdbStore, MemoryStore, PeerRecord, Store, StoreError};
+use tinyweb_node::store::{LmdbOptions, LmdbStore, MemoryStore, Store, StoreError};
 
 const N: usize = 4;
 
@@ -215,15 +215,6 @@ fn contract(store: &dyn Store) {
     assert!(store.put_evidence(&e2).expect("put"));
     assert!(!store.put_evidence(&e1).expect("put again"));
     assert_eq!(store.evidence().expect("read"), vec![e1, e2]);
-
-    // Peers: replaced as a whole.
-    assert!(store.peers().expect("read").is_empty());
-    let peers = vec![PeerRecord {
-        public_key: key(5).public(),
-        address: "127.0.0.1:9005".into(),
-    }];
-    store.put_peers(&peers).expect("put peers");
-    assert_eq!(store.peers().expect("read"), peers);
 }
 
 #[test]

@@ -564,10 +564,7 @@ impl Replica {
     }
 
     fn reject(&self, from: NodeId, reason: RejectReason, out: &mut Out) {
-        out.push(Output::Event(Event::Rejected {
-            from,
-            reason: reason.to_string(),
-        }));
+        out.push(Output::Event(Event::Rejected { from, reason }));
     }
 
     /// Two certificates for different blocks at one height: more than f validators signed

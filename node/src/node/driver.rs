@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use consensus_core::timer::Timer;
 use consensus_core::{
     Block, ConsensusMessage, Event, ForkProof, Hash32, Height, Input, NodeId, Output, Replica,
@@ -20,7 +19,8 @@ use consensus_core::{
 use tokio::sync::{mpsc, watch};
 
 use super::transport::Outgoing;
-use super::{now_ms, Control, NodeStatus, Query, Shared, TxStatus, TxSubmission};
+use super::{now_ms, Control, NodeError, NodeStatus, Query, Shared, TxStatus, TxSubmission};
+use crate::routes;
 use crate::store::StoreError;
 use crate::wire::{self, kind, ChainNotice, Envelope};
 
@@ -61,29 +61,17 @@ impl Driver {
     /// Rebuilds the replica from the store: every stored block is re-validated (certificate
     /// against its height's active set), and the last-signed state is restored so this node
     /// never signs a vote conflicting with one it signed before the restart.
-    pub fn restore(shared: Arc<Shared>) -> anyhow::Result<Self> {
-        let blocks = shared
-            .store
-            .committed_blocks()
-            .context("cannot read the stored chain")?;
-        let sign_state = shared
-            .store
-            .sign_state()
-            .context("cannot read the sign state")?
-            .unwrap_or_default();
+    pub fn restore(shared: Arc<Shared>) -> Result<Self, NodeError> {
+        let blocks = shared.store.committed_blocks()?;
+        let sign_state = shared.store.sign_state()?.unwrap_or_default();
         let mut replica = Replica::new(
             shared.config.replica_config(),
             &shared.genesis,
             shared.key.clone(),
             rand::random(),
         );
-        let locked_proposals = shared
-            .store
-            .locked_proposals()
-            .context("cannot read the locked proposals")?;
-        replica
-            .restore(&blocks, sign_state, &locked_proposals)
-            .context("the stored chain does not validate")?;
+        let locked_proposals = shared.store.locked_proposals()?;
+        replica.restore(&blocks, sign_state, &locked_proposals)?;
         let mut tx_heights = HashMap::new();
         for block in &blocks {
             for tx in &block.txs {
@@ -108,23 +96,23 @@ impl Driver {
         mut self,
         mut inbound: Inbound,
         mut stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), NodeError> {
         let result = self.event_loop(&mut inbound, &mut stop).await;
         if let Err(e) = &result {
-            let reason = format!("{e:#}");
+            let reason = e.to_string();
             tracing::error!(error = %reason, "consensus stopped (fail-stop)");
             if let Ok(mut f) = self.shared.fatal.write() {
                 *f = Some(reason);
             }
         }
-        result
+        result.map_err(NodeError::Store)
     }
 
     async fn event_loop(
         &mut self,
         inbound: &mut Inbound,
         stop: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), StoreError> {
         for proof in self.stored_fork_proofs()? {
             self.step(Input::ForkProof(proof))?;
         }
@@ -300,7 +288,7 @@ impl Driver {
             return;
         };
         let peers = self.peers().filter(|p| Some(*p) != except);
-        self.queue_for(peers, "/Transaction", body.into());
+        self.queue_for(peers, routes::TRANSACTION.path, body.into());
     }
 
     fn schedule(&mut self, timer: Timer) {
@@ -345,7 +333,7 @@ impl Driver {
                 peer,
                 validator,
                 me,
-                "/MissingBlockRequeset",
+                routes::MISSING_BLOCK_REQUEST.path,
                 kind::MISSING_BLOCKS_REQUEST,
                 kind::MISSING_BLOCKS,
                 wire::LastHash { last_hash },
@@ -354,7 +342,7 @@ impl Driver {
                 peer,
                 validator,
                 me,
-                "/RequestEntireBlockchain",
+                routes::REQUEST_ENTIRE_BLOCKCHAIN.path,
                 kind::ENTIRE_CHAIN_REQUEST,
                 kind::CHAIN_PAGE,
                 wire::FromHeight { from_height },
@@ -463,7 +451,7 @@ impl Driver {
                     let answer = transport
                         .exchange::<wire::Empty, wire::PendingTransactions>(
                             &peer,
-                            "/GetPendingTransactions",
+                            routes::GET_PENDING_TRANSACTIONS.path,
                             &envelope,
                             &[kind::PENDING],
                             &shared.chain_id,
@@ -635,7 +623,7 @@ impl Driver {
             notice,
         );
         if let Ok(body) = serde_json::to_vec(&envelope) {
-            self.queue_for([node], "/SendNewBlockChain", body.into());
+            self.queue_for([node], routes::SEND_NEW_BLOCKCHAIN.path, body.into());
         }
     }
 

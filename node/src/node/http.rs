@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use consensus_core::{
     sync, ConsensusMessage, Hash32, NewRound, NodeId, Proposal, SyncRequest, SyncResponse,
@@ -29,6 +29,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::{join, now_ms, Control, Query, Shared, TxSubmission};
+use crate::routes::{self, BodyLimit, Route, SMALL_BODY_LIMIT};
 use crate::wire::{
     self, kind, ChainNotice, Empty, Envelope, FromHeight, LastHash, PendingTransactions, WireBody,
     WireError,
@@ -56,32 +57,42 @@ impl IntoResponse for WireError {
 
 type Shr = State<Arc<Shared>>;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route("/ProposeBlock", post(propose_block))
-        .route("/VerificationVote", post(verification_vote))
-        .route("/CommitVote", post(commit_vote))
-        .route("/MissingProposer", post(missing_proposer))
-        .route("/NewRound", post(missing_proposer))
-        .route("/Transaction", post(transaction))
-        .route("/MissingBlockRequeset", post(missing_blocks))
-        .route("/MissingBlockRequest", post(missing_blocks))
-        .route("/RequestEntireBlockchain", post(entire_chain))
-        .route("/SendNewBlockChain", post(new_blockchain))
-        .route("/NewNode", post(join::new_node))
-        .route("/GetBlockChainLength", get(chain_length))
-        .route("/BlockChainLastHash", get(last_hash))
-        .route(
-            "/GetPendingTransactions",
+/// Each route of [`routes::ALL`] with its handler.
+fn endpoints() -> Vec<(Route, MethodRouter<Arc<Shared>>)> {
+    vec![
+        (routes::PROPOSE_BLOCK, post(propose_block)),
+        (routes::VERIFICATION_VOTE, post(verification_vote)),
+        (routes::COMMIT_VOTE, post(commit_vote)),
+        (routes::MISSING_PROPOSER, post(missing_proposer)),
+        (routes::TRANSACTION, post(transaction)),
+        (routes::MISSING_BLOCK_REQUEST, post(missing_blocks)),
+        (routes::REQUEST_ENTIRE_BLOCKCHAIN, post(entire_chain)),
+        (routes::SEND_NEW_BLOCKCHAIN, post(new_blockchain)),
+        (routes::NEW_NODE, post(new_node)),
+        (routes::GET_BLOCKCHAIN_LENGTH, get(chain_length)),
+        (routes::BLOCKCHAIN_LAST_HASH, get(last_hash)),
+        (
+            routes::GET_PENDING_TRANSACTIONS,
             get(pending_plain).post(pending_signed),
-        )
-        .route("/Block/{height}", get(block))
-        .route("/Transaction/{hash}", get(tx_status))
-        .route("/status", get(status))
-        .route("/genesis", get(genesis))
-        .route("/metrics", get(metrics))
-        .route("/events", get(events))
-        .route("/health", get(health))
+        ),
+        (routes::BLOCK, get(block)),
+        (routes::TRANSACTION_STATUS, get(tx_status)),
+        (routes::STATUS, get(status)),
+        (routes::GENESIS, get(genesis)),
+        (routes::METRICS, get(metrics)),
+        (routes::EVENTS, get(events)),
+        (routes::HEALTH, get(health)),
+    ]
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let mut router = Router::new();
+    for (route, handler) in endpoints() {
+        for path in std::iter::once(route.path).chain(route.aliases.iter().copied()) {
+            router = router.route(path, handler.clone());
+        }
+    }
+    router
         .fallback(|| async { WireError::NotFound })
         .with_state(shared)
 }
@@ -133,11 +144,6 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, mut stop: watch::
     connections.abort_all();
 }
 
-/// Most bytes of a request that is not a proposal (votes, new-round votes, transactions,
-/// sync and join requests are all far smaller): unauthenticated senders cannot make the node
-/// buffer and parse megabytes on the endpoints most of the traffic goes to.
-const SMALL_BODY_LIMIT: usize = 64 * 1024;
-
 /// Reads the body up to `limit` (413 beyond it, before reading when the client declared its
 /// length) within the header-read timeout again (408): a client trickling its body cannot
 /// hold a connection slot for longer than one that sends nothing.
@@ -145,9 +151,15 @@ pub(super) async fn read_body(
     shared: &Shared,
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    route: &Route,
 ) -> Result<Bytes, WireError> {
-    let limit = limit.min(shared.config.network.body_limit_bytes);
+    let configured = shared.config.network.body_limit_bytes;
+    let limit = match route.body_limit {
+        BodyLimit::None => 0,
+        BodyLimit::Small => SMALL_BODY_LIMIT.min(configured),
+        BodyLimit::Configured => configured,
+        BodyLimit::Bytes(n) => n.min(configured),
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -164,7 +176,8 @@ pub(super) async fn read_body(
 }
 
 /// A refusal worth a log line and a metric; security events at warn (Req 8.3, 9.5).
-fn refused(shared: &Shared, endpoint: &str, error: WireError) -> WireError {
+fn refused(shared: &Shared, route: &Route, error: WireError) -> WireError {
+    let endpoint = route.path;
     shared.metrics.inc(&format!(
         "tinyweb_http_rejected_total{{code=\"{}\"}}",
         error.code()
@@ -276,41 +289,32 @@ fn enqueue(
     Ok(accepted())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn consensus_message<B: WireBody>(
     shared: &Shared,
-    endpoint: &str,
+    route: &Route,
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
-    kinds: &[&str],
-    into_message: impl FnOnce(&str, B) -> Result<ConsensusMessage, WireError>,
+    into_message: impl FnOnce(B) -> Result<ConsensusMessage, WireError>,
 ) -> Response {
     let result = async {
-        let raw = read_body(shared, headers, body, limit).await?;
-        let (envelope, id): (Envelope<B>, _) = open_envelope(shared, &raw, kinds)?;
-        let message = into_message(&envelope.kind, envelope.body)?;
+        let raw = read_body(shared, headers, body, route).await?;
+        let (envelope, id): (Envelope<B>, _) = open_envelope(shared, &raw, route.envelopes)?;
+        let message = into_message(envelope.body)?;
         enqueue(shared, envelope.from, message).inspect_err(|_| forget(shared, &id))
     }
     .await;
-    result.unwrap_or_else(|e| refused(shared, endpoint, e).into_response())
+    result.unwrap_or_else(|e| refused(shared, route, e).into_response())
 }
 
 async fn propose_block(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
-    consensus_message::<Proposal>(
-        &s,
-        "/ProposeBlock",
-        &headers,
-        body,
-        s.config.network.body_limit_bytes,
-        &["proposal"],
-        |_, p| Ok(ConsensusMessage::Proposal(p)),
-    )
+    consensus_message::<Proposal>(&s, &routes::PROPOSE_BLOCK, &headers, body, |p| {
+        Ok(ConsensusMessage::Proposal(p))
+    })
     .await
 }
 
-fn vote_of(kind: VoteKind) -> impl FnOnce(&str, Vote) -> Result<ConsensusMessage, WireError> {
-    move |_, vote: Vote| {
+fn vote_of(kind: VoteKind) -> impl FnOnce(Vote) -> Result<ConsensusMessage, WireError> {
+    move |vote: Vote| {
         if vote.kind != kind {
             return Err(WireError::WrongShape(format!(
                 "a {:?} vote posted to the {kind:?} endpoint",
@@ -322,43 +326,19 @@ fn vote_of(kind: VoteKind) -> impl FnOnce(&str, Vote) -> Result<ConsensusMessage
 }
 
 async fn verification_vote(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
-    let kinds = [VoteKind::Verification.domain()];
-    consensus_message(
-        &s,
-        "/VerificationVote",
-        &headers,
-        body,
-        SMALL_BODY_LIMIT,
-        &kinds,
-        vote_of(VoteKind::Verification),
-    )
-    .await
+    let route = &routes::VERIFICATION_VOTE;
+    consensus_message(&s, route, &headers, body, vote_of(VoteKind::Verification)).await
 }
 
 async fn commit_vote(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
-    let kinds = [VoteKind::Commit.domain()];
-    consensus_message(
-        &s,
-        "/CommitVote",
-        &headers,
-        body,
-        SMALL_BODY_LIMIT,
-        &kinds,
-        vote_of(VoteKind::Commit),
-    )
-    .await
+    let route = &routes::COMMIT_VOTE;
+    consensus_message(&s, route, &headers, body, vote_of(VoteKind::Commit)).await
 }
 
 async fn missing_proposer(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
-    consensus_message::<NewRound>(
-        &s,
-        "/MissingProposer",
-        &headers,
-        body,
-        SMALL_BODY_LIMIT,
-        &["new_round"],
-        |_, v| Ok(ConsensusMessage::NewRound(v)),
-    )
+    consensus_message::<NewRound>(&s, &routes::MISSING_PROPOSER, &headers, body, |v| {
+        Ok(ConsensusMessage::NewRound(v))
+    })
     .await
 }
 
@@ -366,12 +346,12 @@ async fn missing_proposer(State(s): Shr, headers: HeaderMap, body: Body) -> Resp
 /// unmodified, in its envelope (so the origin is known and not sent it back, Req 10.6).
 async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let raw = read_body(&s, &headers, body, &routes::TRANSACTION).await?;
         let probe: wire::VersionProbe =
             serde_json::from_slice(&raw).map_err(|e| WireError::BadJson(e.to_string()))?;
         if probe.v.is_some() {
             let (envelope, id): (Envelope<Transaction>, _) =
-                open_envelope(&s, &raw, &[kind::TRANSACTION])?;
+                open_envelope(&s, &raw, routes::TRANSACTION.envelopes)?;
             let submission = TxSubmission {
                 tx: envelope.body,
                 origin: Some(envelope.from),
@@ -406,7 +386,7 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
         }
     }
     .await;
-    result.unwrap_or_else(|e| refused(&s, "/Transaction", e).into_response())
+    result.unwrap_or_else(|e| refused(&s, &routes::TRANSACTION, e).into_response())
 }
 
 /// Room kept in a sync answer for the envelope around its blocks and the JSON between them.
@@ -460,36 +440,36 @@ async fn sync_answer(shared: Arc<Shared>, request: SyncRequest) -> Result<Respon
 /// `/MissingBlockRequeset`: the blocks after the requester's last hash, newest first.
 async fn missing_blocks(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let raw = read_body(&s, &headers, body, &routes::MISSING_BLOCK_REQUEST).await?;
         let (envelope, _): (Envelope<LastHash>, _) =
-            open_request(&s, &raw, &[kind::MISSING_BLOCKS_REQUEST])?;
+            open_request(&s, &raw, routes::MISSING_BLOCK_REQUEST.envelopes)?;
         let last_hash = envelope.body.last_hash;
         sync_answer(s.clone(), SyncRequest::MissingBlocks { last_hash }).await
     }
     .await;
-    result.unwrap_or_else(|e| refused(&s, "/MissingBlockRequeset", e).into_response())
+    result.unwrap_or_else(|e| refused(&s, &routes::MISSING_BLOCK_REQUEST, e).into_response())
 }
 
 /// `/RequestEntireBlockchain`: one page of the chain from `fromHeight`, oldest first.
 async fn entire_chain(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let raw = read_body(&s, &headers, body, &routes::REQUEST_ENTIRE_BLOCKCHAIN).await?;
         let (envelope, _): (Envelope<FromHeight>, _) =
-            open_request(&s, &raw, &[kind::ENTIRE_CHAIN_REQUEST])?;
+            open_request(&s, &raw, routes::REQUEST_ENTIRE_BLOCKCHAIN.envelopes)?;
         let from_height = envelope.body.from_height;
         sync_answer(s.clone(), SyncRequest::EntireChain { from_height }).await
     }
     .await;
-    result.unwrap_or_else(|e| refused(&s, "/RequestEntireBlockchain", e).into_response())
+    result.unwrap_or_else(|e| refused(&s, &routes::REQUEST_ENTIRE_BLOCKCHAIN, e).into_response())
 }
 
 /// `/SendNewBlockChain`: a member tells us (a validator that just joined) its chain length;
 /// the replica fetches and validates the blocks from it.
 async fn new_blockchain(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
+        let raw = read_body(&s, &headers, body, &routes::SEND_NEW_BLOCKCHAIN).await?;
         let (envelope, id): (Envelope<ChainNotice>, _) =
-            open_envelope(&s, &raw, &[kind::NEW_BLOCKCHAIN])?;
+            open_envelope(&s, &raw, routes::SEND_NEW_BLOCKCHAIN.envelopes)?;
         let tip = Control::PeerTip {
             peer: envelope.from,
             height: envelope.body.chain_length.saturating_sub(1),
@@ -501,7 +481,7 @@ async fn new_blockchain(State(s): Shr, headers: HeaderMap, body: Body) -> Respon
         Ok(accepted())
     }
     .await;
-    result.unwrap_or_else(|e| refused(&s, "/SendNewBlockChain", e).into_response())
+    result.unwrap_or_else(|e| refused(&s, &routes::SEND_NEW_BLOCKCHAIN, e).into_response())
 }
 
 async fn chain_length(State(s): Shr) -> Response {
@@ -517,22 +497,8 @@ async fn last_hash(State(s): Shr) -> Response {
     .into_response()
 }
 
-pub(super) async fn ask<T>(
-    s: &Shared,
-    query: impl FnOnce(oneshot::Sender<T>) -> Query,
-) -> Result<T, WireError> {
-    let (reply, answer) = oneshot::channel();
-    s.queries
-        .try_send(query(reply))
-        .map_err(|_| WireError::Busy)?;
-    tokio::time::timeout(Duration::from_secs(5), answer)
-        .await
-        .map_err(|_| WireError::Busy)?
-        .map_err(|_| WireError::Unavailable("consensus stopped".into()))
-}
-
 async fn pending_plain(State(s): Shr) -> Response {
-    match ask(&s, Query::Pending).await {
+    match s.ask(Query::Pending).await {
         Ok(list) => Json(PendingTransactions {
             pending_transactions: list,
         })
@@ -544,9 +510,10 @@ async fn pending_plain(State(s): Shr) -> Response {
 /// `pbft_node_get_pending_transactions_from_peer`'s server side, signed both ways.
 async fn pending_signed(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let raw = read_body(&s, &headers, body, SMALL_BODY_LIMIT).await?;
-        let _: (Envelope<Empty>, _) = open_request(&s, &raw, &[kind::PENDING_REQUEST])?;
-        let list = ask(&s, Query::Pending).await?;
+        let raw = read_body(&s, &headers, body, &routes::GET_PENDING_TRANSACTIONS).await?;
+        let _: (Envelope<Empty>, _) =
+            open_request(&s, &raw, routes::GET_PENDING_TRANSACTIONS.envelopes)?;
+        let list = s.ask(Query::Pending).await?;
         let envelope = Envelope::seal(
             &s.chain_id,
             &s.key,
@@ -560,7 +527,7 @@ async fn pending_signed(State(s): Shr, headers: HeaderMap, body: Body) -> Respon
         Ok(Json(envelope).into_response())
     }
     .await;
-    result.unwrap_or_else(|e| refused(&s, "/GetPendingTransactions", e).into_response())
+    result.unwrap_or_else(|e| refused(&s, &routes::GET_PENDING_TRANSACTIONS, e).into_response())
 }
 
 async fn block(State(s): Shr, Path(height): Path<String>) -> Response {
@@ -585,17 +552,34 @@ async fn tx_status(State(s): Shr, Path(hash): Path<String>) -> Response {
         return WireError::WrongShape("a transaction hash is 64 hex characters".into())
             .into_response();
     };
-    match ask(&s, |reply| Query::TxStatus(hash, reply)).await {
+    match s.ask(|reply| Query::TxStatus(hash, reply)).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 async fn status(State(s): Shr) -> Response {
-    match ask(&s, Query::Status).await {
+    match s.ask(Query::Status).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `POST /NewNode`: a node asks to join with an invitation (docs/PROTOCOL.md §6).
+async fn new_node(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        // Bounded in size and in time: the sender is not authenticated yet.
+        let raw = read_body(&s, &headers, body, &routes::NEW_NODE).await?;
+        let request: join::NewNodeRequest =
+            serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
+        join::admit(&s, request).await?;
+        Ok::<_, WireError>(accepted())
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "join request refused");
+        refused(&s, &routes::NEW_NODE, e).into_response()
+    })
 }
 
 /// The genesis file this chain started from: with it, anyone can verify the chain offline.
@@ -652,6 +636,12 @@ mod tests {
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn the_router_serves_exactly_the_routes_of_the_table() {
+        let served: Vec<Route> = endpoints().into_iter().map(|(route, _)| route).collect();
+        assert_eq!(served, routes::ALL.to_vec());
     }
 
     #[test]

@@ -23,11 +23,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
 use consensus_core::crypto::{self, Keypair, SigningBytes};
 pub use consensus_core::message::{Invitation, JoinRequest};
 use consensus_core::{
@@ -38,6 +33,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::transport::base_url;
 use super::{now_ms, Shared, TxSubmission};
+use crate::routes;
 use crate::wire::WireError;
 
 /// Most invitations `/NewNode` remembers (the oldest is forgotten first). Forgetting one
@@ -45,8 +41,6 @@ use crate::wire::WireError;
 pub const JOINS_SEEN_MAX: usize = 256;
 /// How long a member waits for the joining node's `/health` before refusing it.
 const JOINER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Largest `/NewNode` body: a join request is well under 1 KiB.
-const NEW_NODE_BODY_MAX: usize = 16 * 1024;
 
 /// What `tinyweb invite` prints and `tinyweb init --join` reads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +231,7 @@ fn invitation_taken() -> WireError {
 /// A joiner nobody can reach would count toward n and never vote: enough of them halt the
 /// chain. So each member checks that it answers before approving it.
 async fn probe_joiner(address: &str) -> Result<(), WireError> {
-    let url = format!("{}/health", base_url(address));
+    let url = format!("{}{}", base_url(address), routes::HEALTH.path);
     let result = reqwest::Client::new()
         .get(&url)
         .timeout(JOINER_PROBE_TIMEOUT)
@@ -255,61 +249,52 @@ async fn probe_joiner(address: &str) -> Result<(), WireError> {
     )))
 }
 
-/// `POST /NewNode`.
-pub async fn new_node(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
-    let result = async {
-        // Bounded in size and in time: the sender is not authenticated yet.
-        let raw = super::http::read_body(&s, &headers, body, NEW_NODE_BODY_MAX).await?;
-        let request: NewNodeRequest =
-            serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
-        let validators = s.validators.read().map(|v| v.clone()).unwrap_or_default();
-        let vouchers = s.vouchers.read().map(|a| *a).unwrap_or(NodeSet::EMPTY);
-        request.check(
-            &s.chain_id,
-            &validators,
-            vouchers,
-            now_ms(),
-            s.config.network.replay_window_ms,
-        )?;
-        // The chain's own rules (invitation unused, inviter not rate-limited, room left),
-        // so a joiner that cannot get in is told why instead of waiting forever.
-        let join = Box::new(request.join.clone());
-        super::http::ask(&s, |reply| super::Query::CheckJoin(join, reply))
-            .await?
-            .map_err(WireError::Rejected)?;
-        let accepted = || Json(serde_json::json!({ "accepted": true })).into_response();
-        // A poisoned lock only means another handler panicked mid-update; the map is
-        // still a valid map.
-        let lookup = s
-            .joins_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .lookup(&request.join);
-        match lookup {
-            Seen::OtherJoiner => return Err(invitation_taken()),
-            // The joiner retries until it is registered; we approved it already.
-            Seen::SameJoiner => return Ok(accepted()),
-            Seen::New => {}
-        }
-        probe_joiner(&request.join.address).await?;
-        let recorded = s
-            .joins_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(&request.join);
-        match recorded {
-            Seen::New => approve_and_forward(&s, &request),
-            Seen::SameJoiner => {}
-            // Another joiner with this invitation got in while we probed.
-            Seen::OtherJoiner => return Err(invitation_taken()),
-        }
-        Ok::<_, WireError>(accepted())
+/// Admits a join request on this member's side (`POST /NewNode`): checks it, asks the
+/// chain whether it would accept it now, probes the joiner, then approves it once and
+/// forwards it to the other members. A joiner that retries after our approval is told yes
+/// again.
+pub async fn admit(s: &Arc<Shared>, request: NewNodeRequest) -> Result<(), WireError> {
+    let validators = s.validators.read().map(|v| v.clone()).unwrap_or_default();
+    let vouchers = s.vouchers.read().map(|a| *a).unwrap_or(NodeSet::EMPTY);
+    request.check(
+        &s.chain_id,
+        &validators,
+        vouchers,
+        now_ms(),
+        s.config.network.replay_window_ms,
+    )?;
+    // The chain's own rules (invitation unused, inviter not rate-limited, room left), so a
+    // joiner that cannot get in is told why instead of waiting forever.
+    let join = Box::new(request.join.clone());
+    s.ask(|reply| super::Query::CheckJoin(join, reply))
+        .await?
+        .map_err(WireError::Rejected)?;
+    // A poisoned lock only means another handler panicked mid-update; the map is still a
+    // valid map.
+    let lookup = s
+        .joins_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .lookup(&request.join);
+    match lookup {
+        Seen::OtherJoiner => return Err(invitation_taken()),
+        // The joiner retries until it is registered; we approved it already.
+        Seen::SameJoiner => return Ok(()),
+        Seen::New => {}
     }
-    .await;
-    result.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "join request refused");
-        e.into_response()
-    })
+    probe_joiner(&request.join.address).await?;
+    let recorded = s
+        .joins_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .record(&request.join);
+    match recorded {
+        Seen::New => approve_and_forward(s, &request),
+        Seen::SameJoiner => {}
+        // Another joiner with this invitation got in while we probed.
+        Seen::OtherJoiner => return Err(invitation_taken()),
+    }
+    Ok(())
 }
 
 /// Queues our `approve_node` for the driver, waiting for room rather than dropping it when
@@ -364,7 +349,7 @@ fn approve_and_forward(s: &Arc<Shared>, request: &NewNodeRequest) {
         let body = body.clone();
         tokio::spawn(async move {
             let _ = client
-                .post(format!("{}/NewNode", base_url(&address)))
+                .post(format!("{}{}", base_url(&address), routes::NEW_NODE.path))
                 .header("content-type", "application/json")
                 .body(body)
                 .timeout(Duration::from_secs(5))

@@ -18,10 +18,10 @@ pub mod metrics;
 pub mod transport;
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use consensus_core::crypto::Keypair;
 use consensus_core::{
     ConsensusMessage, Genesis, Hash32, Height, NodeId, SyncResponse, Transaction, Validator,
@@ -31,7 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use crate::api::{NodeStatus, PeerStatus, TxStatus};
 use crate::config::NodeConfig;
-use crate::store::{LmdbOptions, LmdbStore, Store};
+use crate::store::{LmdbOptions, LmdbStore, Store, StoreError};
 use crate::wire::ReplayGuard;
 use metrics::Metrics;
 use transport::Transport;
@@ -127,6 +127,23 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Asks the driver a read query and waits (at most 5 s) for the answer: busy when its
+    /// query queue is full, unavailable when consensus has stopped.
+    pub async fn ask<T>(
+        &self,
+        query: impl FnOnce(oneshot::Sender<T>) -> Query,
+    ) -> Result<T, crate::wire::WireError> {
+        use crate::wire::WireError;
+        let (reply, answer) = oneshot::channel();
+        self.queries
+            .try_send(query(reply))
+            .map_err(|_| WireError::Busy)?;
+        tokio::time::timeout(std::time::Duration::from_secs(5), answer)
+            .await
+            .map_err(|_| WireError::Busy)?
+            .map_err(|_| WireError::Unavailable("consensus stopped".into()))
+    }
+
     pub fn validator(&self, id: NodeId) -> Option<Validator> {
         self.validators
             .read()
@@ -147,25 +164,58 @@ impl Shared {
     }
 }
 
+/// Why a node could not start, or stopped on its own (a fail-stop).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot create data dir {}: {source}", dir.display())]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another tinyweb process is using {} (two nodes with one key would sign twice)", dir.display())]
+    DataDirInUse { dir: PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store in {}: {source}", dir.display())]
+    OpenStore { dir: PathBuf, source: StoreError },
+    /// Reading or writing the store failed: consensus stops rather than run on without
+    /// durable state.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the stored chain does not validate: {0}")]
+    StoredChainInvalid(#[from] consensus_core::SyncError),
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    #[error("the listener has no local address: {0}")]
+    Listener(std::io::Error),
+    #[error("the consensus task panicked")]
+    DriverPanicked,
+}
+
 /// Two processes on one data dir would both sign as this validator: an equivocation
 /// waiting to happen. The OS releases the lock when the process dies, even on kill -9.
-fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|source| NodeError::Lock {
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another tinyweb process is using {} (two nodes with one key would sign twice)",
-            dir.display()
-        ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::DataDirInUse {
+            dir: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Lock { path, source }),
     }
 }
 
@@ -187,11 +237,13 @@ pub async fn run(
     config: NodeConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), NodeError> {
     let genesis = crate::config::load_genesis(&config.node.genesis_file)?;
     let key = crate::config::load_key(&config.node.key_file)?;
-    std::fs::create_dir_all(&config.node.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.node.data_dir.display()))?;
+    std::fs::create_dir_all(&config.node.data_dir).map_err(|source| NodeError::DataDir {
+        dir: config.node.data_dir.clone(),
+        source,
+    })?;
     let _lock = lock_data_dir(&config.node.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         LmdbStore::open(
@@ -201,11 +253,9 @@ pub async fn run(
             },
             &genesis.block(),
         )
-        .with_context(|| {
-            format!(
-                "cannot open the store in {}",
-                config.node.data_dir.display()
-            )
+        .map_err(|source| NodeError::OpenStore {
+            dir: config.node.data_dir.clone(),
+            source,
         })?,
     );
 
@@ -248,7 +298,7 @@ pub async fn run(
     });
 
     let driver = driver::Driver::restore(shared.clone())?;
-    let local = listener.local_addr()?;
+    let local = listener.local_addr().map_err(NodeError::Listener)?;
     tracing::info!(
         %local,
         id = ?shared.my_id(),
@@ -272,11 +322,11 @@ pub async fn run(
         _ = shutdown => {
             tracing::info!("stopping: finishing the current step");
             let _ = stop_tx.send(true);
-            driver_task.await.context("driver task panicked")?
+            driver_task.await.map_err(|_| NodeError::DriverPanicked)?
         }
         finished = &mut driver_task => {
             let _ = stop_tx.send(true);
-            finished.context("driver task panicked")?
+            finished.map_err(|_| NodeError::DriverPanicked)?
         }
     };
     let _ = server.await;

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::metrics::Metrics;
 use super::Control;
 use crate::config::NetworkSection;
+use crate::routes;
 use crate::wire::{self, Envelope, WireBody, WireError};
 
 /// One message for one peer: the endpoint and the already sealed, serialised envelope.
@@ -208,13 +209,17 @@ impl Transport {
 
     /// `pbft_node_get_blockchain_length_from_peer`: the peer's `/GetBlockChainLength`.
     pub async fn get_blockchain_length(&self, address: &str) -> Option<u64> {
-        let value = self.get_small_json(address, "/GetBlockChainLength").await?;
+        let value = self
+            .get_small_json(address, routes::GET_BLOCKCHAIN_LENGTH.path)
+            .await?;
         value.get("chainLength")?.as_u64()
     }
 
     /// `pbft_node_get_last_block_hash_from_peer`: the peer's `/BlockChainLastHash`.
     pub async fn get_last_block_hash(&self, address: &str) -> Option<(u64, Hash32)> {
-        let value = self.get_small_json(address, "/BlockChainLastHash").await?;
+        let value = self
+            .get_small_json(address, routes::BLOCKCHAIN_LAST_HASH.path)
+            .await?;
         let height = value.get("height")?.as_u64()?;
         let hash = Hash32::from_hex(value.get("lastHash")?.as_str()?).ok()?;
         Some((height, hash))

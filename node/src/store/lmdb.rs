@@ -4,7 +4,7 @@
 //! |----------|-----------------------|----------------------------------------------|
 //! | `blocks` | height (u64 BE)       | JSON `{hash, block}` (block with its certificate) |
 //! | `hashes` | block hash (32 bytes) | height (u64 BE)                              |
-//! | `meta`   | name                  | JSON: `format`, `tip`, `sign_state`, `locked_proposals`, `peers` |
+//! | `meta`   | name                  | JSON: `format`, `tip`, `sign_state`, `locked_proposals` |
 //! | `evidence` | sequence (u64 BE)   | JSON value                                   |
 //!
 //! Durability: the environment is opened with no flags at all, so every write transaction's
@@ -25,7 +25,7 @@ use heed::types::{Bytes, Str, U64};
 use heed::{Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
 
-use super::{check_append, check_sign_state, PeerRecord, Store, StoreError};
+use super::{check_append, check_sign_state, Store, StoreError};
 
 /// The on-disk layout version; bumped on any incompatible change.
 const FORMAT: u32 = 1;
@@ -39,7 +39,6 @@ const META_FORMAT: &str = "format";
 const META_TIP: &str = "tip";
 const META_SIGN_STATE: &str = "sign_state";
 const META_LOCKED_PROPOSALS: &str = "locked_proposals";
-const META_PEERS: &str = "peers";
 
 type HeightKey = U64<BigEndian>;
 
@@ -457,21 +456,6 @@ impl Store for LmdbStore {
             out.push(decode(&format!("evidence {seq}"), bytes)?);
         }
         Ok(out)
-    }
-
-    fn put_peers(&self, peers: &[PeerRecord]) -> Result<(), StoreError> {
-        let mut wtxn = self.env.write_txn()?;
-        self.meta.put(&mut wtxn, META_PEERS, &encode(peers)?)?;
-        wtxn.commit()?;
-        Ok(())
-    }
-
-    fn peers(&self) -> Result<Vec<PeerRecord>, StoreError> {
-        let rtxn = self.env.read_txn()?;
-        match self.meta.get(&rtxn, META_PEERS)? {
-            None => Ok(Vec::new()),
-            Some(bytes) => decode("peers", bytes),
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use consensus_core::effect::LOCKED_PROPOSALS_KEPT;
 use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
 
-use super::{check_append, check_sign_state, PeerRecord, Store, StoreError};
+use super::{check_append, check_sign_state, Store, StoreError};
 
 #[derive(Debug)]
 struct Inner {
@@ -17,7 +17,6 @@ struct Inner {
     sign_state: Option<SignState>,
     locked_proposals: Vec<Proposal>,
     evidence: Vec<serde_json::Value>,
-    peers: Vec<PeerRecord>,
 }
 
 /// A [`Store`] held in memory (lost when dropped).
@@ -38,7 +37,6 @@ impl MemoryStore {
                 sign_state: None,
                 locked_proposals: Vec::new(),
                 evidence: Vec::new(),
-                peers: Vec::new(),
             }),
         }
     }
@@ -122,14 +120,5 @@ impl Store for MemoryStore {
 
     fn evidence(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         Ok(self.read().evidence.clone())
-    }
-
-    fn put_peers(&self, peers: &[PeerRecord]) -> Result<(), StoreError> {
-        self.write().peers = peers.to_vec();
-        Ok(())
-    }
-
-    fn peers(&self) -> Result<Vec<PeerRecord>, StoreError> {
-        Ok(self.read().peers.clone())
     }
 }

@@ -1,5 +1,5 @@
 //! The node's durable state (DESIGN §6, issue 3 item 3): committed blocks with their
-//! certificates, the hash -> height index, the last-signed vote state, evidence and peers.
+//! certificates, the hash -> height index, the last-signed vote state and evidence.
 //!
 //! Two implementations of [`Store`]: [`LmdbStore`] (heed/LMDB, what `tinyweb run` uses) and
 //! [`MemoryStore`] (tests). Both enforce the same invariants, so a test against one is a
@@ -23,8 +23,7 @@ mod memory;
 
 use consensus_core::effect::SignedStep;
 use consensus_core::sync::BlockStore;
-use consensus_core::{Block, BlockHash, Height, Proposal, PublicKey, Round, SignState};
-use serde::{Deserialize, Serialize};
+use consensus_core::{Block, BlockHash, Height, Proposal, Round, SignState};
 
 pub use lmdb::{LmdbOptions, LmdbStore};
 pub use memory::MemoryStore;
@@ -92,14 +91,6 @@ pub enum StoreError {
     Lmdb(#[source] heed::Error),
 }
 
-/// A peer the node knows how to reach (the validator set itself lives on chain; this is
-/// the address book, e.g. for a node that has not yet been approved).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerRecord {
-    pub public_key: PublicKey,
-    pub address: String,
-}
-
 /// The node's durable state. Methods take `&self` so one store can be shared (behind an
 /// `Arc`) by the task that owns the replica (the only writer) and the HTTP handlers that
 /// serve sync and `/Block/{height}` (readers).
@@ -134,10 +125,6 @@ pub trait Store: Send + Sync {
     fn put_evidence(&self, evidence: &serde_json::Value) -> Result<bool, StoreError>;
     /// All evidence, in the order it was first recorded.
     fn evidence(&self) -> Result<Vec<serde_json::Value>, StoreError>;
-    /// Replaces the stored address book.
-    fn put_peers(&self, peers: &[PeerRecord]) -> Result<(), StoreError>;
-    fn peers(&self) -> Result<Vec<PeerRecord>, StoreError>;
-
     /// The committed blocks after genesis, oldest first: what
     /// [`consensus_core::Replica::restore`] takes on restart.
     fn committed_blocks(&self) -> Result<Vec<Block>, StoreError> {
