@@ -3,6 +3,10 @@
 //! Nothing here signs JSON: every signed thing has a [`SigningBytes`] encoding that starts
 //! with the domain tag `tinyweb/v1/<type>` and (for everything but block headers) the chain
 //! id, so a signature can be replayed neither across message types nor across chains.
+//!
+//! The byte-level rules are specified in `docs/PROTOCOL.md`: the encoding in §2, the
+//! Merkle root in §3.2, the Ed25519 verification rules in §1.1; `docs/vectors/encoding.json`
+//! and `hashes.json` hold worked examples the test suite checks.
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -13,7 +17,7 @@ use crate::types::{Hash32, PublicKey, Signature};
 /// Protocol version carried in block headers and bound into every domain tag.
 pub const PROTOCOL_VERSION: u16 = 1;
 
-/// Builder for the canonical bytes a signature or hash covers. Fields are appended in a fixed
+/// Builder for the canonical bytes a signature or hash covers (docs/PROTOCOL.md §2). Fields are appended in a fixed
 /// order with fixed widths (big-endian integers, length-prefixed byte strings).
 pub struct SigningBytes(Vec<u8>);
 
@@ -76,7 +80,7 @@ pub fn sha256(data: &[u8]) -> Hash32 {
     Hash32(Sha256::digest(data).into())
 }
 
-/// Merkle root over transaction hashes: leaves and inner nodes are domain-separated
+/// Merkle root over transaction hashes (docs/PROTOCOL.md §3.2): leaves and inner nodes are domain-separated
 /// (0x00 / 0x01 prefixes) so a leaf can never pass for an inner node; an odd node is
 /// promoted unchanged. The empty tree's root is the hash of the empty string.
 pub fn merkle_root(leaves: &[Hash32]) -> Hash32 {
@@ -147,7 +151,7 @@ impl std::fmt::Debug for Keypair {
     }
 }
 
-/// Verifies `sig` by `key` over `bytes` (strict: rejects small-order keys and malleable
+/// Verifies `sig` by `key` over `bytes` (docs/PROTOCOL.md §1.1; strict: rejects small-order keys and malleable
 /// signatures, so a signature is a unique witness).
 pub fn verify(key: &PublicKey, bytes: &SigningBytes, sig: &Signature) -> Result<(), CryptoError> {
     let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| CryptoError::BadPublicKey)?;

@@ -52,6 +52,11 @@ impl Mempool {
         self.by_hash.get(&tx.hash()).is_some_and(|e| e.tx == *tx)
     }
 
+    /// No room for another transaction until a block takes some.
+    pub fn is_full(&self) -> bool {
+        self.by_hash.len() >= self.capacity
+    }
+
     pub fn contains(&self, hash: &TxHash) -> bool {
         self.by_hash.contains_key(hash)
     }

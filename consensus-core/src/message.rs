@@ -2,7 +2,8 @@
 //!
 //! Each signed type has `signing_bytes(chain_id)` (the fixed binary encoding a signature
 //! covers) and is checked with `verify(chain_id, key)`. JSON is only the node's wire
-//! encoding; no signature ever covers JSON text.
+//! encoding; no signature ever covers JSON text. docs/PROTOCOL.md §3 (hashes) and §4
+//! (signed messages) specify every `signing_bytes` here byte by byte.
 
 use serde::{Deserialize, Serialize};
 

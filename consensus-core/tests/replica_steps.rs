@@ -1146,3 +1146,43 @@ fn n4f1_a_proposal_that_freezes_block_time_gets_a_nil_vote() {
     let (timely, hash) = verification_vote(now - 1_000);
     assert_eq!(timely, Some(Some(hash)));
 }
+
+#[test]
+fn a_full_mempool_refuses_a_valid_transaction_as_full_not_as_admitted() {
+    let config = ReplicaConfig {
+        mempool_max: 1,
+        ..ReplicaConfig::default()
+    };
+    let mut r = Replica::new(config, &genesis(4), key(0), 0);
+    let chain_id = genesis(4).chain_id();
+    let client = consensus_core::crypto::Keypair::from_secret([0xc1; 32]);
+    let tx = |nonce| {
+        consensus_core::Transaction::new_signed(
+            &chain_id,
+            &client,
+            consensus_core::TxKind::Message,
+            b"hi".to_vec(),
+            nonce,
+            1_000,
+        )
+    };
+    assert_eq!(r.check_transaction(1_000, &tx(1)), Ok(()));
+    r.handle(
+        1_000,
+        Input::Transaction {
+            tx: tx(1),
+            origin: None,
+        },
+    );
+    assert_eq!(
+        r.check_transaction(1_000, &tx(2)),
+        Err(consensus_core::TxError::MempoolFull)
+    );
+    // A malformed transaction is still told what is wrong with it, full or not.
+    let mut bad = tx(3);
+    bad.signature.0[0] ^= 1;
+    assert_eq!(
+        r.check_transaction(1_000, &bad),
+        Err(consensus_core::TxError::BadSignature)
+    );
+}

@@ -19,7 +19,7 @@ pub struct NodeStatus {
     pub height: Height,
     pub last_hash: Hash32,
     pub round: Round,
-    /// `propose`, `verify` or `commit`.
+    /// `propose`, `verification` or `commit`.
     pub step: String,
     pub proposer: NodeId,
     /// Registered validators: n = |registered|, and every quorum counts over them.
@@ -123,7 +123,7 @@ impl NodeStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TxState {
-    /// Neither pending here nor committed within the node's memory of recent blocks.
+    /// Neither pending here nor in any block this node stores.
     Unknown,
     /// In this node's mempool.
     Pending,

@@ -404,13 +404,37 @@ pub fn load_genesis(path: &Path) -> Result<Genesis, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    if genesis.validators.is_empty() {
-        return Err(ConfigError::Invalid(format!(
-            "{} lists no validators",
-            path.display()
-        )));
-    }
+    check_genesis(&genesis)
+        .map_err(|why| ConfigError::Invalid(format!("{}: {why}", path.display())))?;
     Ok(genesis)
+}
+
+/// The chain numbers validators by their place in the genesis list, and the genesis block
+/// hashes the ids as written: a file where the two disagree could never commit a block.
+fn check_genesis(genesis: &Genesis) -> Result<(), String> {
+    let n = genesis.validators.len();
+    if n == 0 {
+        return Err("it lists no validators".into());
+    }
+    if n > consensus_core::limits::VALIDATORS_MAX {
+        return Err(format!(
+            "it lists {n} validators; a chain has at most {}",
+            consensus_core::limits::VALIDATORS_MAX
+        ));
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    for (i, v) in genesis.validators.iter().enumerate() {
+        if usize::from(v.id.0) != i {
+            return Err(format!(
+                "validator {i} in the list has id {}: ids are 0, 1, 2, ... in list order",
+                v.id.0
+            ));
+        }
+        if !keys.insert(v.public_key) {
+            return Err(format!("the key {} is listed twice", v.public_key));
+        }
+    }
+    Ok(())
 }
 
 pub fn save_genesis(path: &Path, genesis: &Genesis) -> Result<(), ConfigError> {
@@ -421,6 +445,20 @@ pub fn save_genesis(path: &Path, genesis: &Genesis) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_genesis_whose_ids_are_not_its_list_order_is_refused() {
+        let key = |i: u8| Keypair::from_secret([i + 1; 32]).public();
+        let mut genesis = Genesis::new("t", 1, (0..3).map(|i| (key(i), format!("h:{i}"))));
+        assert_eq!(check_genesis(&genesis), Ok(()));
+        genesis.validators[2].id = consensus_core::NodeId(5);
+        assert!(check_genesis(&genesis).unwrap_err().contains("has id 5"));
+        genesis.validators[2].id = consensus_core::NodeId(2);
+        genesis.validators[2].public_key = key(0);
+        assert!(check_genesis(&genesis).unwrap_err().contains("twice"));
+        genesis.validators.clear();
+        assert!(check_genesis(&genesis).is_err());
+    }
 
     #[test]
     fn defaults_round_trip_and_validate() {

@@ -136,7 +136,11 @@ fn check_block(chain: &ChainState, value: &serde_json::Value) -> Result<Block, B
     // `GET /Block/{h}` adds the hash for convenience; when present it must be the real one.
     if let Some(claimed) = value.get("hash") {
         let actual = block.hash();
-        if claimed.as_str() != Some(actual.to_hex().as_str()) {
+        // Hex is case-insensitive everywhere else on the wire; so here.
+        let matches = claimed
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case(&actual.to_hex()));
+        if !matches {
             return Err(BlockFault::WrongHash {
                 claimed: claimed.to_string(),
                 actual,

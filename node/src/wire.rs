@@ -1,4 +1,5 @@
-//! The peer wire format (DESIGN §5): every peer message and every sync answer is an
+//! The peer wire format (DESIGN §5; byte-level spec in docs/PROTOCOL.md §5, checks on
+//! receipt in §5.4, error codes in §8): every peer message and every sync answer is an
 //! [`Envelope`], signed by the sending validator over fixed binary bytes, never JSON text:
 //!
 //! ```text
@@ -59,7 +60,8 @@ pub struct Envelope<B> {
     pub signature: Signature,
 }
 
-/// A body's fields in a fixed binary order, for the envelope signature.
+/// A body's fields in a fixed binary order, for the envelope signature (docs/PROTOCOL.md
+/// §5.3 gives each type's bytes).
 pub trait WireBody: Serialize + DeserializeOwned {
     fn digest(&self, b: &mut SigningBytes);
 }

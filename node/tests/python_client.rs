@@ -61,9 +61,11 @@ fn client(python: &Path) -> Command {
 
 fn json_line(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| {
-        panic!("no JSON line in the client's output:\n{stdout}")
-    });
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in the client's output:\n{stdout}"));
     serde_json::from_str(line).expect("the client prints JSON")
 }
 
@@ -99,8 +101,14 @@ async fn the_python_client_submits_a_transaction_and_verifies_the_chain_offline(
         .wait_committed_on(&[0, 1, 2, 3], &hash, DEADLINE)
         .await
         .expect("the client's transaction committed on every node");
-    let height = answer["height"].as_u64().expect("the client waited for the commit");
-    assert_eq!(cluster.committed_at(0, &hash).await, Some(height), "{answer}");
+    let height = answer["height"]
+        .as_u64()
+        .expect("the client waited for the commit");
+    assert_eq!(
+        cluster.committed_at(0, &hash).await,
+        Some(height),
+        "{answer}"
+    );
     // A second transaction through another node, so the chain has more than one block.
     let tx = cluster.message_tx("from rust");
     let (status, body) = cluster.submit(0, &tx).await;
@@ -121,6 +129,12 @@ async fn the_python_client_submits_a_transaction_and_verifies_the_chain_offline(
     let summary = json_line(&verified);
     let tip = cluster.height(1).await.expect("height");
     let checked = summary["verifiedHeight"].as_u64().expect("verifiedHeight");
-    assert!(checked >= height.max(2) && checked <= tip, "{summary}, tip {tip}");
-    assert!(summary["transactions"].as_u64().expect("transactions") >= 2, "{summary}");
+    assert!(
+        checked >= height.max(2) && checked <= tip,
+        "{summary}, tip {tip}"
+    );
+    assert!(
+        summary["transactions"].as_u64().expect("transactions") >= 2,
+        "{summary}"
+    );
 }

@@ -378,7 +378,12 @@ impl Replica {
         if self.mempool.contains(&tx.hash()) {
             return Err(TxError::Duplicate);
         }
-        self.chain.validate_tx(tx, now_ms, false)
+        self.chain.validate_tx(tx, now_ms, false)?;
+        // Checked last: a client told "busy" should retry a transaction that is valid.
+        if self.mempool.is_full() {
+            return Err(TxError::MempoolFull);
+        }
+        Ok(())
     }
 
     /// Checks a consensus message's signer and signature against the current validator set
