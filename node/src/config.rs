@@ -452,10 +452,14 @@ mod tests {
         let mut genesis = Genesis::new("t", 1, (0..3).map(|i| (key(i), format!("h:{i}"))));
         assert_eq!(check_genesis(&genesis), Ok(()));
         genesis.validators[2].id = consensus_core::NodeId(5);
-        assert!(check_genesis(&genesis).expect_err("refused").contains("has id 5"));
+        assert!(check_genesis(&genesis)
+            .expect_err("refused")
+            .contains("has id 5"));
         genesis.validators[2].id = consensus_core::NodeId(2);
         genesis.validators[2].public_key = key(0);
-        assert!(check_genesis(&genesis).expect_err("refused").contains("twice"));
+        assert!(check_genesis(&genesis)
+            .expect_err("refused")
+            .contains("twice"));
         genesis.validators.clear();
         assert!(check_genesis(&genesis).is_err());
     }

@@ -33,8 +33,14 @@ fn run(cmd: &mut Command) -> Output {
     output
 }
 
-/// The Python with PyNaCl: `$TINYWEB_PYTHON`, or a venv made once under target/.
+/// The Python with PyNaCl: `$TINYWEB_PYTHON`, or a venv made once under target/ (once per
+/// test binary: the tests run in parallel and must not build the venv twice at once).
 fn python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(find_or_make_python).clone()
+}
+
+fn find_or_make_python() -> PathBuf {
     if let Some(python) = std::env::var_os("TINYWEB_PYTHON") {
         return PathBuf::from(python);
     }
