@@ -35,7 +35,7 @@ use crate::crypto::PROTOCOL_VERSION;
 use crate::error::{BlockError, ForkProofError, JoinRefusal, TxError};
 use crate::event::Event;
 use crate::limits::{
-    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, JOIN_COOLDOWN_MS, JSON_INTEGER_MAX, MEMBERSHIP_REQUESTS_MAX,
+    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, JOIN_COOLDOWN_MS, MEMBERSHIP_REQUESTS_MAX,
     MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX, TX_PAYLOAD_BYTES_MAX, TX_REPLAY_WINDOW_MS,
     VALIDATORS_MAX,
 };
@@ -310,9 +310,6 @@ impl ChainState {
                 size: tx.payload.len(),
             });
         }
-        if tx.nonce > JSON_INTEGER_MAX {
-            return Err(TxError::NonceTooLarge { nonce: tx.nonce });
-        }
         if tx.timestamp_ms.abs_diff(block_ts) > TX_REPLAY_WINDOW_MS {
             return Err(TxError::Expired {
                 tx_ts: tx.timestamp_ms,
@@ -349,9 +346,6 @@ impl ChainState {
     /// per invitation. A pure function of the chain, so every honest node agrees.
     pub fn check_join(&self, join: &JoinRequest, now_ms: u64) -> Result<(), JoinRefusal> {
         let inv = &join.invitation;
-        if inv.nonce > JSON_INTEGER_MAX {
-            return Err(JoinRefusal::NonceTooLarge { nonce: inv.nonce });
-        }
         if inv.joiner != join.public_key {
             return Err(JoinRefusal::NotForThisKey {
                 invited: inv.joiner,

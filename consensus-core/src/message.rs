@@ -677,3 +677,56 @@ impl Genesis {
         self.block().hash()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blocks, approve_node payloads and genesis files written before the API went camelCase
+    /// keep loading: they are signed or hashed as written and cannot be rewritten.
+    #[test]
+    fn json_from_before_camel_case_still_loads() {
+        let key = Keypair::from_secret([3; 32]);
+        let genesis = Genesis::new("g", 5, [(key.public(), "h:1".to_owned())]);
+        let chain_id = genesis.chain_id();
+        let tx = Transaction::new_signed(&chain_id, &key, TxKind::Message, vec![1], 7, 9);
+        let mut old_tx = serde_json::to_value(&tx).expect("json");
+        let ts = old_tx["timestampMs"].take();
+        old_tx["timestamp_ms"] = ts;
+        old_tx
+            .as_object_mut()
+            .expect("object")
+            .remove("timestampMs");
+        assert_eq!(
+            serde_json::from_value::<Transaction>(old_tx).expect("old tx"),
+            tx
+        );
+
+        let old_genesis = serde_json::json!({
+            "chain_name": "g", "time_ms": 5,
+            "validators": [{"id": 0, "public_key": key.public(), "address": "h:1"}],
+        });
+        assert_eq!(
+            serde_json::from_value::<Genesis>(old_genesis).expect("old genesis"),
+            genesis
+        );
+
+        let invitation = Invitation::new(chain_id, &key, key.public(), 100, 1);
+        let join = JoinRequest {
+            public_key: key.public(),
+            address: "h:2".into(),
+            invitation: invitation.clone(),
+        };
+        let old_join = serde_json::json!({
+            "public_key": key.public(), "address": "h:2",
+            "invitation": {
+                "chain_id": chain_id, "inviter": key.public(), "joiner": key.public(),
+                "expires_ms": 100, "nonce": 1, "signature": invitation.signature,
+            },
+        });
+        assert_eq!(
+            serde_json::from_value::<JoinRequest>(old_join).expect("old join"),
+            join
+        );
+    }
+}

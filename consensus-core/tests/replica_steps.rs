@@ -1178,6 +1178,14 @@ fn a_full_mempool_refuses_a_valid_transaction_as_full_not_as_admitted() {
         r.check_transaction(1_000, &tx(2)),
         Err(consensus_core::TxError::MempoolFull)
     );
+    // A nonce a JSON client cannot read exactly is refused on admission, but it is not a
+    // chain rule: blocks from before the bound carry such nonces and still validate.
+    let big = tx(consensus_core::limits::JSON_INTEGER_MAX + 1);
+    assert!(matches!(
+        r.check_transaction(1_000, &big),
+        Err(consensus_core::TxError::NonceTooLarge { .. })
+    ));
+    assert_eq!(r.chain_state().validate_tx(&big, 1_000, false), Ok(()));
     // A malformed transaction is still told what is wrong with it, full or not.
     let mut bad = tx(3);
     bad.signature.0[0] ^= 1;

@@ -1,6 +1,7 @@
 //! The JSON answers of the node's read endpoints (docs/PROTOCOL.md §7), one type each,
 //! shared by the server that writes them and the clients (`tinyweb status`, `submit`,
-//! `cluster`) that read them. Keys are camelCase; every integer fits in 2^53 - 1.
+//! `cluster`) that read them. Keys are camelCase; every integer fits in 2^53 - 1 (the
+//! `reason` of a `rejected` event on `/events` is the exception: it echoes peer values).
 
 use consensus_core::limits::JSON_INTEGER_MAX;
 use consensus_core::{Hash32, Height, NodeId, PublicKey, ReplicaStatus, Round, Validator};

@@ -191,7 +191,12 @@ pub(crate) async fn get_status(client: &reqwest::Client, url: &str) -> anyhow::R
 
 /// The chain id the node at `url` reports in `/status`.
 pub(crate) async fn chain_id_of(client: &reqwest::Client, url: &str) -> anyhow::Result<Hash32> {
-    Ok(get_status(client, url).await?.chain_id)
+    let chain_id = get_status(client, url).await?.chain_id;
+    // A default, not an answer: the node (or whatever answers at that URL) named no chain.
+    if chain_id == Hash32::ZERO {
+        bail!("{url}/status names no chain id: is this a tinyweb node of this version?");
+    }
+    Ok(chain_id)
 }
 
 /// `POST {url}/Transaction` with the transaction's own JSON. A refusal is an `Ok`: only

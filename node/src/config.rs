@@ -411,7 +411,7 @@ pub fn load_genesis(path: &Path) -> Result<Genesis, ConfigError> {
 
 /// The chain numbers validators by their place in the genesis list, and the genesis block
 /// hashes the ids as written: a file where the two disagree could never commit a block.
-fn check_genesis(genesis: &Genesis) -> Result<(), String> {
+pub fn check_genesis(genesis: &Genesis) -> Result<(), String> {
     let n = genesis.validators.len();
     if n == 0 {
         return Err("it lists no validators".into());

@@ -51,6 +51,8 @@ pub enum BlockFault {
 /// Why an export does not verify.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    #[error("the export's genesis is one no node would start from: {0}")]
+    BadGenesis(String),
     #[error("the export is of chain {export}, but the genesis file given is of chain {given}")]
     OtherGenesis { export: Hash32, given: Hash32 },
     #[error("height {height}: {fault}")]
@@ -62,7 +64,7 @@ impl VerifyError {
     pub fn height(&self) -> Option<Height> {
         match self {
             VerifyError::Block { height, .. } => Some(*height),
-            VerifyError::OtherGenesis { .. } => None,
+            VerifyError::OtherGenesis { .. } | VerifyError::BadGenesis(_) => None,
         }
     }
 }
@@ -85,7 +87,9 @@ pub fn replay(export: &ChainExport, expected_genesis: Option<&Genesis>) -> Repla
     let mut transactions = 0;
     let mut membership_changes = 0;
     let mut error = None;
-    if let Some(given) = expected_genesis.filter(|g| **g != genesis) {
+    if let Err(why) = crate::config::check_genesis(&genesis) {
+        error = Some(VerifyError::BadGenesis(why));
+    } else if let Some(given) = expected_genesis.filter(|g| **g != genesis) {
         error = Some(VerifyError::OtherGenesis {
             export: genesis.chain_id(),
             given: given.chain_id(),

@@ -3,6 +3,8 @@
 //! transport and the clients all name endpoints through these constants, so a path is
 //! written once.
 
+use crate::wire::kind;
+
 /// How an endpoint is called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
@@ -73,23 +75,26 @@ pub const MISSING_PROPOSER: Route = Route {
     ..post("/MissingProposer", &["new_round"], BodyLimit::Small)
 };
 /// A client's bare transaction, or a peer's rebroadcast in a `transaction` envelope.
-pub const TRANSACTION: Route = post("/Transaction", &["transaction"], BodyLimit::Small);
+pub const TRANSACTION: Route = post("/Transaction", &[kind::TRANSACTION], BodyLimit::Small);
 /// The original's spelling first; the corrected one is an alias.
 pub const MISSING_BLOCK_REQUEST: Route = Route {
     aliases: &["/MissingBlockRequest"],
     ..post(
         "/MissingBlockRequeset",
-        &["missing_blocks_request"],
+        &[kind::MISSING_BLOCKS_REQUEST],
         BodyLimit::Small,
     )
 };
 pub const REQUEST_ENTIRE_BLOCKCHAIN: Route = post(
     "/RequestEntireBlockchain",
-    &["entire_chain_request"],
+    &[kind::ENTIRE_CHAIN_REQUEST],
     BodyLimit::Small,
 );
-pub const SEND_NEW_BLOCKCHAIN: Route =
-    post("/SendNewBlockChain", &["new_blockchain"], BodyLimit::Small);
+pub const SEND_NEW_BLOCKCHAIN: Route = post(
+    "/SendNewBlockChain",
+    &[kind::NEW_BLOCKCHAIN],
+    BodyLimit::Small,
+);
 /// A join request: signed by the joiner's own key, not an envelope; well under 1 KiB.
 pub const NEW_NODE: Route = post("/NewNode", &[], BodyLimit::Bytes(16 * 1024));
 pub const GET_BLOCKCHAIN_LENGTH: Route = get("/GetBlockChainLength");
@@ -98,7 +103,7 @@ pub const GET_PENDING_TRANSACTIONS: Route = Route {
     method: Method::GetOrSignedPost,
     ..post(
         "/GetPendingTransactions",
-        &["pending_transactions_request"],
+        &[kind::PENDING_REQUEST],
         BodyLimit::Small,
     )
 };
@@ -166,6 +171,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn vote_endpoints_take_the_envelope_type_of_their_vote() {
+        use consensus_core::VoteKind;
+        assert_eq!(
+            VERIFICATION_VOTE.envelopes,
+            [VoteKind::Verification.domain()]
+        );
+        assert_eq!(COMMIT_VOTE.envelopes, [VoteKind::Commit.domain()]);
     }
 
     #[test]

@@ -56,4 +56,17 @@ fn the_vector_chain_verifies_and_a_flipped_byte_names_its_height() {
     let error = replay.error.expect("refused");
     assert_eq!(error.height(), Some(2), "{error}");
     assert_eq!(replay.verified.tip, 1);
+
+    // A genesis no node would start from (ids out of list order) is refused up front.
+    let mut odd = export.clone();
+    odd.genesis.validators.swap(0, 1);
+    let replay = tinyweb_node::export::replay(&odd, None);
+    assert!(
+        matches!(
+            replay.error,
+            Some(tinyweb_node::export::VerifyError::BadGenesis(_))
+        ),
+        "{:?}",
+        replay.error
+    );
 }

@@ -29,7 +29,7 @@ use crate::effect::{LockRecord, Output, SignState};
 use crate::error::{BlockError, RejectReason, SyncError, TxError};
 use crate::event::Event;
 use crate::input::Input;
-use crate::limits::{BLOCK_TXS_MAX, MEMPOOL_TXS_MAX};
+use crate::limits::{BLOCK_TXS_MAX, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX};
 #[cfg(debug_assertions)]
 use crate::limits::{FUTURE_MESSAGES_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_KEPT_MAX};
 use crate::mempool::Mempool;
@@ -377,6 +377,20 @@ impl Replica {
     pub fn check_transaction(&self, now_ms: u64, tx: &Transaction) -> Result<(), TxError> {
         if self.mempool.contains(&tx.hash()) {
             return Err(TxError::Duplicate);
+        }
+        // An admission rule, not a chain rule: blocks committed before the bound existed
+        // carry larger nonces and must still verify. New transactions stay JSON-exact.
+        if tx.nonce > JSON_INTEGER_MAX {
+            return Err(TxError::NonceTooLarge { nonce: tx.nonce });
+        }
+        if let Some(crate::chain::MembershipOp::Approve(join)) =
+            crate::chain::parse_membership(tx).ok().flatten()
+        {
+            if join.invitation.nonce > JSON_INTEGER_MAX {
+                return Err(TxError::Join(crate::error::JoinRefusal::NonceTooLarge {
+                    nonce: join.invitation.nonce,
+                }));
+            }
         }
         self.chain.validate_tx(tx, now_ms, false)?;
         // Checked last: a client told "busy" should retry a transaction that is valid.

@@ -1073,6 +1073,13 @@ impl std::fmt::Display for TraceEntry {
         } else if let Some(data) = fields.remove("data") {
             fields.insert("detail".to_string(), data);
         }
+        // A rejection reads better as its message than as the nested reason enum.
+        if let TraceKind::Replica(Event::Rejected { reason, .. }) = &self.kind {
+            fields.insert(
+                "reason".to_string(),
+                serde_json::Value::String(reason.to_string()),
+            );
+        }
         f.write_str(&name)?;
         for (key, value) in fields {
             match value {

@@ -135,6 +135,11 @@ impl NewNodeRequest {
         if now > inv.expires_ms {
             return Err(WireError::Rejected("the invitation has expired".into()));
         }
+        if inv.nonce > consensus_core::limits::JSON_INTEGER_MAX {
+            return Err(WireError::Rejected(
+                "the invitation nonce is above 2^53 - 1: make a new invitation".into(),
+            ));
+        }
         if self.ts.abs_diff(now) > window_ms {
             return Err(WireError::Stale {
                 ts: self.ts,
