@@ -45,6 +45,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 section "cargo build -p consensus-core --target wasm32-unknown-unknown"
 cargo build -p consensus-core --target wasm32-unknown-unknown
 
+section "cargo bench --workspace --no-run (benches build; timings are not tests)"
+cargo bench --workspace --no-run
+
 section "cargo test --workspace"
 cargo test --workspace
 
