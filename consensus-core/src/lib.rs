@@ -92,6 +92,7 @@ pub mod sync;
 pub mod timer;
 pub mod turns;
 pub mod types;
+pub mod verified;
 pub mod votes;
 
 pub use effect::{Output, SignState};

@@ -15,6 +15,9 @@ pub const TX_PAYLOAD_BYTES_MAX: usize = 16 * 1024;
 pub const JSON_INTEGER_MAX: u64 = (1 << 53) - 1;
 /// Most transactions waiting in the mempool.
 pub const MEMPOOL_TXS_MAX: usize = 10_000;
+/// Most transaction signatures remembered as checked ([`crate::verified::VerifiedTxs`]):
+/// twice the mempool, so a transaction is not checked again while it waits for a block.
+pub const VERIFIED_TXS_MAX: usize = 2 * MEMPOOL_TXS_MAX;
 /// Most rounds of one height for which votes are kept. Votes for rounds further ahead than
 /// this past the current round are dropped (a Byzantine peer cannot make us allocate rounds).
 pub const ROUNDS_AHEAD_MAX: u32 = 8;

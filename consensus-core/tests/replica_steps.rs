@@ -1166,7 +1166,7 @@ fn a_full_mempool_refuses_a_valid_transaction_as_full_not_as_admitted() {
             1_000,
         )
     };
-    assert_eq!(r.check_transaction(1_000, &tx(1)), Ok(()));
+    assert_eq!(r.check_transaction(1_000, &tx(1), false), Ok(()));
     r.handle(
         1_000,
         Input::Transaction {
@@ -1175,14 +1175,14 @@ fn a_full_mempool_refuses_a_valid_transaction_as_full_not_as_admitted() {
         },
     );
     assert_eq!(
-        r.check_transaction(1_000, &tx(2)),
+        r.check_transaction(1_000, &tx(2), false),
         Err(consensus_core::TxError::MempoolFull)
     );
     // A nonce a JSON client cannot read exactly is refused on admission, but it is not a
     // chain rule: blocks from before the bound carry such nonces and still validate.
     let big = tx(consensus_core::limits::JSON_INTEGER_MAX + 1);
     assert!(matches!(
-        r.check_transaction(1_000, &big),
+        r.check_transaction(1_000, &big, false),
         Err(consensus_core::TxError::NonceTooLarge { .. })
     ));
     assert_eq!(r.chain_state().validate_tx(&big, 1_000, false), Ok(()));
@@ -1190,7 +1190,7 @@ fn a_full_mempool_refuses_a_valid_transaction_as_full_not_as_admitted() {
     let mut bad = tx(3);
     bad.signature.0[0] ^= 1;
     assert_eq!(
-        r.check_transaction(1_000, &bad),
+        r.check_transaction(1_000, &bad, false),
         Err(consensus_core::TxError::BadSignature)
     );
 }

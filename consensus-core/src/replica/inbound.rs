@@ -244,10 +244,10 @@ impl Replica {
                 return;
             }
         }
-        let mempool = &self.mempool;
+        let (mempool, verified) = (&self.mempool, &self.verified_txs);
         let validity = self
             .chain
-            .validate_proposal_block(&p.block, |tx| mempool.holds(tx));
+            .validate_proposal_block(&p.block, |tx| mempool.holds(tx) || verified.contains(tx));
         if let Err(e) = &validity {
             self.reject(from, RejectReason::InvalidBlock(e.clone()), out);
         }
@@ -344,7 +344,7 @@ impl Replica {
         origin: Option<NodeId>,
         out: &mut Out,
     ) {
-        if let Err(e) = self.check_transaction(self.now_ms, &tx) {
+        if let Err(e) = self.check_transaction(self.now_ms, &tx, false) {
             if e != TxError::Duplicate {
                 self.reject(
                     origin.unwrap_or(NodeId(u16::MAX)),

@@ -29,7 +29,7 @@ use crate::effect::{LockRecord, Output, SignState};
 use crate::error::{BlockError, RejectReason, SyncError, TxError};
 use crate::event::Event;
 use crate::input::Input;
-use crate::limits::{BLOCK_TXS_MAX, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX};
+use crate::limits::{BLOCK_TXS_MAX, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX, VERIFIED_TXS_MAX};
 #[cfg(debug_assertions)]
 use crate::limits::{FUTURE_MESSAGES_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_KEPT_MAX};
 use crate::mempool::Mempool;
@@ -38,6 +38,7 @@ use crate::peers::{PeerHealth, DELINQUENCY_THRESHOLD_DEFAULT};
 use crate::quorum::{one_honest, quorum};
 use crate::timer::{TimeoutConfig, Timer, TimerKind};
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round};
+use crate::verified::VerifiedTxs;
 use crate::votes::VoteKeeper;
 
 mod catch_up;
@@ -200,6 +201,7 @@ pub struct Replica {
     catch_up: CatchUp,
     membership_requested: BTreeMap<(TxKind, NodeId), Height>,
     tx_nonce: u64,
+    verified_txs: VerifiedTxs,
 }
 
 type Out = Vec<Output>;
@@ -243,6 +245,7 @@ impl Replica {
             catch_up: CatchUp::default(),
             membership_requested: BTreeMap::new(),
             tx_nonce: 0,
+            verified_txs: VerifiedTxs::new(VERIFIED_TXS_MAX),
         }
     }
 
@@ -374,7 +377,15 @@ impl Replica {
 
     /// Checks a transaction for admission without changing anything (the node answers the
     /// client with this before queueing it).
-    pub fn check_transaction(&self, now_ms: u64, tx: &Transaction) -> Result<(), TxError> {
+    /// `signature_checked`: the host already verified this transaction's signature (an
+    /// HTTP handler, in parallel, before queueing it). Each signature is checked once per
+    /// node: a verified one is remembered, and a later check of the same bytes skips it.
+    pub fn check_transaction(
+        &mut self,
+        now_ms: u64,
+        tx: &Transaction,
+        signature_checked: bool,
+    ) -> Result<(), TxError> {
         if self.mempool.contains(&tx.hash()) {
             return Err(TxError::Duplicate);
         }
@@ -392,7 +403,9 @@ impl Replica {
                 }));
             }
         }
-        self.chain.validate_tx(tx, now_ms, false)?;
+        let known = signature_checked || self.verified_txs.contains(tx);
+        self.chain.validate_tx(tx, now_ms, known)?;
+        self.verified_txs.insert(tx);
         // Checked last: a client told "busy" should retry a transaction that is valid.
         if self.mempool.is_full() {
             return Err(TxError::MempoolFull);

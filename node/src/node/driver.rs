@@ -464,6 +464,7 @@ impl Driver {
                                 tx,
                                 origin: Some(peer.id),
                                 reply: None,
+                                signature_checked: false,
                             };
                             let _ = shared.tx_in.send(submission).await;
                         }
@@ -542,9 +543,17 @@ impl Driver {
     /// Client transactions get the admission verdict; peers' rebroadcasts just go in (the
     /// replica checks them the same way and drops what fails).
     fn on_transaction(&mut self, submission: TxSubmission) -> Result<(), StoreError> {
-        let TxSubmission { tx, origin, reply } = submission;
+        let TxSubmission {
+            tx,
+            origin,
+            reply,
+            signature_checked,
+        } = submission;
         let hash = tx.hash();
-        let verdict = match self.replica.check_transaction(now_ms(), &tx) {
+        let verdict = match self
+            .replica
+            .check_transaction(now_ms(), &tx, signature_checked)
+        {
             Ok(()) => Ok(hash),
             // Submitting the same transaction again is not an error for the client.
             Err(TxError::Duplicate) => Ok(hash),

@@ -356,6 +356,9 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
                 tx: envelope.body,
                 origin: Some(envelope.from),
                 reply: None,
+                // Left to the replica: the same transaction arrives from several peers, and
+                // only the first arrival is checked (later ones are duplicates).
+                signature_checked: false,
             };
             if s.tx_in.try_send(submission).is_err() {
                 forget(&s, &id);
@@ -373,6 +376,7 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
                 tx,
                 origin: None,
                 reply: Some(reply),
+                signature_checked: true,
             })
             .map_err(|_| WireError::Busy)?;
         match tokio::time::timeout(TX_VERDICT_TIMEOUT, verdict).await {

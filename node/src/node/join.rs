@@ -311,6 +311,7 @@ fn submit_approval(tx_in: &mpsc::Sender<TxSubmission>, tx: Transaction) {
         tx,
         origin: None,
         reply: Some(reply),
+        signature_checked: false,
     };
     let tx_in = tx_in.clone();
     tokio::spawn(async move {

@@ -90,6 +90,9 @@ pub struct TxSubmission {
     pub tx: Transaction,
     pub origin: Option<NodeId>,
     pub reply: Option<oneshot::Sender<Result<Hash32, consensus_core::TxError>>>,
+    /// The HTTP handler verified the transaction's signature already (on a worker thread,
+    /// in parallel), so the driver's single thread does not verify it again.
+    pub signature_checked: bool,
 }
 
 /// State the HTTP handlers share with the driver. The replica itself is not here: only the
