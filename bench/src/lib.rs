@@ -2,12 +2,9 @@
 //! certified blocks, built the way nodes build them (real Ed25519 signatures throughout).
 
 use consensus_core::chain::ChainState;
-use consensus_core::crypto::{Keypair, PROTOCOL_VERSION};
-use consensus_core::message::CommitSig;
+use consensus_core::crypto::Keypair;
 use consensus_core::quorum::quorum;
-use consensus_core::{
-    Block, BlockHeader, Certificate, Genesis, Hash32, NodeId, Transaction, TxKind,
-};
+use consensus_core::{Block, Certificate, Genesis, Hash32, NodeId, Transaction, TxKind};
 
 /// Validator `i`'s key.
 pub fn validator_key(i: usize) -> Keypair {
@@ -66,37 +63,17 @@ impl ChainBuilder {
     pub fn certified(&self, txs: Vec<Transaction>) -> Block {
         let chain = &self.chain;
         let ts = chain.last_timestamp_ms() + 1_000;
-        let mut block = Block {
-            header: BlockHeader {
-                version: PROTOCOL_VERSION,
-                height: chain.height() + 1,
-                round: 0,
-                prev_hash: chain.last_hash(),
-                proposer: chain.proposer(0),
-                timestamp_ms: ts,
-                tx_root: Block::compute_tx_root(&txs),
-                validator_set_hash: chain.validator_set_hash(),
-            },
-            txs,
-            commit: None,
-        };
-        let hash = block.hash();
-        let signatures = (0..quorum(self.keys.len()))
-            .map(|v| {
-                CommitSig::sign(
-                    &chain.chain_id(),
-                    &self.keys[v],
-                    block.height(),
-                    0,
-                    hash,
-                    NodeId(v as u16),
-                )
-            })
-            .collect();
-        block.commit = Some(Certificate {
-            round: 0,
-            signatures,
-        });
+        let mut block = chain.next_block(0, chain.proposer(0), ts, txs);
+        let signers = (0..quorum(self.keys.len()) as u16)
+            .map(NodeId)
+            .zip(&self.keys);
+        block.commit = Some(Certificate::signed_by(
+            &chain.chain_id(),
+            block.height(),
+            0,
+            block.hash(),
+            signers,
+        ));
         block
     }
 

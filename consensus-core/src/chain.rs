@@ -40,8 +40,8 @@ use crate::limits::{
     VALIDATORS_MAX,
 };
 use crate::message::{
-    Block, EquivocationEvidence, ForkProof, Genesis, JoinRequest, Transaction, TxKind, Validator,
-    Vote, VoteKind,
+    Block, BlockHeader, EquivocationEvidence, ForkProof, Genesis, JoinRequest, Transaction, TxKind,
+    Validator, Vote, VoteKind,
 };
 use crate::proposer::proposer;
 use crate::quorum::{max_faulty, quorum};
@@ -289,6 +289,32 @@ impl ChainState {
             round,
         )
     }
+    /// The block for the next height carrying `txs`, as `proposer` proposes it in `round` at
+    /// `timestamp_ms`: linked to the tip, naming the current validator set and the
+    /// transactions' Merkle root; no certificate yet.
+    pub fn next_block(
+        &self,
+        round: Round,
+        proposer: NodeId,
+        timestamp_ms: u64,
+        txs: Vec<Transaction>,
+    ) -> Block {
+        Block {
+            header: BlockHeader {
+                version: PROTOCOL_VERSION,
+                height: self.height + 1,
+                round,
+                prev_hash: self.last_hash,
+                proposer,
+                timestamp_ms,
+                tx_root: Block::compute_tx_root(&txs),
+                validator_set_hash: self.validator_set_hash,
+            },
+            txs,
+            commit: None,
+        }
+    }
+
     pub fn convicted(&self) -> NodeSet {
         self.convicted
     }
@@ -792,7 +818,7 @@ impl ChainState {
 mod tests {
     use super::*;
     use crate::crypto::Keypair;
-    use crate::message::{BlockHeader, Certificate, CommitSig, Invitation};
+    use crate::message::{Certificate, CommitSig, Invitation};
 
     fn key(i: usize) -> Keypair {
         Keypair::from_secret([i as u8 + 1; 32])
@@ -830,36 +856,18 @@ mod tests {
         signers: &[usize],
         timestamp_ms: u64,
     ) -> Block {
-        let proposer = state.proposer(round);
-        let mut block = Block {
-            header: BlockHeader {
-                version: PROTOCOL_VERSION,
-                height: state.height() + 1,
-                round,
-                prev_hash: state.last_hash(),
-                proposer,
-                timestamp_ms,
-                tx_root: Block::compute_tx_root(&txs),
-                validator_set_hash: state.validator_set_hash(),
-            },
-            txs,
-            commit: None,
-        };
-        let hash = block.hash();
-        let signatures = signers
+        let mut block = state.next_block(round, state.proposer(round), timestamp_ms, txs);
+        let keys: Vec<(NodeId, Keypair)> = signers
             .iter()
-            .map(|i| {
-                CommitSig::sign(
-                    &state.chain_id(),
-                    &key(*i),
-                    block.height(),
-                    round,
-                    hash,
-                    NodeId(*i as u16),
-                )
-            })
+            .map(|i| (NodeId(*i as u16), key(*i)))
             .collect();
-        block.commit = Some(Certificate { round, signatures });
+        block.commit = Some(Certificate::signed_by(
+            &state.chain_id(),
+            block.height(),
+            round,
+            block.hash(),
+            keys.iter().map(|(id, k)| (*id, k)),
+        ));
         block
     }
 

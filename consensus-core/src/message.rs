@@ -123,6 +123,24 @@ pub struct Certificate {
     pub signatures: Vec<CommitSig>,
 }
 
+impl Certificate {
+    /// The certificate `signers` make by each signing a commit vote for (height, round,
+    /// block_hash), in the order given (test chains, vectors and benches build them so).
+    pub fn signed_by<'a>(
+        chain_id: &Hash32,
+        height: Height,
+        round: Round,
+        block_hash: BlockHash,
+        signers: impl IntoIterator<Item = (NodeId, &'a Keypair)>,
+    ) -> Self {
+        let signatures = signers
+            .into_iter()
+            .map(|(voter, key)| CommitSig::sign(chain_id, key, height, round, block_hash, voter))
+            .collect();
+        Self { round, signatures }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockHeader {

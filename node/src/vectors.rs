@@ -9,8 +9,8 @@
 use consensus_core::chain::ChainState;
 use consensus_core::crypto::{merkle_root, sha256, Keypair, SigningBytes};
 use consensus_core::{
-    Block, BlockHeader, Certificate, Genesis, Hash32, Invitation, JoinRequest, NewRound, NodeId,
-    Proposal, SyncResponse, Transaction, TxKind, Vote, VoteKind,
+    Block, Certificate, Genesis, Hash32, Invitation, JoinRequest, NewRound, NodeId, Proposal,
+    SyncResponse, Transaction, TxKind, Vote, VoteKind,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -204,20 +204,7 @@ fn transactions() -> Value {
 /// A block for the chain's next height with these transactions, proposed in `round` by
 /// that round's proposer, not yet certified.
 fn proposal_block(chain: &ChainState, txs: Vec<Transaction>, round: u32, ts: u64) -> Block {
-    Block {
-        header: BlockHeader {
-            version: consensus_core::crypto::PROTOCOL_VERSION,
-            height: chain.height() + 1,
-            round,
-            prev_hash: chain.last_hash(),
-            proposer: chain.proposer(round),
-            timestamp_ms: ts,
-            tx_root: Block::compute_tx_root(&txs),
-            validator_set_hash: chain.validator_set_hash(),
-        },
-        txs,
-        commit: None,
-    }
+    chain.next_block(round, chain.proposer(round), ts, txs)
 }
 
 fn consensus() -> Value {
@@ -421,23 +408,14 @@ pub fn certified_chain(plan: &[PlannedBlock]) -> (Genesis, Vec<Block>) {
             })
             .collect();
         let mut block = proposal_block(&chain, txs, planned.round, ts);
-        let hash = block.hash();
-        let signatures = (0..3u8)
-            .map(|v| {
-                consensus_core::message::CommitSig::sign(
-                    &chain_id,
-                    &validator_key(v),
-                    block.height(),
-                    planned.commit_round,
-                    hash,
-                    NodeId(u16::from(v)),
-                )
-            })
-            .collect();
-        block.commit = Some(Certificate {
-            round: planned.commit_round,
-            signatures,
-        });
+        let keys: Vec<Keypair> = (0..3u8).map(validator_key).collect();
+        block.commit = Some(Certificate::signed_by(
+            &chain_id,
+            block.height(),
+            planned.commit_round,
+            block.hash(),
+            (0..3u16).map(NodeId).zip(&keys),
+        ));
         chain.apply(&block);
         blocks.push(block);
     }

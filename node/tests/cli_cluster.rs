@@ -56,6 +56,19 @@ struct RunningCluster {
 }
 
 impl RunningCluster {
+    /// A fresh 4-node cluster on free ports with `load` tx/s, once every node is healthy;
+    /// returns it with its base port.
+    fn start_four(dir: &Path, load: &str) -> (Self, u16) {
+        let base = free_ports(4);
+        let base_s = base.to_string();
+        let mut cluster = Self::start(
+            dir,
+            &["--nodes", "4", "--base-port", &base_s, "--load", load],
+        );
+        cluster.wait_line("all 4 nodes healthy", Duration::from_secs(40));
+        (cluster, base)
+    }
+
     fn start(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .arg("cluster")
@@ -260,13 +273,7 @@ fn status_of_an_unreachable_node_fails_clearly() {
 fn a_cluster_commits_survives_a_killed_node_stops_on_sigterm_and_restarts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("c");
-    let base = free_ports(4);
-    let base_s = base.to_string();
-    let mut cluster = RunningCluster::start(
-        &dir,
-        &["--nodes", "4", "--base-port", &base_s, "--load", "5"],
-    );
-    cluster.wait_line("all 4 nodes healthy", Duration::from_secs(40));
+    let (mut cluster, base) = RunningCluster::start_four(&dir, "5");
 
     let nodes = cluster.nodes();
     assert_eq!(nodes.len(), 4);
@@ -389,13 +396,7 @@ impl Drop for HandStarted {
 fn a_killed_node_restarted_by_hand_shows_up_again_and_is_left_running_on_stop() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("c");
-    let base = free_ports(4);
-    let base_s = base.to_string();
-    let mut cluster = RunningCluster::start(
-        &dir,
-        &["--nodes", "4", "--base-port", &base_s, "--load", "0"],
-    );
-    cluster.wait_line("all 4 nodes healthy", Duration::from_secs(40));
+    let (mut cluster, _) = RunningCluster::start_four(&dir, "0");
     cluster.wait_line("up=4/4", Duration::from_secs(10));
 
     let nodes = cluster.nodes();

@@ -5,7 +5,7 @@ use super::{Out, ReceivedProposal, Replica, Step};
 use crate::effect::SignedStep;
 use crate::event::{Event, RoundChangeReason};
 use crate::limits::{BLOCK_TXS_MAX, ROUNDS_KEPT_MAX};
-use crate::message::{Block, BlockHeader, ConsensusMessage, Proposal, Vote, VoteKind};
+use crate::message::{Block, ConsensusMessage, Proposal, Vote, VoteKind};
 use crate::timer::{Timer, TimerKind};
 use crate::types::{NodeId, NodeSet, Round};
 use crate::votes::VoteKeeper;
@@ -254,20 +254,7 @@ impl Replica {
         let txs = self.mempool.select(max, |tx| {
             self.chain.validate_tx(tx, timestamp_ms, true).is_ok()
         });
-        Block {
-            header: BlockHeader {
-                version: crate::crypto::PROTOCOL_VERSION,
-                height: self.current_height(),
-                round: self.round,
-                prev_hash: self.chain.last_hash(),
-                proposer: me,
-                timestamp_ms,
-                tx_root: Block::compute_tx_root(&txs),
-                validator_set_hash: self.chain.validator_set_hash(),
-            },
-            txs,
-            commit: None,
-        }
+        self.chain.next_block(self.round, me, timestamp_ms, txs)
     }
 
     pub(super) fn on_timeout(&mut self, timer: Timer, out: &mut Out) {

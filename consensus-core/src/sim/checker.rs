@@ -412,8 +412,8 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{Keypair, PROTOCOL_VERSION};
-    use crate::message::{BlockHeader, CommitSig, Proposal, Vote, VoteKind};
+    use crate::crypto::Keypair;
+    use crate::message::{Proposal, Vote, VoteKind};
     use crate::types::Hash32;
 
     struct Fixture {
@@ -438,30 +438,15 @@ mod tests {
     /// A height-1 block proposed by node 1 with `signers` commit signatures.
     fn block(fx: &Fixture, timestamp_ms: u64, signers: &[usize]) -> Block {
         let state = ChainState::genesis(&fx.genesis);
-        let header = BlockHeader {
-            version: PROTOCOL_VERSION,
-            height: 1,
-            round: 0,
-            prev_hash: state.last_hash(),
-            proposer: state.proposer(0),
-            timestamp_ms,
-            tx_root: Block::compute_tx_root(&[]),
-            validator_set_hash: state.validator_set_hash(),
-        };
-        let hash = header.hash();
-        let chain_id = fx.genesis.chain_id();
-        let signatures = signers
-            .iter()
-            .map(|i| CommitSig::sign(&chain_id, &fx.keys[*i], 1, 0, hash, NodeId(*i as u16)))
-            .collect();
-        Block {
-            header,
-            txs: Vec::new(),
-            commit: Some(crate::message::Certificate {
-                round: 0,
-                signatures,
-            }),
-        }
+        let mut block = state.next_block(0, state.proposer(0), timestamp_ms, Vec::new());
+        block.commit = Some(crate::message::Certificate::signed_by(
+            &fx.genesis.chain_id(),
+            1,
+            0,
+            block.hash(),
+            signers.iter().map(|i| (NodeId(*i as u16), &fx.keys[*i])),
+        ));
+        block
     }
 
     fn genesis_tip(fx: &Fixture) -> (Height, BlockHash) {
