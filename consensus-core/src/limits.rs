@@ -7,8 +7,16 @@
 pub const VALIDATORS_MAX: usize = 64;
 /// Most transactions in one block.
 pub const BLOCK_TXS_MAX: usize = 512;
+/// Default budget of transaction JSON in one proposed block: a full block of the largest
+/// transactions would be 17 MB, so blocks are cut by bytes as well.
+pub const BLOCK_BYTES_DEFAULT: usize = 1024 * 1024;
 /// Largest transaction payload in bytes.
 pub const TX_PAYLOAD_BYTES_MAX: usize = 16 * 1024;
+/// Most bytes a transaction's JSON takes besides its hex payload (keys, kind, sender,
+/// numbers, signature: about 320; the rest is room for legacy 20-digit nonces).
+pub const TX_JSON_OVERHEAD_BYTES_MAX: usize = 512;
+/// Most bytes of one transaction's JSON: what block and gossip batch sizes are counted in.
+pub const TX_WIRE_BYTES_MAX: usize = 2 * TX_PAYLOAD_BYTES_MAX + TX_JSON_OVERHEAD_BYTES_MAX;
 /// Largest integer a JSON number carries on the HTTP API: 2^53 - 1, the largest a double
 /// (JavaScript's only number type) holds exactly. Transaction and invitation nonces are
 /// bounded by it, so a browser computes the same transaction hash as the node.

@@ -49,7 +49,12 @@ impl Mempool {
     /// Whether this very transaction (same signature) is pending. Hashes leave the
     /// signature out, so a hash match alone says nothing about the signature.
     pub fn holds(&self, tx: &Transaction) -> bool {
-        self.by_hash.get(&tx.hash()).is_some_and(|e| e.tx == *tx)
+        self.holds_hashed(tx, &tx.hash())
+    }
+
+    /// [`Self::holds`] with `tx`'s hash known.
+    pub fn holds_hashed(&self, tx: &Transaction, hash: &TxHash) -> bool {
+        self.by_hash.get(hash).is_some_and(|e| e.tx == *tx)
     }
 
     /// No room for another transaction until a block takes some.
@@ -73,20 +78,32 @@ impl Mempool {
         self.by_hash.is_empty()
     }
 
-    /// Up to `max` pending transactions, oldest first, that `keep` accepts.
+    /// Pending transactions that `keep` accepts, oldest first, up to `max` of them and
+    /// `bytes_max` bytes of JSON ([`Transaction::wire_bytes_max`]). It stops at the first
+    /// that does not fit, so a large transaction is not overtaken for ever by small ones;
+    /// the first one is always taken (the host's config makes every transaction fit).
     pub fn select(
         &self,
         max: usize,
+        bytes_max: usize,
         mut keep: impl FnMut(&Transaction) -> bool,
     ) -> Vec<Transaction> {
-        self.by_seq
+        let mut bytes = 0_usize;
+        let mut picked = Vec::new();
+        for tx in self
+            .by_seq
             .values()
             .filter_map(|h| self.by_hash.get(h))
             .map(|e| &e.tx)
             .filter(|tx| keep(tx))
-            .take(max)
-            .cloned()
-            .collect()
+        {
+            bytes += tx.wire_bytes_max();
+            if picked.len() == max || (bytes > bytes_max && !picked.is_empty()) {
+                break;
+            }
+            picked.push(tx.clone());
+        }
+        picked
     }
 
     pub fn remove(&mut self, hash: &TxHash) -> bool {
@@ -100,11 +117,11 @@ impl Mempool {
     }
 
     /// Drops every pending transaction `keep` rejects (committed elsewhere, expired).
-    pub fn retain(&mut self, mut keep: impl FnMut(&Transaction) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&Transaction, &TxHash) -> bool) {
         let drop: Vec<TxHash> = self
             .by_hash
             .iter()
-            .filter(|(_, e)| !keep(&e.tx))
+            .filter(|(h, e)| !keep(&e.tx, h))
             .map(|(h, _)| *h)
             .collect();
         for h in drop {
@@ -160,12 +177,46 @@ mod tests {
         let h3 = m.add(tx(3), None).expect("room");
         m.add(tx(1), None).expect("room");
         m.add(tx(2), None).expect("room");
-        let nonces: Vec<u64> = m.select(2, |_| true).iter().map(|t| t.nonce).collect();
+        let nonces: Vec<u64> = m
+            .select(2, usize::MAX, |_| true)
+            .iter()
+            .map(|t| t.nonce)
+            .collect();
         assert_eq!(nonces, vec![3, 1]);
         assert!(m.remove(&h3));
         m.add(tx(4), None).expect("room again");
-        m.retain(|t| t.nonce != 1);
+        m.retain(|t, _| t.nonce != 1);
         let left: Vec<u64> = m.iter().map(|t| t.nonce).collect();
         assert_eq!(left, vec![2, 4]);
+    }
+
+    #[test]
+    fn select_stops_at_the_byte_budget_but_always_takes_the_first() {
+        let mut m = Mempool::new(4);
+        for nonce in 1..=4 {
+            m.add(tx(nonce), None).expect("room");
+        }
+        let one = tx(1).wire_bytes_max();
+        let nonces = |bytes| -> Vec<u64> {
+            m.select(10, bytes, |_| true)
+                .iter()
+                .map(|t| t.nonce)
+                .collect()
+        };
+        assert_eq!(
+            nonces(2 * one + one / 2),
+            vec![1, 2],
+            "two fit, the third does not"
+        );
+        assert_eq!(
+            nonces(one / 2),
+            vec![1],
+            "the oldest goes even if over the budget"
+        );
+        assert_eq!(
+            m.select(3, usize::MAX, |_| true).len(),
+            3,
+            "the count still binds"
+        );
     }
 }

@@ -285,6 +285,12 @@ impl Transaction {
         );
         b.digest()
     }
+    /// An upper bound of this transaction's JSON size (its payload travels as hex): what
+    /// blocks and gossip batches are cut by, without serialising anything.
+    pub fn wire_bytes_max(&self) -> usize {
+        2 * self.payload.len() + crate::limits::TX_JSON_OVERHEAD_BYTES_MAX
+    }
+
     /// Checks the sender's signature over the content bound to `chain_id`.
     pub fn verify(&self, chain_id: &Hash32) -> Result<(), CryptoError> {
         let bytes = Self::signing_bytes(
@@ -699,6 +705,26 @@ impl Genesis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_bytes_max_bounds_the_json_of_the_largest_transactions() {
+        let key = Keypair::from_secret([3; 32]);
+        for kind in TxKind::ALL {
+            for payload in [0, 1, crate::limits::TX_PAYLOAD_BYTES_MAX] {
+                let mut tx =
+                    Transaction::new_signed(&Hash32::ZERO, &key, kind, vec![0xab; payload], 0, 0);
+                // Legacy blocks carry nonces up to u64::MAX; timestamps are ms since 1970.
+                tx.nonce = u64::MAX;
+                tx.timestamp_ms = u64::MAX;
+                let json = serde_json::to_vec(&tx).expect("json");
+                assert!(
+                    json.len() <= tx.wire_bytes_max(),
+                    "{kind:?} {payload}: {}",
+                    json.len()
+                );
+            }
+        }
+    }
 
     /// Blocks, approve_node payloads and genesis files written before the API went camelCase
     /// keep loading: they are signed or hashed as written and cannot be rewritten.

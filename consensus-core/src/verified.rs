@@ -29,7 +29,12 @@ impl VerifiedTxs {
     }
 
     pub fn contains(&self, tx: &Transaction) -> bool {
-        self.set.contains(&(tx.hash(), tx.signature))
+        self.contains_hashed(tx, &tx.hash())
+    }
+
+    /// [`Self::contains`] with `tx`'s hash known.
+    pub fn contains_hashed(&self, tx: &Transaction, hash: &TxHash) -> bool {
+        self.set.contains(&(*hash, tx.signature))
     }
 
     /// Records that `tx`'s signature verified.
@@ -44,6 +49,12 @@ impl VerifiedTxs {
                 self.set.remove(&old);
             }
         }
+    }
+
+    /// Forgets `tx` (its holder could not act on it: the next arrival must be taken again).
+    /// Its slot in the eviction order stays until it comes round; a bounded leftover.
+    pub fn remove(&mut self, tx: &Transaction) {
+        self.set.remove(&(tx.hash(), tx.signature));
     }
 
     pub fn len(&self) -> usize {

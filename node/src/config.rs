@@ -8,14 +8,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use consensus_core::crypto::Keypair;
-use consensus_core::limits::{BLOCK_TXS_MAX, TX_PAYLOAD_BYTES_MAX};
+use consensus_core::limits::{BLOCK_BYTES_DEFAULT, BLOCK_TXS_MAX, TX_WIRE_BYTES_MAX};
 use consensus_core::peers::DELINQUENCY_THRESHOLD_DEFAULT;
 use consensus_core::timer::TimeoutConfig;
 use consensus_core::{Genesis, ReplicaConfig, TxKind};
 use serde::{Deserialize, Serialize};
 
-/// Wire size of one transaction at most: hex payload plus the fixed fields and JSON keys.
-const TX_WIRE_BYTES_MAX: usize = 2 * TX_PAYLOAD_BYTES_MAX + 512;
 /// Everything in a block besides its transactions (header, certificate of up to 64 votes).
 const BLOCK_OVERHEAD_BYTES: usize = 64 * 1024;
 
@@ -98,8 +96,12 @@ pub struct ConsensusSection {
     /// Propose empty blocks when idle. Off by default: an idle family chain stays quiet and
     /// only commits an empty block per `timeouts.heartbeat_ms`.
     pub create_empty_blocks: bool,
-    /// Most transactions in one block. Bounded so a full block fits in `network.body_limit_bytes`.
+    /// Most transactions in one block (the chain accepts up to 512).
     pub block_txs_max: usize,
+    /// Most bytes of transaction JSON in one proposed block: blocks are cut by size as well
+    /// as count. Must leave room in `network.body_limit_bytes` and hold the largest
+    /// transaction (32 KiB).
+    pub block_bytes_max: usize,
     /// Most transactions waiting in the mempool.
     pub mempool_max: usize,
     /// Transaction kinds forwarded to peers on first receipt (Req 10.5).
@@ -112,7 +114,8 @@ impl Default for ConsensusSection {
             speed_modifier: 1.0,
             delinquency_threshold: DELINQUENCY_THRESHOLD_DEFAULT,
             create_empty_blocks: false,
-            block_txs_max: 100,
+            block_txs_max: BLOCK_TXS_MAX,
+            block_bytes_max: BLOCK_BYTES_DEFAULT,
             mempool_max: 10_000,
             rebroadcast_kinds: TxKind::ALL.to_vec(),
         }
@@ -236,12 +239,20 @@ impl NodeConfig {
                 c.block_txs_max
             )));
         }
-        let block_max = c.block_txs_max * TX_WIRE_BYTES_MAX + BLOCK_OVERHEAD_BYTES;
+        if c.block_bytes_max < TX_WIRE_BYTES_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "consensus.block_bytes_max = {} cannot hold the largest transaction \
+                 ({TX_WIRE_BYTES_MAX} bytes)",
+                c.block_bytes_max
+            )));
+        }
+        let block_max = c.block_bytes_max + BLOCK_OVERHEAD_BYTES;
         if block_max > self.network.body_limit_bytes {
             return Err(ConfigError::Invalid(format!(
-                "a full block ({} txs) can take {block_max} bytes on the wire, more than \
-                 network.body_limit_bytes = {}: lower consensus.block_txs_max or raise the limit",
-                c.block_txs_max, self.network.body_limit_bytes
+                "a full block ({} bytes of transactions) can take {block_max} bytes on the \
+                 wire, more than network.body_limit_bytes = {}: lower \
+                 consensus.block_bytes_max or raise the limit",
+                c.block_bytes_max, self.network.body_limit_bytes
             )));
         }
         let n = &self.network;
@@ -302,6 +313,7 @@ impl NodeConfig {
             create_empty_blocks: c.create_empty_blocks,
             rebroadcast_kinds: c.rebroadcast_kinds.clone(),
             block_txs_max: c.block_txs_max,
+            block_bytes_max: c.block_bytes_max,
             mempool_max: c.mempool_max,
             quorum_rule: consensus_core::QuorumRule::RegisteredSetOnChain,
         }
@@ -488,9 +500,18 @@ mod tests {
     #[test]
     fn a_block_that_cannot_fit_in_a_body_is_refused() {
         let mut c = NodeConfig::default();
-        c.consensus.block_txs_max = 500;
-        let err = c.validate().expect_err("500 full txs exceed 4 MiB");
+        c.consensus.block_bytes_max = 4 * 1024 * 1024;
+        let err = c
+            .validate()
+            .expect_err("4 MiB of txs and a header exceed 4 MiB");
         assert!(err.to_string().contains("body_limit_bytes"), "{err}");
+        c.consensus.block_bytes_max = 16 * 1024;
+        let err = c
+            .validate()
+            .expect_err("the largest tx must fit in a block");
+        assert!(err.to_string().contains("largest transaction"), "{err}");
+        c.consensus.block_bytes_max = BLOCK_BYTES_DEFAULT;
+        c.validate().expect("the defaults are consistent");
     }
 
     #[test]

@@ -74,8 +74,13 @@ pub const MISSING_PROPOSER: Route = Route {
     aliases: &["/NewRound"],
     ..post("/MissingProposer", &["new_round"], BodyLimit::Small)
 };
-/// A client's bare transaction, or a peer's rebroadcast in a `transaction` envelope.
-pub const TRANSACTION: Route = post("/Transaction", &[kind::TRANSACTION], BodyLimit::Small);
+/// A client's bare transaction, or a peer's rebroadcast in a `transaction_batch` envelope
+/// (or, from older nodes, one `transaction` envelope per transaction).
+pub const TRANSACTION: Route = post(
+    "/Transaction",
+    &[kind::TRANSACTION_BATCH, kind::TRANSACTION],
+    BodyLimit::Small,
+);
 /// The original's spelling first; the corrected one is an alias.
 pub const MISSING_BLOCK_REQUEST: Route = Route {
     aliases: &["/MissingBlockRequest"],

@@ -37,6 +37,7 @@ pub const NO_ID: NodeId = NodeId(u16::MAX);
 /// Envelope `type`s that are not consensus messages.
 pub mod kind {
     pub const TRANSACTION: &str = "transaction";
+    pub const TRANSACTION_BATCH: &str = "transaction_batch";
     pub const MISSING_BLOCKS_REQUEST: &str = "missing_blocks_request";
     pub const MISSING_BLOCKS: &str = "missing_blocks";
     pub const ENTIRE_CHAIN_REQUEST: &str = "entire_chain_request";
@@ -240,6 +241,28 @@ impl WireBody for Empty {
     fn digest(&self, _: &mut SigningBytes) {}
 }
 
+fn txs_digest(b: &mut SigningBytes, txs: &[Transaction]) {
+    b.u32(txs.len() as u32);
+    for tx in txs {
+        tx.digest(b);
+    }
+}
+
+/// Transactions a validator relays to a peer in one envelope (`/Transaction`, Req 10.1):
+/// each one unmodified, its own signature intact (Req 10.2). One envelope signature and one
+/// HTTP exchange carry many transactions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionBatch {
+    pub transactions: Vec<Transaction>,
+}
+
+impl WireBody for TransactionBatch {
+    fn digest(&self, b: &mut SigningBytes) {
+        txs_digest(b, &self.transactions);
+    }
+}
+
 /// `/GetPendingTransactions` answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -249,10 +272,7 @@ pub struct PendingTransactions {
 
 impl WireBody for PendingTransactions {
     fn digest(&self, b: &mut SigningBytes) {
-        b.u32(self.pending_transactions.len() as u32);
-        for tx in &self.pending_transactions {
-            tx.digest(b);
-        }
+        txs_digest(b, &self.pending_transactions);
     }
 }
 
@@ -444,6 +464,8 @@ pub fn parse_envelope<B: WireBody>(
 #[derive(Deserialize)]
 pub struct VersionProbe {
     pub v: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<serde_json::Value>,
 }
 
 /// Authenticates an envelope: `key_of(from)` must be `sender`, the timestamp must be within

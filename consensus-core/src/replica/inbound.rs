@@ -245,9 +245,9 @@ impl Replica {
             }
         }
         let (mempool, verified) = (&self.mempool, &self.verified_txs);
-        let validity = self
-            .chain
-            .validate_proposal_block(&p.block, |tx| mempool.holds(tx) || verified.contains(tx));
+        let validity = self.chain.validate_proposal_block(&p.block, |tx, hash| {
+            mempool.holds_hashed(tx, hash) || verified.contains_hashed(tx, hash)
+        });
         if let Err(e) = &validity {
             self.reject(from, RejectReason::InvalidBlock(e.clone()), out);
         }

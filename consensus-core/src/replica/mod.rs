@@ -29,7 +29,9 @@ use crate::effect::{LockRecord, Output, SignState};
 use crate::error::{BlockError, RejectReason, SyncError, TxError};
 use crate::event::Event;
 use crate::input::Input;
-use crate::limits::{BLOCK_TXS_MAX, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX, VERIFIED_TXS_MAX};
+use crate::limits::{
+    BLOCK_BYTES_DEFAULT, BLOCK_TXS_MAX, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX, VERIFIED_TXS_MAX,
+};
 #[cfg(debug_assertions)]
 use crate::limits::{FUTURE_MESSAGES_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_KEPT_MAX};
 use crate::mempool::Mempool;
@@ -78,6 +80,9 @@ pub struct ReplicaConfig {
     /// Transaction kinds forwarded to peers on first receipt (Req 10.5).
     pub rebroadcast_kinds: Vec<TxKind>,
     pub block_txs_max: usize,
+    /// Most bytes of transaction JSON a proposed block carries (blocks are cut by size as
+    /// well as count, so a block of large transactions still fits the host's body limit).
+    pub block_bytes_max: usize,
     pub mempool_max: usize,
     pub quorum_rule: QuorumRule,
 }
@@ -91,6 +96,7 @@ impl Default for ReplicaConfig {
             create_empty_blocks: true,
             rebroadcast_kinds: TxKind::ALL.to_vec(),
             block_txs_max: BLOCK_TXS_MAX,
+            block_bytes_max: BLOCK_BYTES_DEFAULT,
             mempool_max: MEMPOOL_TXS_MAX,
             quorum_rule: QuorumRule::RegisteredSetOnChain,
         }
@@ -296,7 +302,7 @@ impl Replica {
                 if let Some(proposal) = proposal {
                     let validity = self
                         .chain
-                        .validate_proposal_block(&proposal.block, |_| false);
+                        .validate_proposal_block(&proposal.block, |_, _| false);
                     if validity.is_ok() {
                         self.valid = Some((lock.round, proposal.block.clone()));
                     }

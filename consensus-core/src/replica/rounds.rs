@@ -251,7 +251,7 @@ impl Replica {
             .now_ms
             .max(self.chain.last_timestamp_ms().saturating_add(1));
         let max = self.config.block_txs_max.min(BLOCK_TXS_MAX);
-        let txs = self.mempool.select(max, |tx| {
+        let txs = self.mempool.select(max, self.config.block_bytes_max, |tx| {
             self.chain.validate_tx(tx, timestamp_ms, true).is_ok()
         });
         self.chain.next_block(self.round, me, timestamp_ms, txs)

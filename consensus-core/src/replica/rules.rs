@@ -128,8 +128,11 @@ impl Replica {
             self.mempool.remove(&tx.hash());
         }
         let chain = &self.chain;
-        self.mempool
-            .retain(|tx| chain.validate_tx(tx, self.now_ms, true).is_ok());
+        self.mempool.retain(|tx, hash| {
+            chain
+                .validate_hashed_tx(tx, hash, self.now_ms, true)
+                .is_ok()
+        });
         if self.chain.byzantine_overload() {
             self.halt(
                 format!(

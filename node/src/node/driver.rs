@@ -8,6 +8,7 @@
 //! only add a hop between "durable" and "send".
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,20 @@ use consensus_core::{
 };
 use tokio::sync::{mpsc, watch};
 
+use super::gossip::{self, TxGossip};
 use super::transport::Outgoing;
 use super::{now_ms, Control, NodeError, NodeStatus, Query, Shared, TxStatus, TxSubmission};
 use crate::routes;
 use crate::store::StoreError;
 use crate::wire::{self, kind, ChainNotice, Envelope};
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Alerts kept for `/status` (newest last).
 const ALERTS_MAX: usize = 32;
@@ -55,6 +65,7 @@ pub struct Driver {
     /// The proposer's timestamp of the block just stored, for the commit latency.
     last_block_timestamp_ms: u64,
     alerts: VecDeque<String>,
+    gossip: TxGossip,
 }
 
 impl Driver {
@@ -87,6 +98,7 @@ impl Driver {
             last_commit_latency_ms: None,
             last_block_timestamp_ms: 0,
             alerts: VecDeque::new(),
+            gossip: TxGossip::default(),
         };
         driver.load_peers_from_blockchain();
         Ok(driver)
@@ -122,13 +134,10 @@ impl Driver {
             // Due timers first: under a steady stream of messages the biased select below
             // would never reach its timer arm, and a stuck round would never time out.
             self.fire_due_timers()?;
+            self.relay_if_due();
             let next_timer = self.timers.keys().next().map(|(at, _)| *at);
-            let timer = async move {
-                match next_timer {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let timer = sleep_until(next_timer);
+            let relay = sleep_until(self.gossip.deadline().map(tokio::time::Instant::from_std));
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Ok(()),
@@ -137,6 +146,7 @@ impl Driver {
                     self.step(Input::Message { from, message })?
                 }
                 _ = timer => self.fire_due_timers()?,
+                _ = relay => self.relay_if_due(),
                 Some(submission) = inbound.transactions.recv() => self.on_transaction(submission)?,
                 Some(query) = inbound.queries.recv() => self.answer(query),
             }
@@ -163,7 +173,7 @@ impl Driver {
                     self.send_message(now, &to, &message);
                 }
                 Output::Send { to, message } => self.send_message(now, &[to], &message),
-                Output::BroadcastTx { tx, except } => self.rebroadcast_transaction(now, tx, except),
+                Output::BroadcastTx { tx, except } => self.rebroadcast_transaction(tx, except),
                 Output::ScheduleTimer(timer) => self.schedule(timer),
                 Output::RequestSync { peer, request } => self.request_sync(peer, request),
                 Output::ForkProof(proof) => self.keep_fork_proof(proof)?,
@@ -272,23 +282,43 @@ impl Driver {
         }
     }
 
-    /// `pbft_node_rebroadcast_transaction`: the transaction unmodified (its own signature
-    /// intact) in our envelope, to every peer but its origin (Req 10.2, 10.6).
-    fn rebroadcast_transaction(&self, now: u64, tx: Transaction, except: Option<NodeId>) {
+    /// `pbft_node_rebroadcast_transaction`: the transaction, unmodified (its own signature
+    /// intact), to every peer but its origin (Req 10.2, 10.6), in the next batch.
+    fn rebroadcast_transaction(&mut self, tx: Transaction, except: Option<NodeId>) {
+        if let Some(full) = self.gossip.push(Instant::now(), tx, except) {
+            self.relay(full);
+        }
+    }
+
+    fn relay_if_due(&mut self) {
+        if self
+            .gossip
+            .deadline()
+            .is_some_and(|at| at <= Instant::now())
+        {
+            let batch = self.gossip.take();
+            self.relay(batch);
+        }
+    }
+
+    /// One `transaction_batch` envelope per distinct share, queued for its peers.
+    fn relay(&self, batch: Vec<(Transaction, Option<NodeId>)>) {
         let Some(me) = self.replica.id() else { return };
-        let envelope = Envelope::seal(
-            &self.shared.chain_id,
-            &self.shared.key,
-            me,
-            kind::TRANSACTION,
-            now,
-            tx,
-        );
-        let Ok(body) = serde_json::to_vec(&envelope) else {
-            return;
-        };
-        let peers = self.peers().filter(|p| Some(*p) != except);
-        self.queue_for(peers, routes::TRANSACTION.path, body.into());
+        let peers: Vec<NodeId> = self.peers().collect();
+        let now = now_ms();
+        for (to, transactions) in gossip::by_recipient(batch, &peers) {
+            let envelope = Envelope::seal(
+                &self.shared.chain_id,
+                &self.shared.key,
+                me,
+                kind::TRANSACTION_BATCH,
+                now,
+                wire::TransactionBatch { transactions },
+            );
+            if let Ok(body) = serde_json::to_vec(&envelope) {
+                self.queue_for(to, routes::TRANSACTION.path, body.into());
+            }
+        }
     }
 
     fn schedule(&mut self, timer: Timer) {
@@ -680,6 +710,8 @@ impl Driver {
             depth(s.control.max_capacity(), s.control.capacity()),
         );
         m.set("tinyweb_mempool_txs", self.replica.mempool().len() as f64);
+        s.mempool_full
+            .store(self.replica.mempool().is_full(), Ordering::Relaxed);
         m.set("tinyweb_round", f64::from(self.replica.round()));
     }
 }

@@ -7,6 +7,7 @@
 //! slow or idle client could otherwise hold the node's sockets and starve consensus.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -342,55 +343,120 @@ async fn missing_proposer(State(s): Shr, headers: HeaderMap, body: Body) -> Resp
     .await
 }
 
-/// A client posts the signed transaction itself; a peer rebroadcasting it wraps it,
-/// unmodified, in its envelope (so the origin is known and not sent it back, Req 10.6).
+/// A client posts the signed transaction itself. A peer relays transactions unmodified,
+/// their own signatures intact, in a signed `transaction_batch` envelope (or, from an older
+/// node, one `transaction` envelope each), so the origin is known and not sent them back
+/// (Req 10.2, 10.6).
 async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response {
+    let route = &routes::TRANSACTION;
     let result = async {
-        let raw = read_body(&s, &headers, body, &routes::TRANSACTION).await?;
+        let raw = read_body(&s, &headers, body, route).await?;
         let probe: wire::VersionProbe =
             serde_json::from_slice(&raw).map_err(|e| WireError::BadJson(e.to_string()))?;
-        if probe.v.is_some() {
-            let (envelope, id): (Envelope<Transaction>, _) =
-                open_envelope(&s, &raw, routes::TRANSACTION.envelopes)?;
-            let submission = TxSubmission {
-                tx: envelope.body,
-                origin: Some(envelope.from),
-                reply: None,
-                // Left to the replica: the same transaction arrives from several peers, and
-                // only the first arrival is checked (later ones are duplicates).
-                signature_checked: false,
-            };
-            if s.tx_in.try_send(submission).is_err() {
-                forget(&s, &id);
-                return Err(WireError::Busy);
+        if probe.v.is_none() {
+            return client_transaction(&s, &raw).await;
+        }
+        let (from, txs, id) = match probe.kind.as_ref().and_then(|k| k.as_str()) {
+            Some(kind::TRANSACTION) => {
+                let (e, id): (Envelope<Transaction>, _) = open_envelope(&s, &raw, route.envelopes)?;
+                (e.from, vec![e.body], id)
             }
-            return Ok(accepted());
-        }
-        let tx: Transaction =
-            serde_json::from_slice(&raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
-        tx.verify(&s.chain_id)
-            .map_err(|_| WireError::TxRefused(consensus_core::TxError::BadSignature))?;
-        let (reply, verdict) = oneshot::channel();
-        s.tx_in
-            .try_send(TxSubmission {
-                tx,
-                origin: None,
-                reply: Some(reply),
-                signature_checked: true,
-            })
-            .map_err(|_| WireError::Busy)?;
-        match tokio::time::timeout(TX_VERDICT_TIMEOUT, verdict).await {
-            Ok(Ok(Ok(tx_hash))) => Ok(Json(crate::api::TxAccepted {
-                tx_hash,
-                accepted: true,
-            })
-            .into_response()),
-            Ok(Ok(Err(reason))) => Err(WireError::TxRefused(reason)),
-            _ => Err(WireError::Busy),
-        }
+            _ => {
+                let (e, id): (Envelope<wire::TransactionBatch>, _) =
+                    open_envelope(&s, &raw, route.envelopes)?;
+                (e.from, e.body.transactions, id)
+            }
+        };
+        relayed_transactions(&s, from, txs).inspect_err(|_| forget(&s, &id))
     }
     .await;
-    result.unwrap_or_else(|e| refused(&s, &routes::TRANSACTION, e).into_response())
+    result.unwrap_or_else(|e| refused(&s, route, e).into_response())
+}
+
+/// The client waits for the replica's admission verdict. The signature is checked here, on
+/// an HTTP worker in parallel, not on the driver's thread.
+async fn client_transaction(s: &Shared, raw: &[u8]) -> Result<Response, WireError> {
+    let tx: Transaction =
+        serde_json::from_slice(raw).map_err(|e| WireError::WrongShape(e.to_string()))?;
+    if s.mempool_full.load(Ordering::Relaxed) {
+        return Err(WireError::TxRefused(consensus_core::TxError::MempoolFull));
+    }
+    let known = s.txs_checked.lock().is_ok_and(|c| c.contains(&tx));
+    if !known {
+        tx.verify(&s.chain_id)
+            .map_err(|_| WireError::TxRefused(consensus_core::TxError::BadSignature))?;
+        if let Ok(mut checked) = s.txs_checked.lock() {
+            checked.insert(&tx);
+        }
+    }
+    let (reply, verdict) = oneshot::channel();
+    s.tx_in
+        .try_send(TxSubmission {
+            tx,
+            origin: None,
+            reply: Some(reply),
+            signature_checked: true,
+        })
+        .map_err(|_| WireError::Busy)?;
+    match tokio::time::timeout(TX_VERDICT_TIMEOUT, verdict).await {
+        Ok(Ok(Ok(tx_hash))) => Ok(Json(crate::api::TxAccepted {
+            tx_hash,
+            accepted: true,
+        })
+        .into_response()),
+        Ok(Ok(Err(reason))) => Err(WireError::TxRefused(reason)),
+        _ => Err(WireError::Busy),
+    }
+}
+
+/// Each transaction reaches a node from up to n - 1 peers: copies already checked here are
+/// dropped before they cost the driver anything, and the rest are verified here. One with a
+/// bad signature goes to the replica unchecked, which refuses it and records the peer that
+/// relayed it. If the queue fills, the ones not queued are forgotten so the peer's retry of
+/// the same envelope (answered 503) brings them again.
+fn relayed_transactions(
+    s: &Shared,
+    from: NodeId,
+    txs: Vec<Transaction>,
+) -> Result<Response, WireError> {
+    if s.mempool_full.load(Ordering::Relaxed) {
+        // The replica would refuse them all; they reach us in proposals anyway.
+        s.metrics
+            .add("tinyweb_relayed_txs_shed_total", txs.len() as f64);
+        return Ok(accepted());
+    }
+    let fresh: Vec<Transaction> = match s.txs_checked.lock() {
+        Ok(checked) => txs.into_iter().filter(|tx| !checked.contains(tx)).collect(),
+        Err(_) => txs,
+    };
+    let verdicts: Vec<bool> = fresh
+        .iter()
+        .map(|tx| tx.verify(&s.chain_id).is_ok())
+        .collect();
+    if let Ok(mut checked) = s.txs_checked.lock() {
+        for (tx, _) in fresh.iter().zip(&verdicts).filter(|(_, ok)| **ok) {
+            checked.insert(tx);
+        }
+    }
+    let mut queue = fresh.into_iter().zip(verdicts);
+    while let Some((tx, signature_checked)) = queue.next() {
+        let submission = TxSubmission {
+            tx,
+            origin: Some(from),
+            reply: None,
+            signature_checked,
+        };
+        if let Err(refused) = s.tx_in.try_send(submission) {
+            if let Ok(mut checked) = s.txs_checked.lock() {
+                checked.remove(&refused.into_inner().tx);
+                for (tx, _) in queue {
+                    checked.remove(&tx);
+                }
+            }
+            return Err(WireError::Busy);
+        }
+    }
+    Ok(accepted())
 }
 
 /// Room kept in a sync answer for the envelope around its blocks and the JSON between them.

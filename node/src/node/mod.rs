@@ -12,6 +12,7 @@
 //! ```
 
 pub mod driver;
+pub mod gossip;
 pub mod http;
 pub mod join;
 pub mod metrics;
@@ -19,10 +20,13 @@ pub mod transport;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use consensus_core::crypto::Keypair;
+use consensus_core::limits::VERIFIED_TXS_MAX;
+use consensus_core::verified::VerifiedTxs;
 use consensus_core::{
     ConsensusMessage, Genesis, Hash32, Height, NodeId, SyncResponse, Transaction, Validator,
 };
@@ -111,6 +115,13 @@ pub struct Shared {
     /// neither suspended nor convicted).
     pub vouchers: RwLock<consensus_core::NodeSet>,
     pub replay: Mutex<ReplayGuard>,
+    /// Transactions whose signatures a handler checked: a relayed copy of one already here
+    /// is dropped before the driver sees it (each transaction reaches a node from up to
+    /// n - 1 peers), and a client's resubmission is not checked again.
+    pub txs_checked: Mutex<VerifiedTxs>,
+    /// The driver's mempool is full: transactions are shed before their signatures are
+    /// checked, so overload costs the node little (Req 5.7, 7.4).
+    pub mempool_full: AtomicBool,
     /// Invitations presented at `/NewNode` (each is approved and forwarded once, for one
     /// joiner), bounded.
     pub joins_seen: Mutex<join::SeenInvitations>,
@@ -290,6 +301,8 @@ pub async fn run(
         validators: RwLock::new(Vec::new()),
         vouchers: RwLock::new(consensus_core::NodeSet::EMPTY),
         joins_seen: Mutex::new(join::SeenInvitations::default()),
+        txs_checked: Mutex::new(VerifiedTxs::new(VERIFIED_TXS_MAX)),
+        mempool_full: AtomicBool::new(false),
         events,
         consensus_in: consensus_tx,
         tx_in: tx_tx,
