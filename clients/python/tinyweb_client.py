@@ -278,6 +278,11 @@ def body_digest(typ, b):                                                        
                 + u16(integer(b["voter"], U16, "voter")) + sig_field(hexb(b["signature"], 64, "signature")))
     if typ == "transaction":
         return tx_digest(parse_tx(b))
+    if typ == "transaction_batch":
+        txs = obj(b, typ, ("transactions",), exact=True)["transactions"]
+        if not isinstance(txs, list):
+            raise Fail("transaction_batch: transactions is not a list")
+        return u32(len(txs)) + b"".join(tx_digest(parse_tx(t)) for t in txs)
     if typ == "missing_blocks_request":
         return hexb(obj(b, typ, ("lastHash",))["lastHash"], 32, "lastHash")
     if typ == "missing_blocks":

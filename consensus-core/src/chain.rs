@@ -47,6 +47,7 @@ use crate::proposer::proposer;
 use crate::quorum::{max_faulty, quorum};
 use crate::turns::{TurnChange, TurnRecords};
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, PublicKey, Round, TxHash};
+use crate::verifier::Verifier;
 
 /// Heights after which an uncompleted membership request is forgotten.
 pub const MEMBERSHIP_REQUEST_EXPIRY_HEIGHTS: u64 = 100;
@@ -137,6 +138,8 @@ pub struct ChainState {
     /// Block time of each inviter's last join, for [`JOIN_COOLDOWN_MS`]. At most one entry
     /// per validator.
     last_join_ms: BTreeMap<NodeId, u64>,
+    /// How signatures are checked: plainly, or through the simulator's shared cache.
+    verifier: Verifier,
 }
 
 impl ChainState {
@@ -173,6 +176,7 @@ impl ChainState {
             convicted: NodeSet::EMPTY,
             used_invitations: BTreeSet::new(),
             last_join_ms: BTreeMap::new(),
+            verifier: Verifier::plain(),
         };
         s.validator_set_hash = s.compute_validator_set_hash(1);
         s
@@ -192,6 +196,13 @@ impl ChainState {
 
     pub fn chain_id(&self) -> Hash32 {
         self.chain_id
+    }
+    /// Checks signatures through `verifier` from now on ([`Verifier::plain`] by default).
+    pub fn set_verifier(&mut self, verifier: Verifier) {
+        self.verifier = verifier;
+    }
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
     }
     /// Height of the last committed block.
     pub fn height(&self) -> Height {
@@ -372,7 +383,7 @@ impl ChainState {
             return Err(TxError::AlreadyCommitted);
         }
         if !verified {
-            tx.verify(&self.chain_id)
+            tx.verify_with(&self.verifier, &self.chain_id)
                 .map_err(|_| TxError::BadSignature)?;
         }
         Ok(())
@@ -420,7 +431,7 @@ impl ChainState {
                 needed,
             });
         }
-        inv.verify()
+        inv.verify_with(&self.verifier)
             .map_err(|_| JoinRefusal::BadInvitationSignature)?;
         if now_ms > inv.expires_ms {
             return Err(JoinRefusal::Expired {
@@ -459,7 +470,7 @@ impl ChainState {
             .map(|v| v.public_key)
             .ok_or_else(|| bad("offender is not a validator"))?;
         for vote in [&ev.first, &ev.second] {
-            vote.verify(&self.chain_id, &key)
+            vote.verify_with(&self.verifier, &self.chain_id, &key)
                 .map_err(|_| bad("vote signature does not verify"))?;
         }
         Ok(())
@@ -566,7 +577,7 @@ impl ChainState {
                 &Some(*block_hash),
                 sig.voter,
             );
-            crate::crypto::verify(&v.public_key, &bytes, &sig.signature).map_err(|e| {
+            self.verifier.verify(&v.public_key, &bytes, &sig.signature).map_err(|e| {
                 BlockError::CertificateSignature {
                     voter: sig.voter,
                     reason: e.to_string(),

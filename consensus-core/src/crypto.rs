@@ -154,7 +154,20 @@ impl std::fmt::Debug for Keypair {
 /// Verifies `sig` by `key` over `bytes` (docs/PROTOCOL.md §1.1; strict: rejects small-order keys and malleable
 /// signatures, so a signature is a unique witness).
 pub fn verify(key: &PublicKey, bytes: &SigningBytes, sig: &Signature) -> Result<(), CryptoError> {
-    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| CryptoError::BadPublicKey)?;
+    verify_with_key(&verifying_key(key)?, bytes, sig)
+}
+
+/// `key` decompressed, the first half of [`verify`] (kept apart so a cache can reuse it).
+pub(crate) fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, CryptoError> {
+    VerifyingKey::from_bytes(&key.0).map_err(|_| CryptoError::BadPublicKey)
+}
+
+/// The second half of [`verify`]: the strict check of `sig` by a decompressed key.
+pub(crate) fn verify_with_key(
+    vk: &VerifyingKey,
+    bytes: &SigningBytes,
+    sig: &Signature,
+) -> Result<(), CryptoError> {
     let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
     vk.verify_strict(bytes.as_slice(), &sig)
         .map_err(|_| CryptoError::BadSignature)

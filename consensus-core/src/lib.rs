@@ -93,6 +93,7 @@ pub mod timer;
 pub mod turns;
 pub mod types;
 pub mod verified;
+pub mod verifier;
 pub mod votes;
 
 pub use effect::{Output, SignState};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, merkle_root, Keypair, SigningBytes, PROTOCOL_VERSION};
 use crate::error::CryptoError;
+use crate::verifier::Verifier;
 use crate::types::{
     hex_vec, BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature, TxHash,
 };
@@ -70,6 +71,15 @@ impl Vote {
         }
     }
     pub fn verify(&self, chain_id: &Hash32, key: &PublicKey) -> Result<(), CryptoError> {
+        self.verify_with(&Verifier::plain(), chain_id, key)
+    }
+    /// [`Self::verify`] through `verifier` (the simulator's shared cache, say).
+    pub fn verify_with(
+        &self,
+        verifier: &Verifier,
+        chain_id: &Hash32,
+        key: &PublicKey,
+    ) -> Result<(), CryptoError> {
         let bytes = Self::signing_bytes(
             chain_id,
             self.kind,
@@ -78,7 +88,7 @@ impl Vote {
             &self.block_hash,
             self.voter,
         );
-        crypto::verify(key, &bytes, &self.signature)
+        verifier.verify(key, &bytes, &self.signature)
     }
 }
 
@@ -293,6 +303,10 @@ impl Transaction {
 
     /// Checks the sender's signature over the content bound to `chain_id`.
     pub fn verify(&self, chain_id: &Hash32) -> Result<(), CryptoError> {
+        self.verify_with(&Verifier::plain(), chain_id)
+    }
+    /// [`Self::verify`] through `verifier` (the simulator's shared cache, say).
+    pub fn verify_with(&self, verifier: &Verifier, chain_id: &Hash32) -> Result<(), CryptoError> {
         let bytes = Self::signing_bytes(
             chain_id,
             self.kind,
@@ -301,7 +315,7 @@ impl Transaction {
             self.nonce,
             self.timestamp_ms,
         );
-        crypto::verify(&self.sender, &bytes, &self.signature)
+        verifier.verify(&self.sender, &bytes, &self.signature)
     }
 }
 
@@ -405,10 +419,14 @@ impl Invitation {
 
     /// Every voucher's signature; whether they may vouch is the chain's call.
     pub fn verify(&self) -> Result<(), CryptoError> {
+        self.verify_with(&Verifier::plain())
+    }
+    /// [`Self::verify`] through `verifier` (the simulator's shared cache, say).
+    pub fn verify_with(&self, verifier: &Verifier) -> Result<(), CryptoError> {
         let bytes = self.own_signing_bytes();
-        crypto::verify(&self.inviter, &bytes, &self.signature)?;
+        verifier.verify(&self.inviter, &bytes, &self.signature)?;
         for c in &self.cosigners {
-            crypto::verify(&c.signer, &bytes, &c.signature)?;
+            verifier.verify(&c.signer, &bytes, &c.signature)?;
         }
         Ok(())
     }
@@ -528,6 +546,15 @@ impl Proposal {
         }
     }
     pub fn verify(&self, chain_id: &Hash32, key: &PublicKey) -> Result<(), CryptoError> {
+        self.verify_with(&Verifier::plain(), chain_id, key)
+    }
+    /// [`Self::verify`] through `verifier` (the simulator's shared cache, say).
+    pub fn verify_with(
+        &self,
+        verifier: &Verifier,
+        chain_id: &Hash32,
+        key: &PublicKey,
+    ) -> Result<(), CryptoError> {
         let bytes = Self::signing_bytes(
             chain_id,
             self.height,
@@ -536,7 +563,7 @@ impl Proposal {
             self.valid_round,
             self.proposer,
         );
-        crypto::verify(key, &bytes, &self.signature)
+        verifier.verify(key, &bytes, &self.signature)
     }
 }
 
@@ -576,7 +603,16 @@ impl NewRound {
         }
     }
     pub fn verify(&self, chain_id: &Hash32, key: &PublicKey) -> Result<(), CryptoError> {
-        crypto::verify(
+        self.verify_with(&Verifier::plain(), chain_id, key)
+    }
+    /// [`Self::verify`] through `verifier` (the simulator's shared cache, say).
+    pub fn verify_with(
+        &self,
+        verifier: &Verifier,
+        chain_id: &Hash32,
+        key: &PublicKey,
+    ) -> Result<(), CryptoError> {
+        verifier.verify(
             key,
             &Self::signing_bytes(chain_id, self.height, self.round, self.voter),
             &self.signature,

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 use crate::export::ChainExport;
 use crate::node::join::NewNodeRequest;
 use crate::wire::{
-    self, kind, ChainNotice, Empty, Envelope, FromHeight, LastHash, PendingTransactions, WireBody,
+    self, kind, ChainNotice, Empty, Envelope, FromHeight, LastHash, PendingTransactions,
+    TransactionBatch, WireBody,
 };
 
 /// Validator `i`'s secret key in every vector: 32 bytes of `0x11 * (i + 1)`.
@@ -287,6 +288,7 @@ fn envelopes() -> Value {
     let chain_id = genesis.chain_id();
     let chain = ChainState::genesis(&genesis);
     let tx = message_tx(&chain_id, "hello family", 42, 1_700_000_001_000);
+    let second = message_tx(&chain_id, "hello again", 43, 1_700_000_001_200);
     let block = proposal_block(&chain, vec![tx.clone()], 0, 1_700_000_002_000);
     let hash = block.hash();
     let proposer = block.header.proposer;
@@ -321,6 +323,7 @@ fn envelopes() -> Value {
             envelope(VoteKind::Commit.domain(), 2, vote(VoteKind::Commit)),
             envelope("new_round", 3, NewRound::new_signed(&chain_id, &validator_key(3), 1, 0, NodeId(3))),
             envelope(kind::TRANSACTION, 0, tx.clone()),
+            envelope(kind::TRANSACTION_BATCH, 0, TransactionBatch { transactions: vec![tx.clone(), second] }),
             envelope(kind::MISSING_BLOCKS_REQUEST, 0, LastHash { last_hash: chain_id }),
             envelope(kind::MISSING_BLOCKS, 1, SyncResponse::MissingBlocks { blocks: vec![first.clone()] }),
             envelope(kind::MISSING_BLOCKS, 1, SyncResponse::NoCommonHash),

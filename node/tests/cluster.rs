@@ -415,6 +415,7 @@ async fn a_node_offline_for_many_blocks_is_suspended_catches_up_page_by_page_and
 async fn large_blocks_sync_in_pages_cut_to_the_body_limit() {
     let mut cluster = TestCluster::create(4, |c| {
         c.consensus.block_txs_max = 1;
+        c.consensus.block_bytes_max = consensus_core::limits::TX_WIRE_BYTES_MAX;
         c.network.body_limit_bytes = 100_000;
         c.timeouts.heartbeat_ms = 3_600_000;
     });

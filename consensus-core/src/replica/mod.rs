@@ -41,6 +41,7 @@ use crate::quorum::{one_honest, quorum};
 use crate::timer::{TimeoutConfig, Timer, TimerKind};
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round};
 use crate::verified::VerifiedTxs;
+use crate::verifier::Verifier;
 use crate::votes::VoteKeeper;
 
 mod catch_up;
@@ -255,6 +256,13 @@ impl Replica {
         }
     }
 
+    /// Checks signatures through `verifier` ([`Verifier::plain`] by default; the simulator
+    /// hands every replica of a run one shared cache). Results are the same either way.
+    pub fn with_verifier(mut self, verifier: Verifier) -> Self {
+        self.chain.set_verifier(verifier);
+        self
+    }
+
     /// Restart from durable state: the committed blocks after genesis (each re-validated
     /// with its certificate, so a corrupted store is caught here), the last-signed state, and
     /// the locked proposals the host kept ([`Output::PersistLockedProposal`]).
@@ -433,10 +441,11 @@ impl Replica {
             })?;
         let chain_id = self.chain.chain_id();
         let key = validator.public_key;
+        let verifier = self.chain.verifier();
         let ok = match message {
-            ConsensusMessage::Proposal(p) => p.verify(&chain_id, &key),
-            ConsensusMessage::Vote(v) => v.verify(&chain_id, &key),
-            ConsensusMessage::NewRound(v) => v.verify(&chain_id, &key),
+            ConsensusMessage::Proposal(p) => p.verify_with(verifier, &chain_id, &key),
+            ConsensusMessage::Vote(v) => v.verify_with(verifier, &chain_id, &key),
+            ConsensusMessage::NewRound(v) => v.verify_with(verifier, &chain_id, &key),
         };
         ok.map_err(|_| RejectReason::BadSignature { signer })
     }

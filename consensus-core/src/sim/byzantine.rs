@@ -42,6 +42,7 @@ use crate::message::{
 use crate::sync::{self, BlockStore, MemoryChain};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature};
+use crate::verifier::Verifier;
 use crate::{Output, Replica, ReplicaConfig};
 
 use super::network::Payload;
@@ -175,6 +176,13 @@ impl Coalition {
             captured: Vec::new(),
             captured_seen: 0,
             rng,
+        }
+    }
+
+    /// The members' replicas check signatures through `verifier` (the run's shared cache).
+    pub fn set_verifier(&mut self, verifier: &Verifier) {
+        for m in &mut self.members {
+            m.replica = m.replica.take().map(|r| r.with_verifier(verifier.clone()));
         }
     }
 

@@ -21,6 +21,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::chain::ChainState;
+use crate::verifier::Verifier;
 use crate::message::{Block, ConsensusMessage, Genesis};
 use crate::types::{BlockHash, Height, NodeId, Round};
 
@@ -204,6 +205,11 @@ impl Checker {
             violations: Vec::new(),
             total: 0,
         }
+    }
+
+    /// Checks signatures through `verifier` (the run's shared cache: the same answers).
+    pub fn set_verifier(&mut self, verifier: Verifier) {
+        self.reference.set_verifier(verifier);
     }
 
     pub fn is_honest(&self, node: NodeId) -> bool {

@@ -31,6 +31,7 @@ use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Proposal, Tran
 use crate::sync::{self, BlockStore, MemoryChain};
 use crate::timer::Timer;
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round, TxHash};
+use crate::verifier::{Verifier, SIM_VERIFY_CACHE_MAX};
 use crate::{Output, QuorumRule, Replica, ReplicaConfig};
 
 use super::byzantine::{Action, Coalition};
@@ -185,6 +186,8 @@ pub struct Simulation {
     cfg: SimConfig,
     genesis: Genesis,
     replica_config: ReplicaConfig,
+    /// Shared by every replica of this run, restarted ones included, and the checker.
+    verifier: Verifier,
     now_ms: u64,
     phase: Phase,
     queue: EventQueue<SimEvent>,
@@ -218,7 +221,17 @@ pub struct Simulation {
 }
 
 impl Simulation {
+    /// A run whose replicas (and checker) share one bounded cache of signature checks
+    /// ([`Verifier::shared_cache`]): every replica verifies the same bytes, so each distinct
+    /// signature is checked once per run. The cache belongs to this run alone.
     pub fn new(cfg: &SimConfig) -> Result<Self, SimConfigError> {
+        Self::with_verifier(cfg, Verifier::shared_cache(SIM_VERIFY_CACHE_MAX))
+    }
+
+    /// A run whose replicas and checker check signatures through `verifier`
+    /// ([`Verifier::plain`]: every check runs Ed25519). The outcome and the trace hash do
+    /// not depend on it.
+    pub fn with_verifier(cfg: &SimConfig, verifier: Verifier) -> Result<Self, SimConfigError> {
         cfg.validate()?;
         let n = cfg.nodes;
         let honest_n = n - cfg.byzantine;
@@ -249,12 +262,15 @@ impl Simulation {
             .iter()
             .map(|key| HonestNode {
                 key: key.clone(),
-                replica: Some(Replica::new(
-                    replica_config.clone(),
-                    &genesis,
-                    key.clone(),
-                    seed_rng.next_u64(),
-                )),
+                replica: Some(
+                    Replica::new(
+                        replica_config.clone(),
+                        &genesis,
+                        key.clone(),
+                        seed_rng.next_u64(),
+                    )
+                    .with_verifier(verifier.clone()),
+                ),
                 chain: MemoryChain::new(genesis.block()),
                 sign_state: SignState::default(),
                 fork_proofs: Vec::new(),
@@ -263,7 +279,7 @@ impl Simulation {
                 torn_crash: false,
             })
             .collect();
-        let coalition = Coalition::new(
+        let mut coalition = Coalition::new(
             &genesis,
             n,
             keys[honest_n..].to_vec(),
@@ -271,9 +287,13 @@ impl Simulation {
             &byz_config,
             stream(cfg.seed, 4),
         );
+        coalition.set_verifier(&verifier);
+        let mut checker = Checker::new(&genesis, honest_n);
+        checker.set_verifier(verifier.clone());
         let mut sim = Self {
             cfg: cfg.clone(),
-            checker: Checker::new(&genesis, honest_n),
+            checker,
+            verifier,
             genesis,
             replica_config,
             now_ms: 0,
@@ -809,7 +829,8 @@ impl Simulation {
             &self.genesis,
             node.key.clone(),
             seed,
-        );
+        )
+        .with_verifier(self.verifier.clone());
         let restored = replica
             .restore(
                 node.chain.committed(),

@@ -7,15 +7,15 @@
 //! consensus cannot proceed without them anyway, and handing them to another thread would
 //! only add a hop between "durable" and "send".
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use consensus_core::timer::Timer;
 use consensus_core::{
-    Block, ConsensusMessage, Event, ForkProof, Hash32, Height, Input, NodeId, Output, Replica,
-    SyncRequest, Transaction, TxError,
+    Block, ConsensusMessage, Event, ForkProof, Input, NodeId, Output, Replica, SyncRequest,
+    Transaction, TxError,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -59,8 +59,6 @@ pub struct Driver {
     /// every timeout at once nor hold them back.
     timers: BTreeMap<(tokio::time::Instant, u64), Timer>,
     timer_seq: u64,
-    /// Committed transaction -> height (`/Transaction/{hash}`), rebuilt from the store.
-    tx_heights: HashMap<Hash32, Height>,
     last_commit_latency_ms: Option<u64>,
     /// The proposer's timestamp of the block just stored, for the commit latency.
     last_block_timestamp_ms: u64,
@@ -83,18 +81,11 @@ impl Driver {
         );
         let locked_proposals = shared.store.locked_proposals()?;
         replica.restore(&blocks, sign_state, &locked_proposals)?;
-        let mut tx_heights = HashMap::new();
-        for block in &blocks {
-            for tx in &block.txs {
-                tx_heights.insert(tx.hash(), block.height());
-            }
-        }
         let driver = Self {
             shared,
             replica,
             timers: BTreeMap::new(),
             timer_seq: 0,
-            tx_heights,
             last_commit_latency_ms: None,
             last_block_timestamp_ms: 0,
             alerts: VecDeque::new(),
@@ -222,9 +213,6 @@ impl Driver {
     fn commit(&mut self, block: Block) -> Result<(), StoreError> {
         self.shared.store.append_block(&block)?;
         self.last_block_timestamp_ms = block.header.timestamp_ms;
-        for tx in &block.txs {
-            self.tx_heights.insert(tx.hash(), block.height());
-        }
         self.load_peers_from_blockchain();
         let current = self.replica.height() + 1;
         self.timers.retain(|_, t| t.height >= current);
@@ -546,10 +534,10 @@ impl Driver {
                 let _ = reply.send(verdict);
             }
             Query::TxStatus(hash, reply) => {
-                let status = match self.tx_heights.get(&hash) {
-                    Some(&height) => TxStatus::committed(height),
-                    None if self.replica.mempool().contains(&hash) => TxStatus::PENDING,
-                    None => TxStatus::UNKNOWN,
+                let status = match self.shared.store.tx_height(&hash) {
+                    Ok(Some(height)) => TxStatus::committed(height),
+                    _ if self.replica.mempool().contains(&hash) => TxStatus::PENDING,
+                    _ => TxStatus::UNKNOWN,
                 };
                 let _ = reply.send(status);
             }

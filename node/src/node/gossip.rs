@@ -110,12 +110,13 @@ mod tests {
         let now = Instant::now();
         let mut gossip = TxGossip::default();
         assert_eq!(gossip.deadline(), None);
-        for n in 0..BATCH_TXS_MAX as u64 {
-            assert!(gossip.push(now, tx(n, 0), None).is_none());
+        let fits = BATCH_TXS_MAX.min(BATCH_BYTES_MAX / tx(0, 0).wire_bytes_max());
+        for n in 0..fits as u64 {
+            assert!(gossip.push(now, tx(n, 0), None).is_none(), "tx {n} fits");
         }
         assert_eq!(gossip.deadline(), Some(now + FLUSH_AFTER));
-        let full = gossip.push(now, tx(999, 0), None).expect("count reached");
-        assert_eq!(full.len(), BATCH_TXS_MAX);
+        let full = gossip.push(now, tx(999, 0), None).expect("batch full");
+        assert_eq!(full.len(), fits);
         assert_eq!(gossip.take().len(), 1, "the one that overflowed waits");
 
         let big = consensus_core::limits::TX_PAYLOAD_BYTES_MAX;

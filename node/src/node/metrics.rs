@@ -82,6 +82,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Peer exchanges that failed after retries.",
     ),
     (
+        "tinyweb_relayed_txs_shed_total",
+        "counter",
+        "Relayed transactions dropped unchecked because the mempool was full.",
+    ),
+    (
         "tinyweb_outgoing_dropped_total",
         "counter",
         "Outgoing messages dropped from a full peer queue.",

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::{PoisonError, RwLock};
 
 use consensus_core::effect::LOCKED_PROPOSALS_KEPT;
-use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
+use consensus_core::{Block, BlockHash, Hash32, Height, Proposal, SignState};
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, Str, U64};
 use heed::{Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
@@ -39,6 +39,9 @@ const META_FORMAT: &str = "format";
 const META_TIP: &str = "tip";
 const META_SIGN_STATE: &str = "sign_state";
 const META_LOCKED_PROPOSALS: &str = "locked_proposals";
+/// Present once every stored block's transactions are in the `txs` index (stores written
+/// before the index existed are indexed once, when first opened).
+const META_TXS_INDEXED: &str = "txs_indexed";
 
 type HeightKey = U64<BigEndian>;
 
@@ -90,6 +93,9 @@ pub struct LmdbStore {
     env: Env<WithoutTls>,
     blocks: Database<HeightKey, Bytes>,
     hashes: Database<Bytes, HeightKey>,
+    /// Transaction hash -> the height that committed it (`/Transaction/{hash}`): on disk,
+    /// not in memory, which would grow with every transaction ever committed.
+    txs: Database<Bytes, HeightKey>,
     meta: Database<Str, Bytes>,
     evidence: Database<HeightKey, Bytes>,
     /// Cached tip, so `tip_height` needs no transaction and cannot fail. Only moved forward
@@ -181,12 +187,14 @@ impl LmdbStore {
         let mut wtxn = env.write_txn()?;
         let blocks = env.create_database(&mut wtxn, Some("blocks"))?;
         let hashes = env.create_database(&mut wtxn, Some("hashes"))?;
+        let txs = env.create_database(&mut wtxn, Some("txs"))?;
         let meta = env.create_database(&mut wtxn, Some("meta"))?;
         let evidence = env.create_database(&mut wtxn, Some("evidence"))?;
         let mut store = Self {
             env: env.clone(),
             blocks,
             hashes,
+            txs,
             meta,
             evidence,
             tip: RwLock::new(Tip {
@@ -196,6 +204,7 @@ impl LmdbStore {
             map_size,
         };
         let tip = store.init_or_check(&mut wtxn, genesis)?;
+        store.index_old_txs(&mut wtxn, tip.height)?;
         wtxn.commit()?;
         store.tip = RwLock::new(tip);
         Ok(store)
@@ -264,6 +273,28 @@ impl LmdbStore {
         }
     }
 
+    fn index_old_txs(&self, wtxn: &mut RwTxn<'_>, tip: Height) -> Result<(), StoreError> {
+        if self.meta.get(wtxn, META_TXS_INDEXED)?.is_some() {
+            return Ok(());
+        }
+        for height in 1..=tip {
+            let block = self
+                .read_block(wtxn, height)?
+                .ok_or_else(|| StoreError::Corrupt(format!("block {height} missing")))?;
+            self.index_txs(wtxn, &block)?;
+        }
+        self.meta.put(wtxn, META_TXS_INDEXED, &encode(&true)?)?;
+        Ok(())
+    }
+
+    fn index_txs(&self, wtxn: &mut RwTxn<'_>, block: &Block) -> Result<(), StoreError> {
+        for tx in &block.txs {
+            self.txs
+                .put(wtxn, tx.hash().as_bytes().as_slice(), &block.height())?;
+        }
+        Ok(())
+    }
+
     fn cached_tip(&self) -> Tip {
         *self.tip.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -287,7 +318,7 @@ impl LmdbStore {
         self.blocks.put(wtxn, &block.height(), &value)?;
         self.hashes
             .put(wtxn, hash.as_bytes().as_slice(), &block.height())?;
-        Ok(())
+        self.index_txs(wtxn, block)
     }
 
     fn read_block(&self, txn: &RoTxn<'_>, height: Height) -> Result<Option<Block>, StoreError> {
@@ -374,6 +405,11 @@ impl Store for LmdbStore {
     fn height_of(&self, hash: &BlockHash) -> Result<Option<Height>, StoreError> {
         let rtxn = self.env.read_txn()?;
         Ok(self.hashes.get(&rtxn, hash.as_bytes().as_slice())?)
+    }
+
+    fn tx_height(&self, hash: &Hash32) -> Result<Option<Height>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.txs.get(&rtxn, hash.as_bytes().as_slice())?)
     }
 
     fn tip_height(&self) -> Height {
@@ -496,6 +532,48 @@ mod tests {
                 block
             })
             .collect()
+    }
+
+    #[test]
+    fn committed_transactions_are_found_by_hash_also_in_stores_written_before_the_index() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = consensus_core::crypto::Keypair::from_secret([5; 32]);
+        let tx = |nonce| {
+            consensus_core::Transaction::new_signed(
+                &Hash32::ZERO,
+                &key,
+                consensus_core::TxKind::Message,
+                vec![],
+                nonce,
+                0,
+            )
+        };
+        let mut blocks = linked_chain(2);
+        blocks[1].txs = vec![tx(1), tx(2)];
+        blocks[1].header.tx_root = Block::compute_tx_root(&blocks[1].txs);
+        {
+            let store =
+                LmdbStore::open(dir.path(), &LmdbOptions::default(), &genesis()).expect("open");
+            blocks[1].header.prev_hash = blocks[0].hash();
+            for block in &blocks {
+                store.append_block(block).expect("append");
+            }
+            assert_eq!(store.tx_height(&tx(2).hash()).expect("read"), Some(2));
+            assert_eq!(store.tx_height(&tx(3).hash()).expect("read"), None);
+            // As a store from before the index: no index records, no marker.
+            let mut wtxn = store.env.write_txn().expect("txn");
+            store.txs.clear(&mut wtxn).expect("clear");
+            store
+                .meta
+                .delete(&mut wtxn, META_TXS_INDEXED)
+                .expect("delete");
+            wtxn.commit().expect("commit");
+            assert_eq!(store.tx_height(&tx(1).hash()).expect("read"), None);
+        }
+        let reopened =
+            LmdbStore::open(dir.path(), &LmdbOptions::default(), &genesis()).expect("reopen");
+        assert_eq!(reopened.tx_height(&tx(1).hash()).expect("read"), Some(2));
+        assert_eq!(reopened.tx_height(&tx(2).hash()).expect("read"), Some(2));
     }
 
     fn store_with(dir: &Path, len: u64) -> (LmdbStore, Vec<Block>) {

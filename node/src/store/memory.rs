@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use consensus_core::effect::LOCKED_PROPOSALS_KEPT;
-use consensus_core::{Block, BlockHash, Height, Proposal, SignState};
+use consensus_core::{Block, BlockHash, Hash32, Height, Proposal, SignState};
 
 use super::{check_append, check_sign_state, Store, StoreError};
 
@@ -13,6 +13,7 @@ struct Inner {
     /// Index = height, genesis first; never empty.
     blocks: Vec<Block>,
     index: HashMap<BlockHash, Height>,
+    tx_index: HashMap<Hash32, Height>,
     tip_hash: BlockHash,
     sign_state: Option<SignState>,
     locked_proposals: Vec<Proposal>,
@@ -33,6 +34,7 @@ impl MemoryStore {
             inner: RwLock::new(Inner {
                 blocks: vec![genesis.clone()],
                 index: HashMap::from([(hash, 0)]),
+                tx_index: HashMap::new(),
                 tip_hash: hash,
                 sign_state: None,
                 locked_proposals: Vec::new(),
@@ -60,6 +62,9 @@ impl Store for MemoryStore {
         let hash = block.hash();
         inner.blocks.push(block.clone());
         inner.index.insert(hash, block.height());
+        for tx in &block.txs {
+            inner.tx_index.insert(tx.hash(), block.height());
+        }
         inner.tip_hash = hash;
         Ok(())
     }
@@ -71,6 +76,10 @@ impl Store for MemoryStore {
 
     fn height_of(&self, hash: &BlockHash) -> Result<Option<Height>, StoreError> {
         Ok(self.read().index.get(hash).copied())
+    }
+
+    fn tx_height(&self, hash: &Hash32) -> Result<Option<Height>, StoreError> {
+        Ok(self.read().tx_index.get(hash).copied())
     }
 
     fn tip_height(&self) -> Height {

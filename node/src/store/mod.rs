@@ -23,7 +23,7 @@ mod memory;
 
 use consensus_core::effect::SignedStep;
 use consensus_core::sync::BlockStore;
-use consensus_core::{Block, BlockHash, Height, Proposal, Round, SignState};
+use consensus_core::{Block, BlockHash, Hash32, Height, Proposal, Round, SignState};
 
 pub use lmdb::{LmdbOptions, LmdbStore};
 pub use memory::MemoryStore;
@@ -102,6 +102,8 @@ pub trait Store: Send + Sync {
     /// The block at `height` (genesis is 0), checked against its stored hash.
     fn block(&self, height: Height) -> Result<Option<Block>, StoreError>;
     fn height_of(&self, hash: &BlockHash) -> Result<Option<Height>, StoreError>;
+    /// The height of the block that committed the transaction with this hash.
+    fn tx_height(&self, hash: &Hash32) -> Result<Option<Height>, StoreError>;
     /// Height of the last stored block (0 = only genesis). Infallible: the tip is known
     /// in memory since open and only moves after a successful append.
     fn tip_height(&self) -> Height;
