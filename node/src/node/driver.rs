@@ -34,6 +34,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// How stale the published `/status` snapshot may get while anything changes.
+pub const STATUS_STALE_MAX: Duration = Duration::from_millis(50);
+
 /// Alerts kept for `/status` (newest last).
 const ALERTS_MAX: usize = 32;
 /// Transactions `/GetPendingTransactions` returns at most (bounded by the body limit too).
@@ -64,6 +67,8 @@ pub struct Driver {
     last_block_timestamp_ms: u64,
     alerts: VecDeque<String>,
     gossip: TxGossip,
+    /// When the `/status` snapshot must be published next (something changed since).
+    status_due: Option<Instant>,
 }
 
 impl Driver {
@@ -90,6 +95,7 @@ impl Driver {
             last_block_timestamp_ms: 0,
             alerts: VecDeque::new(),
             gossip: TxGossip::default(),
+            status_due: None,
         };
         driver.load_peers_from_blockchain();
         Ok(driver)
@@ -129,6 +135,7 @@ impl Driver {
             let next_timer = self.timers.keys().next().map(|(at, _)| *at);
             let timer = sleep_until(next_timer);
             let relay = sleep_until(self.gossip.deadline().map(tokio::time::Instant::from_std));
+            let publish = sleep_until(self.status_due.map(tokio::time::Instant::from_std));
             tokio::select! {
                 biased;
                 _ = stop.changed() => return Ok(()),
@@ -138,10 +145,18 @@ impl Driver {
                 }
                 _ = timer => self.fire_due_timers()?,
                 _ = relay => self.relay_if_due(),
+                _ = publish => {
+                    // Publishing changes nothing to publish: no new deadline (an idle
+                    // node goes quiet).
+                    self.publish_status();
+                    continue;
+                }
                 Some(submission) = inbound.transactions.recv() => self.on_transaction(submission)?,
                 Some(query) = inbound.queries.recv() => self.answer(query),
             }
             self.publish_queue_depths();
+            self.status_due
+                .get_or_insert_with(|| Instant::now() + STATUS_STALE_MAX);
         }
     }
 
@@ -678,6 +693,14 @@ impl Driver {
                 1.0
             };
             m.set(&format!("tinyweb_peer_up{{peer=\"{peer}\"}}"), up);
+        }
+    }
+
+    fn publish_status(&mut self) {
+        self.status_due = None;
+        let status = Arc::new(self.status());
+        if let Ok(mut slot) = self.shared.status.write() {
+            *slot = Some(status);
         }
     }
 

@@ -629,6 +629,10 @@ async fn tx_status(State(s): Shr, Path(hash): Path<String>) -> Response {
 }
 
 async fn status(State(s): Shr) -> Response {
+    let snapshot = s.status.read().ok().and_then(|status| status.clone());
+    if let Some(status) = snapshot {
+        return Json(&*status).into_response();
+    }
     match s.ask(Query::Status).await {
         Ok(status) => Json(status).into_response(),
         Err(e) => e.into_response(),

@@ -138,6 +138,10 @@ pub struct Shared {
     pub sync_serving: Arc<tokio::sync::Semaphore>,
     /// Set when the node stopped consensus for good (a storage failure): `/health` says why.
     pub fatal: RwLock<Option<String>>,
+    /// The driver's latest `/status`, at most [`driver::STATUS_STALE_MAX`] old: `/status`
+    /// answers from it without queueing behind consensus work (the cluster view and
+    /// monitors poll it, and a busy node must still answer in milliseconds).
+    pub status: RwLock<Option<Arc<NodeStatus>>>,
 }
 
 impl Shared {
@@ -311,6 +315,7 @@ pub async fn run(
         event_streams: Arc::new(tokio::sync::Semaphore::new(EVENT_STREAMS_MAX)),
         sync_serving: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVING_MAX)),
         fatal: RwLock::new(None),
+        status: RwLock::new(None),
     });
 
     let driver = driver::Driver::restore(shared.clone())?;
