@@ -393,6 +393,10 @@ async fn measure(
             rss_mib_max: report::round1(memory.iter().map(|m| m.1).fold(0.0, f64::max)),
             anon_mib_first: report::round1(anon_max(&memory[..tenth.min(memory.len())])),
             anon_mib_last: report::round1(anon_max(&memory[memory.len().saturating_sub(tenth)..])),
+            anon_mib_by_minute: memory
+                .chunk_by(|a, b| (a.0 / 60.0) as u64 == (b.0 / 60.0) as u64)
+                .map(|minute| report::round1(anon_max(minute)))
+                .collect(),
         },
         kept_up: false,
     };

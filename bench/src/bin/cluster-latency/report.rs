@@ -44,6 +44,10 @@ pub struct Memory {
     /// the trial: flat memory under steady load means these stay close (Req 7.6).
     pub anon_mib_first: f64,
     pub anon_mib_last: f64,
+    /// Largest anonymous memory of any node in each minute of the trial (the memory run
+    /// reads its trend from this: it levels off once the chain's 10-minute replay window of
+    /// committed transaction hashes is full).
+    pub anon_mib_by_minute: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
