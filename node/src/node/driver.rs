@@ -294,12 +294,9 @@ impl Driver {
     }
 
     fn relay_if_due(&mut self) {
-        if self
-            .gossip
-            .deadline()
-            .is_some_and(|at| at <= Instant::now())
-        {
-            let batch = self.gossip.take();
+        let now = Instant::now();
+        if self.gossip.deadline().is_some_and(|at| at <= now) {
+            let batch = self.gossip.take(now);
             self.relay(batch);
         }
     }

@@ -2,8 +2,10 @@
 //! transaction to go to every peer but its origin; sending each in its own signed envelope
 //! and HTTP exchange cost one signature, one verification and one request per transaction
 //! per peer, which capped a 4-node cluster near 800 tx/s (issue 9's profile). Here they
-//! wait a few milliseconds, or until a batch is full, and leave as one `transaction_batch`
-//! envelope per peer; peers that get the same transactions share one sealed body.
+//! leave as one `transaction_batch` envelope per peer; peers that get the same transactions
+//! share one sealed body. Like Nagle's algorithm: a transaction after a quiet spell leaves at
+//! once (low load pays no delay), and while batches keep leaving, the next one waits until
+//! [`FLUSH_AFTER`] after the last, or until it is full.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,8 +14,8 @@ use consensus_core::{NodeId, Transaction};
 
 use crate::routes::SMALL_BODY_LIMIT;
 
-/// How long a relayed transaction may wait for others to share its envelope: short beside
-/// a block interval, long enough to batch a busy second's transactions by the dozen.
+/// Least time between two batches unless the second is full: short beside a block interval,
+/// long enough to batch a busy second's transactions by the dozen.
 pub const FLUSH_AFTER: Duration = Duration::from_millis(5);
 /// Most transactions in one batch.
 pub const BATCH_TXS_MAX: usize = 256;
@@ -26,7 +28,10 @@ pub const BATCH_BYTES_MAX: usize = SMALL_BODY_LIMIT - 4 * 1024;
 pub struct TxGossip {
     pending: Vec<(Transaction, Option<NodeId>)>,
     bytes: usize,
+    /// When the first waiting transaction came.
     since: Option<Instant>,
+    /// When the last batch left.
+    last_flush: Option<Instant>,
 }
 
 impl TxGossip {
@@ -41,21 +46,28 @@ impl TxGossip {
         let size = tx.wire_bytes_max();
         let overflow = !self.pending.is_empty()
             && (self.pending.len() == BATCH_TXS_MAX || self.bytes + size > BATCH_BYTES_MAX);
-        let full = overflow.then(|| self.take());
+        let full = overflow.then(|| self.take(now));
         self.pending.push((tx, except));
         self.bytes += size;
         self.since.get_or_insert(now);
         full
     }
 
-    /// When the oldest waiting transaction must leave.
+    /// When the waiting transactions must leave: [`FLUSH_AFTER`] after the last batch, or
+    /// as soon as they came if that was longer ago.
     pub fn deadline(&self) -> Option<Instant> {
-        self.since.map(|t| t + FLUSH_AFTER)
+        let since = self.since?;
+        Some(
+            self.last_flush
+                .map_or(since, |t| (t + FLUSH_AFTER).max(since)),
+        )
     }
 
-    pub fn take(&mut self) -> Vec<(Transaction, Option<NodeId>)> {
+    /// The waiting transactions, as the batch leaving at `now`.
+    pub fn take(&mut self, now: Instant) -> Vec<(Transaction, Option<NodeId>)> {
         self.bytes = 0;
         self.since = None;
+        self.last_flush = Some(now);
         std::mem::take(&mut self.pending)
     }
 }
@@ -114,10 +126,9 @@ mod tests {
         for n in 0..fits as u64 {
             assert!(gossip.push(now, tx(n, 0), None).is_none(), "tx {n} fits");
         }
-        assert_eq!(gossip.deadline(), Some(now + FLUSH_AFTER));
         let full = gossip.push(now, tx(999, 0), None).expect("batch full");
         assert_eq!(full.len(), fits);
-        assert_eq!(gossip.take().len(), 1, "the one that overflowed waits");
+        assert_eq!(gossip.take(now).len(), 1, "the one that overflowed waits");
 
         let big = consensus_core::limits::TX_PAYLOAD_BYTES_MAX;
         assert!(gossip.push(now, tx(1, big), None).is_none());
@@ -127,6 +138,31 @@ mod tests {
         assert_eq!(full.len(), 1);
         let bytes: usize = full.iter().map(|(t, _)| t.wire_bytes_max()).sum();
         assert!(bytes <= BATCH_BYTES_MAX);
+    }
+
+    #[test]
+    fn after_a_quiet_spell_a_transaction_leaves_at_once_and_then_batches_wait() {
+        let start = Instant::now();
+        let mut gossip = TxGossip::default();
+        gossip.push(start, tx(1, 0), None);
+        assert_eq!(
+            gossip.deadline(),
+            Some(start),
+            "nothing left before: at once"
+        );
+        assert_eq!(gossip.take(start).len(), 1);
+        assert_eq!(gossip.deadline(), None, "nothing waits");
+        gossip.push(start, tx(2, 0), None);
+        gossip.push(start, tx(3, 0), None);
+        assert_eq!(
+            gossip.deadline(),
+            Some(start + FLUSH_AFTER),
+            "right after a batch"
+        );
+        let later = start + 10 * FLUSH_AFTER;
+        assert_eq!(gossip.take(later).len(), 2);
+        gossip.push(later, tx(4, 0), None);
+        assert_eq!(gossip.deadline(), Some(later + FLUSH_AFTER));
     }
 
     #[test]

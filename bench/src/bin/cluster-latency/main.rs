@@ -230,7 +230,11 @@ async fn run_trial(
     let nodes = usize::from(args.nodes);
     eprintln!("starting {nodes} nodes under {} ...", tmp.path().display());
     let cluster = LocalCluster::start(tinyweb, tmp.path(), nodes, args.base_port, &client).await?;
-    let result = measure(args, &cluster, &client, rate).await;
+    // Ctrl-C stops the trial's cluster before exiting (its nodes are not ours to leave).
+    let result = tokio::select! {
+        result = measure(args, &cluster, &client, rate) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     cluster.stop().await;
     if args.keep {
         let kept = tmp.keep();
