@@ -129,6 +129,10 @@ pub struct ChainState {
     requests: BTreeMap<MembershipOp, PendingRequest>,
     /// Committed transaction hashes with their timestamps, for the replay window.
     recent_txs: BTreeMap<Hash32, u64>,
+    /// The same transactions by (timestamp, hash): the oldest leave the window first, so
+    /// pruning costs what leaves, not a scan of the window (which holds every transaction
+    /// of the last ten minutes: millions under load, at every block).
+    recent_by_time: BTreeSet<(u64, Hash32)>,
     /// Validators with committed equivocation evidence against them.
     convicted: NodeSet,
     /// (inviter, nonce) of every invitation that registered a validator: one join each.
@@ -173,6 +177,7 @@ impl ChainState {
             validator_set_hash: Hash32::ZERO,
             requests: BTreeMap::new(),
             recent_txs: BTreeMap::new(),
+            recent_by_time: BTreeSet::new(),
             convicted: NodeSet::EMPTY,
             used_invitations: BTreeSet::new(),
             last_join_ms: BTreeMap::new(),
@@ -577,12 +582,12 @@ impl ChainState {
                 &Some(*block_hash),
                 sig.voter,
             );
-            self.verifier.verify(&v.public_key, &bytes, &sig.signature).map_err(|e| {
-                BlockError::CertificateSignature {
+            self.verifier
+                .verify(&v.public_key, &bytes, &sig.signature)
+                .map_err(|e| BlockError::CertificateSignature {
                     voter: sig.voter,
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             signers.insert(sig.voter);
         }
         if signers.len() < quorum {
@@ -656,7 +661,9 @@ impl ChainState {
         };
         let mut suspended = self.suspended;
         for tx in &block.txs {
-            self.recent_txs.insert(tx.hash(), tx.timestamp_ms);
+            let hash = tx.hash();
+            self.recent_txs.insert(hash, tx.timestamp_ms);
+            self.recent_by_time.insert((tx.timestamp_ms, hash));
             let Some(requester) = self.id_of(&tx.sender) else {
                 continue;
             };
@@ -722,7 +729,13 @@ impl ChainState {
             .header
             .timestamp_ms
             .saturating_sub(TX_REPLAY_WINDOW_MS);
-        self.recent_txs.retain(|_, ts| *ts >= horizon);
+        while let Some(&(ts, hash)) = self.recent_by_time.first() {
+            if ts >= horizon {
+                break;
+            }
+            self.recent_by_time.pop_first();
+            self.recent_txs.remove(&hash);
+        }
         let changes = self.turns.on_block(
             height,
             failed,
@@ -1321,6 +1334,28 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn committed_hashes_are_forgotten_oldest_first_once_they_leave_the_replay_window() {
+        let mut s = ChainState::genesis(&genesis(4));
+        let tx = |nonce, ts| {
+            Transaction::new_signed(&s.chain_id(), &key(9), TxKind::Message, vec![], nonce, ts)
+        };
+        // Committed out of timestamp order: the window is by transaction time.
+        let (late, early) = (tx(1, 3_000), tx(2, 1_000));
+        let b1 = certified_at(&s, vec![late.clone(), early.clone()], &[0, 1, 2], 3_000);
+        commit(&mut s, b1);
+        assert_eq!(s.recent_txs.len(), 2);
+        let b2 = certified_at(&s, vec![], &[0, 1, 2], 2_000 + TX_REPLAY_WINDOW_MS);
+        commit(&mut s, b2);
+        assert!(!s.recent_txs.contains_key(&early.hash()), "left the window");
+        assert!(s.recent_txs.contains_key(&late.hash()), "still inside it");
+        assert_eq!(s.recent_by_time.len(), 1);
+        assert_eq!(
+            s.validate_tx(&late, 2_000 + TX_REPLAY_WINDOW_MS, false),
+            Err(TxError::AlreadyCommitted)
+        );
     }
 
     #[test]

@@ -22,9 +22,29 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub struct SigningBytes(Vec<u8>);
 
 impl SigningBytes {
+    /// Starts with the domain tag `tinyweb/v<PROTOCOL_VERSION>/<domain>`, length-prefixed
+    /// (written in place: this runs for every signature and hash).
     pub fn new(domain: &str) -> Self {
+        const PREFIX: &[u8] = b"tinyweb/v";
+        // PROTOCOL_VERSION in decimal, without allocating.
+        let mut digits = [0u8; 5];
+        let mut start = digits.len();
+        let mut v = PROTOCOL_VERSION;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let version = &digits[start..];
         let mut b = Self(Vec::with_capacity(160));
-        b.bytes(format!("tinyweb/v{PROTOCOL_VERSION}/{domain}").as_bytes());
+        b.u32((PREFIX.len() + version.len() + 1 + domain.len()) as u32);
+        b.0.extend_from_slice(PREFIX);
+        b.0.extend_from_slice(version);
+        b.0.push(b'/');
+        b.0.extend_from_slice(domain.as_bytes());
         b
     }
     pub fn u8(&mut self, v: u8) -> &mut Self {
@@ -193,6 +213,15 @@ mod tests {
         let mut other_field = SigningBytes::new("commit_vote");
         other_field.u64(6).u32(0);
         assert!(verify(&k.public(), &other_field, &sig).is_err());
+    }
+
+    #[test]
+    fn the_domain_tag_is_the_length_prefixed_version_and_domain() {
+        for domain in ["", "vote", "transaction_batch"] {
+            let mut expected = SigningBytes(Vec::new());
+            expected.bytes(format!("tinyweb/v{PROTOCOL_VERSION}/{domain}").as_bytes());
+            assert_eq!(SigningBytes::new(domain).as_slice(), expected.as_slice());
+        }
     }
 
     #[test]

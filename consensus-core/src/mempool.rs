@@ -33,6 +33,16 @@ impl Mempool {
     /// Adds a transaction the caller has validated. `Err(Duplicate)` if already pending.
     pub fn add(&mut self, tx: Transaction, origin: Option<NodeId>) -> Result<TxHash, TxError> {
         let hash = tx.hash();
+        self.add_hashed(tx, hash, origin)
+    }
+
+    /// [`Self::add`] with `tx`'s hash known.
+    pub fn add_hashed(
+        &mut self,
+        tx: Transaction,
+        hash: TxHash,
+        origin: Option<NodeId>,
+    ) -> Result<TxHash, TxError> {
         if self.by_hash.contains_key(&hash) {
             return Err(TxError::Duplicate);
         }

@@ -7,13 +7,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, merkle_root, Keypair, SigningBytes, PROTOCOL_VERSION};
+use crate::crypto::{merkle_root, Keypair, SigningBytes, PROTOCOL_VERSION};
 use crate::error::CryptoError;
-use crate::verifier::Verifier;
 use crate::types::{
     hex_vec, BlockHash, Hash32, Height, NodeId, PublicKey, Round, Signature, TxHash,
 };
 pub use crate::types::{TxKind, VoteKind};
+use crate::verifier::Verifier;
 
 /// A signed verification or commit vote. `block_hash = None` is a nil vote.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -41,7 +41,18 @@ macro_rules! hex_bytes {
                 &self.0
             }
             pub fn to_hex(&self) -> String {
-                hex::encode(self.0)
+                self.write_hex(&mut [0u8; 2 * $len]).to_owned()
+            }
+            /// Lowercase hex into `buf`, without allocating (every hash and signature in
+            /// JSON goes through here).
+            fn write_hex<'b>(&self, buf: &'b mut [u8; 2 * $len]) -> &'b str {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for (pair, byte) in buf.chunks_exact_mut(2).zip(self.0) {
+                    pair[0] = DIGITS[(byte >> 4) as usize];
+                    pair[1] = DIGITS[(byte & 0x0f) as usize];
+                }
+                // Hex digits are ASCII: always UTF-8.
+                std::str::from_utf8(buf).unwrap_or_default()
             }
             pub fn from_hex(s: &str) -> Result<Self, hex::FromHexError> {
                 let mut out = [0u8; $len];
@@ -71,7 +82,7 @@ macro_rules! hex_bytes {
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.to_hex())
+                s.serialize_str(self.write_hex(&mut [0u8; 2 * $len]))
             }
         }
 
@@ -243,5 +254,26 @@ impl TxKind {
     }
     pub fn is_membership(self) -> bool {
         !matches!(self, TxKind::Message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_round_trips_through_json() {
+        let mut bytes = [0u8; 64];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i * 37 + 11) as u8;
+        }
+        let sig = Signature(bytes);
+        assert_eq!(sig.to_hex(), hex::encode(bytes));
+        let json = serde_json::to_string(&sig).expect("serialises");
+        assert_eq!(json, format!("\"{}\"", hex::encode(bytes)));
+        assert_eq!(serde_json::from_str::<Signature>(&json).ok(), Some(sig));
+        let hash = Hash32([0xa5; 32]);
+        assert_eq!(hash.to_hex(), "a5".repeat(32));
+        assert_eq!(format!("{hash:?}"), "a5a5a5a5");
     }
 }

@@ -39,7 +39,12 @@ impl VerifiedTxs {
 
     /// Records that `tx`'s signature verified.
     pub fn insert(&mut self, tx: &Transaction) {
-        let key = (tx.hash(), tx.signature);
+        self.insert_hashed(tx, &tx.hash());
+    }
+
+    /// [`Self::insert`] with `tx`'s hash known.
+    pub fn insert_hashed(&mut self, tx: &Transaction, hash: &TxHash) {
+        let key = (*hash, tx.signature);
         if !self.set.insert(key) {
             return;
         }

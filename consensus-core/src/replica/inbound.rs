@@ -221,7 +221,7 @@ impl Replica {
         }
         let hash = p.block.hash();
         if let Some(existing) = self.proposals.get(&p.round) {
-            if existing.proposal.block.hash() != hash {
+            if existing.hash != hash {
                 // A second, different proposal for one round: the proposer equivocates.
                 // The first one stands; votes decide which block (if any) commits.
                 self.reject(from, RejectReason::Duplicate, out);
@@ -261,6 +261,7 @@ impl Replica {
             p.round,
             ReceivedProposal {
                 proposal: p,
+                hash,
                 validity,
             },
         );
@@ -344,7 +345,8 @@ impl Replica {
         origin: Option<NodeId>,
         out: &mut Out,
     ) {
-        if let Err(e) = self.check_transaction(self.now_ms, &tx, false) {
+        let hash = tx.hash();
+        if let Err(e) = self.check_hashed_transaction(self.now_ms, &tx, &hash, false) {
             if e != TxError::Duplicate {
                 self.reject(
                     origin.unwrap_or(NodeId(u16::MAX)),
@@ -355,7 +357,7 @@ impl Replica {
             return;
         }
         let kind = tx.kind;
-        match self.mempool.add(tx.clone(), origin) {
+        match self.mempool.add_hashed(tx.clone(), hash, origin) {
             Ok(_) => {
                 if self.config.rebroadcast_kinds.contains(&kind) {
                     out.push(Output::BroadcastTx { tx, except: origin });

@@ -39,7 +39,7 @@ use crate::message::{Block, ConsensusMessage, ForkProof, Genesis, Proposal, Tran
 use crate::peers::{PeerHealth, DELINQUENCY_THRESHOLD_DEFAULT};
 use crate::quorum::{one_honest, quorum};
 use crate::timer::{TimeoutConfig, Timer, TimerKind};
-use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round};
+use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, Round, TxHash};
 use crate::verified::VerifiedTxs;
 use crate::verifier::Verifier;
 use crate::votes::VoteKeeper;
@@ -127,9 +127,11 @@ struct RoundFlags {
     interval_timer: bool,
 }
 
-/// A proposal with the validity of its block, checked once.
+/// A proposal with its block's hash and validity, each computed once (the rules look at
+/// the current round's proposal after every input).
 struct ReceivedProposal {
     proposal: Proposal,
+    hash: BlockHash,
     validity: Result<(), BlockError>,
 }
 
@@ -314,8 +316,15 @@ impl Replica {
                     if validity.is_ok() {
                         self.valid = Some((lock.round, proposal.block.clone()));
                     }
-                    self.proposals
-                        .insert(lock.round, ReceivedProposal { proposal, validity });
+                    let hash = proposal.block.hash();
+                    self.proposals.insert(
+                        lock.round,
+                        ReceivedProposal {
+                            proposal,
+                            hash,
+                            validity,
+                        },
+                    );
                 }
                 self.locked = Some(lock);
             }
@@ -400,7 +409,19 @@ impl Replica {
         tx: &Transaction,
         signature_checked: bool,
     ) -> Result<(), TxError> {
-        if self.mempool.contains(&tx.hash()) {
+        self.check_hashed_transaction(now_ms, tx, &tx.hash(), signature_checked)
+    }
+
+    /// [`Self::check_transaction`] with `tx`'s hash known (hashing is a sizeable part of
+    /// admitting a small transaction once its signature check is saved).
+    pub fn check_hashed_transaction(
+        &mut self,
+        now_ms: u64,
+        tx: &Transaction,
+        hash: &TxHash,
+        signature_checked: bool,
+    ) -> Result<(), TxError> {
+        if self.mempool.contains(hash) {
             return Err(TxError::Duplicate);
         }
         // An admission rule, not a chain rule: blocks committed before the bound existed
@@ -417,9 +438,9 @@ impl Replica {
                 }));
             }
         }
-        let known = signature_checked || self.verified_txs.contains(tx);
-        self.chain.validate_tx(tx, now_ms, known)?;
-        self.verified_txs.insert(tx);
+        let known = signature_checked || self.verified_txs.contains_hashed(tx, hash);
+        self.chain.validate_hashed_tx(tx, hash, now_ms, known)?;
+        self.verified_txs.insert_hashed(tx, hash);
         // Checked last: a client told "busy" should retry a transaction that is valid.
         if self.mempool.is_full() {
             return Err(TxError::MempoolFull);

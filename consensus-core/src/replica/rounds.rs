@@ -240,6 +240,7 @@ impl Replica {
             round,
             ReceivedProposal {
                 proposal,
+                hash,
                 validity: Ok(()),
             },
         );

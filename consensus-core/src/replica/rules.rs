@@ -68,7 +68,7 @@ impl Replica {
     pub(super) fn block_with_hash(&self, hash: &BlockHash) -> Option<Block> {
         self.proposals
             .values()
-            .find(|p| p.validity.is_ok() && p.proposal.block.hash() == *hash)
+            .find(|p| p.validity.is_ok() && p.hash == *hash)
             .map(|p| p.proposal.block.clone())
             .or_else(|| {
                 self.valid
@@ -188,7 +188,7 @@ impl Replica {
         let Some(rp) = self.proposals.get(&self.round) else {
             return;
         };
-        let hash = rp.proposal.block.hash();
+        let hash = rp.hash;
         // Validity as Algorithm 1's valid(v), plus local bounds on the block's time (not
         // part of block validity: they depend on this node's clock, so sync never uses them).
         let ts = rp.proposal.block.header.timestamp_ms;
@@ -250,18 +250,16 @@ impl Replica {
         let Some(rp) = self.proposals.get(&round) else {
             return;
         };
-        if rp.validity.is_err() {
+        let hash = rp.hash;
+        if rp.validity.is_err()
+            || !self
+                .votes
+                .has_quorum_for(round, VoteKind::Verification, Some(hash))
+        {
             return;
         }
         let proposal = rp.proposal.clone();
         let block = rp.proposal.block.clone();
-        let hash = block.hash();
-        if !self
-            .votes
-            .has_quorum_for(round, VoteKind::Verification, Some(hash))
-        {
-            return;
-        }
         self.flags(round).lock_rule = true;
         if self.step == Step::Verification {
             // Set before the commit vote is signed: the lock is persisted with it, and the

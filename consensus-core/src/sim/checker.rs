@@ -21,9 +21,9 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::chain::ChainState;
-use crate::verifier::Verifier;
 use crate::message::{Block, ConsensusMessage, Genesis};
 use crate::types::{BlockHash, Height, NodeId, Round};
+use crate::verifier::Verifier;
 
 /// Violations kept per run; the total is still counted. A fork tends to repeat at every
 /// later height, and the first few say everything.

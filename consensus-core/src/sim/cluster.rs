@@ -1028,6 +1028,11 @@ impl Simulation {
         self.messages
     }
 
+    /// How this run checks signatures (its shared cache, with hit counts, by default).
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
     /// The trace hash so far (hex).
     pub fn trace_hash(&self) -> String {
         self.trace.hex()
@@ -1112,5 +1117,59 @@ impl std::fmt::Display for TraceEntry {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `cfg` to its end as a sweep does; returns the report as JSON (every field:
+    /// violations, heights, latencies, messages, trace hash) and the verifier's stats.
+    fn run_with(cfg: &SimConfig, verifier: Verifier) -> (String, Option<(u64, u64)>) {
+        let mut sim = Simulation::with_verifier(cfg, verifier).expect("valid config");
+        sim.set_stop_on_violation(true);
+        sim.run_to_end();
+        let report = serde_json::to_string(&sim.report()).expect("a report serialises");
+        (report, sim.verifier().stats())
+    }
+
+    #[test]
+    fn the_shared_verification_cache_changes_no_result() {
+        let cases = [
+            (4, 1, Strategy::BadSignature, 1),
+            (4, 1, Strategy::BadSignature, 2),
+            (4, 1, Strategy::Garbage, 3),
+            (4, 1, Strategy::Mixed, 4),
+            (7, 2, Strategy::Mixed, 5),
+            // f + 1 colluding equivocators: forks, violations, halted nodes.
+            (4, 2, Strategy::Equivocate, 6),
+        ];
+        for (nodes, byzantine, strategy, seed) in cases {
+            let cfg = SimConfig {
+                nodes,
+                byzantine,
+                strategy,
+                seed,
+                duration_ms: 4_000,
+                drop: 0.05,
+                duplicate: 0.05,
+                partitions: true,
+                crashes: true,
+                ..SimConfig::default()
+            };
+            let (plain, no_stats) = run_with(&cfg, Verifier::plain());
+            let (cached, stats) = run_with(&cfg, Verifier::shared_cache(SIM_VERIFY_CACHE_MAX));
+            assert_eq!(plain, cached, "replay: {}", cfg.replay_command());
+            assert_eq!(no_stats, None);
+            let (hits, misses) = stats.expect("a cached verifier");
+            assert!(
+                hits > misses,
+                "the replicas share checks: {hits} hits, {misses} misses"
+            );
+            // A cache too small to hold a height's signatures still answers the same.
+            let (tiny, _) = run_with(&cfg, Verifier::shared_cache(4));
+            assert_eq!(plain, tiny, "replay: {}", cfg.replay_command());
+        }
     }
 }

@@ -10,25 +10,14 @@ use crate::message::ConsensusMessage;
 use crate::types::{Hash32, NodeId};
 use crate::Output;
 
-/// `io::Write` into a SHA-256, so serde_json streams into the trace hash without buffers.
-pub(super) struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The running trace hash: a compact binary record of everything that happens.
-pub(super) struct Trace(Sha256);
+/// The running trace hash: a compact binary record of everything that happens. The
+/// buffer is reused for JSON records: serde_json writes a value in many small pieces, and
+/// one hash update per record is cheaper than one per piece (the hashed bytes are the same).
+pub(super) struct Trace(Sha256, Vec<u8>);
 
 impl Trace {
     pub(super) fn new() -> Self {
-        Self(Sha256::new())
+        Self(Sha256::new(), Vec::new())
     }
     pub(super) fn u8(&mut self, v: u8) {
         self.0.update([v]);
@@ -41,7 +30,9 @@ impl Trace {
     }
     pub(super) fn json<T: Serialize>(&mut self, v: &T) {
         // Serializing these types cannot fail (no maps with non-string keys, no I/O error).
-        let _ = serde_json::to_writer(HashWriter(&mut self.0), v);
+        self.1.clear();
+        let _ = serde_json::to_writer(&mut self.1, v);
+        self.0.update(&self.1);
     }
     /// A message is identified by its kind, coordinates, signer and signature (Ed25519 is
     /// deterministic, so equal signatures mean equal signed content).
