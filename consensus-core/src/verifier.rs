@@ -1,11 +1,12 @@
 //! How a [`crate::chain::ChainState`] (and so a [`crate::Replica`]) checks signatures.
 //!
-//! [`Verifier::plain`], the default and what nodes use, runs [`crypto::verify`] every time.
-//! [`Verifier::shared_cache`] is for the simulator only: one bounded cache of verification
-//! results handed to every replica (and the checker) of **one** run. In a simulation every
-//! replica verifies the same bytes: each vote, proposal and transaction reaches n - 1 peers,
-//! sits in a block every replica validates, and again in the certificate the checker and a
-//! restarted replica re-validate. The cache checks each distinct signature once per run.
+//! [`Verifier::plain`], the default, runs [`crypto::verify`] every time.
+//! [`Verifier::shared_cache`] is one bounded cache of verification results shared by every
+//! holder of the handle: all replicas (and the checker) of **one** simulation run, where
+//! each vote, proposal and transaction reaches n - 1 peers, sits in a block every replica
+//! validates, and again in the certificate the checker and a restarted replica re-validate;
+//! or one node's replica and its HTTP handlers, where a transaction checked by the handler
+//! that received it is not checked again when a proposal carries it.
 //!
 //! Ed25519 verification is a pure function of (public key, message bytes, signature), so a
 //! remembered result is the result, failures included: the cache cannot change what any
@@ -43,13 +44,13 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// Every check runs Ed25519 (the default; what nodes use).
+    /// Every check runs Ed25519 (the default).
     pub fn plain() -> Self {
         Self::default()
     }
 
     /// A new, empty cache of at most `capacity` results, shared by every clone of the
-    /// returned handle. For the simulator: one per run, never shared across runs.
+    /// returned handle: one per simulation run, or one per node process.
     pub fn shared_cache(capacity: usize) -> Self {
         Self {
             cache: Some(Arc::new(Mutex::new(VerifyCache::new(capacity)))),
@@ -67,13 +68,21 @@ impl Verifier {
         bytes: &SigningBytes,
         sig: &Signature,
     ) -> Result<(), CryptoError> {
-        match &self.cache {
-            None => crypto::verify(key, bytes, sig),
-            Some(cache) => cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .verify(key, bytes, sig),
-        }
+        let Some(cache) = &self.cache else {
+            return crypto::verify(key, bytes, sig);
+        };
+        let lock = || cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = (*key, bytes.digest(), *sig);
+        // The lock is not held while verifying: a node's HTTP workers and its driver check
+        // signatures in parallel through one cache.
+        let decompressed = match lock().lookup(&entry) {
+            Lookup::Known(result) => return result,
+            Lookup::Unknown(decompressed) => decompressed,
+        };
+        let vk = decompressed.unwrap_or_else(|| crypto::verifying_key(key));
+        let result = vk.and_then(|vk| crypto::verify_with_key(&vk, bytes, sig));
+        lock().remember(entry, vk, result);
+        result
     }
 
     /// (hits, misses) of the cache so far; `None` for a plain verifier.
@@ -123,35 +132,41 @@ impl VerifyCache {
         }
     }
 
-    fn verify(
-        &mut self,
-        key: &PublicKey,
-        bytes: &SigningBytes,
-        sig: &Signature,
-    ) -> Result<(), CryptoError> {
-        let entry = (*key, bytes.digest(), *sig);
-        if let Some(result) = self.results.get(&entry) {
+    fn lookup(&mut self, entry: &Key) -> Lookup {
+        if let Some(result) = self.results.get(entry) {
             self.hits += 1;
-            return *result;
+            return Lookup::Known(*result);
         }
         self.misses += 1;
-        if self.keys.len() >= KEYS_MAX && !self.keys.contains_key(key) {
+        Lookup::Unknown(self.keys.get(&entry.0).copied())
+    }
+
+    fn remember(
+        &mut self,
+        entry: Key,
+        vk: Result<VerifyingKey, CryptoError>,
+        result: Result<(), CryptoError>,
+    ) {
+        if self.keys.len() >= KEYS_MAX && !self.keys.contains_key(&entry.0) {
             self.keys.clear();
         }
-        let vk = *self
-            .keys
-            .entry(*key)
-            .or_insert_with(|| crypto::verifying_key(key));
-        let result = vk.and_then(|vk| crypto::verify_with_key(&vk, bytes, sig));
-        self.results.insert(entry, result);
+        self.keys.insert(entry.0, vk);
+        if self.results.insert(entry, result).is_some() {
+            return; // another thread checked the same triple meanwhile
+        }
         self.order.push_back(entry);
         while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
                 self.results.remove(&old);
             }
         }
-        result
     }
+}
+
+enum Lookup {
+    Known(Result<(), CryptoError>),
+    /// Not checked yet; the key's decompressed point if known.
+    Unknown(Option<Result<VerifyingKey, CryptoError>>),
 }
 
 #[cfg(test)]

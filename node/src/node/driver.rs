@@ -83,7 +83,8 @@ impl Driver {
             &shared.genesis,
             shared.key.clone(),
             rand::random(),
-        );
+        )
+        .with_verifier(shared.verifier.clone());
         let locked_proposals = shared.store.locked_proposals()?;
         replica.restore(&blocks, sign_state, &locked_proposals)?;
         let driver = Self {

@@ -383,7 +383,7 @@ async fn client_transaction(s: &Shared, raw: &[u8]) -> Result<Response, WireErro
     }
     let known = s.txs_checked.lock().is_ok_and(|c| c.contains(&tx));
     if !known {
-        tx.verify(&s.chain_id)
+        tx.verify_with(&s.verifier, &s.chain_id)
             .map_err(|_| WireError::TxRefused(consensus_core::TxError::BadSignature))?;
         if let Ok(mut checked) = s.txs_checked.lock() {
             checked.insert(&tx);
@@ -412,27 +412,29 @@ async fn client_transaction(s: &Shared, raw: &[u8]) -> Result<Response, WireErro
 /// Each transaction reaches a node from up to n - 1 peers: copies already checked here are
 /// dropped before they cost the driver anything, and the rest are verified here. One with a
 /// bad signature goes to the replica unchecked, which refuses it and records the peer that
-/// relayed it. If the queue fills, the ones not queued are forgotten so the peer's retry of
-/// the same envelope (answered 503) brings them again.
+/// relayed it. With the mempool full none is queued, but their checks are remembered for
+/// the proposals that will carry them. If the queue fills, the ones not queued are
+/// forgotten so the peer's retry of the same envelope (answered 503) brings them again.
 fn relayed_transactions(
     s: &Shared,
     from: NodeId,
     txs: Vec<Transaction>,
 ) -> Result<Response, WireError> {
-    if s.mempool_full.load(Ordering::Relaxed) {
-        // The replica would refuse them all; they reach us in proposals anyway.
-        s.metrics
-            .add("tinyweb_relayed_txs_shed_total", txs.len() as f64);
-        return Ok(accepted());
-    }
     let fresh: Vec<Transaction> = match s.txs_checked.lock() {
         Ok(checked) => txs.into_iter().filter(|tx| !checked.contains(tx)).collect(),
         Err(_) => txs,
     };
     let verdicts: Vec<bool> = fresh
         .iter()
-        .map(|tx| tx.verify(&s.chain_id).is_ok())
+        .map(|tx| tx.verify_with(&s.verifier, &s.chain_id).is_ok())
         .collect();
+    if s.mempool_full.load(Ordering::Relaxed) {
+        // The replica would refuse them all. They reach us in proposals, whose validation
+        // then finds their signatures checked (here, in parallel, not on the driver).
+        s.metrics
+            .add("tinyweb_relayed_txs_shed_total", fresh.len() as f64);
+        return Ok(accepted());
+    }
     if let Ok(mut checked) = s.txs_checked.lock() {
         for (tx, _) in fresh.iter().zip(&verdicts).filter(|(_, ok)| **ok) {
             checked.insert(tx);

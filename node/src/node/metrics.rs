@@ -84,7 +84,7 @@ const FAMILIES: &[(&str, &str, &str)] = &[
     (
         "tinyweb_relayed_txs_shed_total",
         "counter",
-        "Relayed transactions dropped unchecked because the mempool was full.",
+        "Relayed transactions checked but not queued because the mempool was full.",
     ),
     (
         "tinyweb_outgoing_dropped_total",

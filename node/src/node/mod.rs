@@ -27,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use consensus_core::crypto::Keypair;
 use consensus_core::limits::VERIFIED_TXS_MAX;
 use consensus_core::verified::VerifiedTxs;
+use consensus_core::verifier::Verifier;
 use consensus_core::{
     ConsensusMessage, Genesis, Hash32, Height, NodeId, SyncResponse, Transaction, Validator,
 };
@@ -40,6 +41,9 @@ use crate::wire::ReplayGuard;
 use metrics::Metrics;
 use transport::Transport;
 
+/// Signature checks a node remembers (a few MB): two mempools' worth of transactions, with
+/// room for the votes and proposals of the heights in flight.
+const VERIFY_CACHE_MAX: usize = 4 * consensus_core::limits::MEMPOOL_TXS_MAX;
 /// Unix time in ms: the replica's clock input (block timestamps and envelope `ts` are
 /// wall-clock, compared across nodes). It follows the system clock but never goes back, so
 /// a clock stepped backwards cannot make this node's view of time regress; timers do not
@@ -119,6 +123,10 @@ pub struct Shared {
     /// is dropped before the driver sees it (each transaction reaches a node from up to
     /// n - 1 peers), and a client's resubmission is not checked again.
     pub txs_checked: Mutex<VerifiedTxs>,
+    /// Signature checks, remembered: shared by the replica and the HTTP handlers, so a
+    /// transaction a handler checked is not checked again on the driver's thread when a
+    /// proposal carries it.
+    pub verifier: Verifier,
     /// The driver's mempool is full: transactions are shed before their signatures are
     /// checked, so overload costs the node little (Req 5.7, 7.4).
     pub mempool_full: AtomicBool,
@@ -306,6 +314,7 @@ pub async fn run(
         vouchers: RwLock::new(consensus_core::NodeSet::EMPTY),
         joins_seen: Mutex::new(join::SeenInvitations::default()),
         txs_checked: Mutex::new(VerifiedTxs::new(VERIFIED_TXS_MAX)),
+        verifier: Verifier::shared_cache(VERIFY_CACHE_MAX),
         mempool_full: AtomicBool::new(false),
         events,
         consensus_in: consensus_tx,
