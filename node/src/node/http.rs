@@ -409,8 +409,9 @@ async fn client_transaction(s: &Shared, raw: &[u8]) -> Result<Response, WireErro
     }
 }
 
-/// Each transaction reaches a node from up to n - 1 peers: copies already checked here are
-/// dropped before they cost the driver anything, and the rest are verified here. One with a
+/// A transaction normally arrives once, from the validator a client gave it to; a retried
+/// envelope (after a 503) or an older node's relays bring copies. Copies already checked
+/// here are dropped before they cost the driver anything, and the rest are verified here. One with a
 /// bad signature goes to the replica unchecked, which refuses it and records the peer that
 /// relayed it. With the mempool full none is queued, but their checks are remembered for
 /// the proposals that will carry them. If the queue fills, the ones not queued are

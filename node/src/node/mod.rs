@@ -120,8 +120,8 @@ pub struct Shared {
     pub vouchers: RwLock<consensus_core::NodeSet>,
     pub replay: Mutex<ReplayGuard>,
     /// Transactions whose signatures a handler checked: a relayed copy of one already here
-    /// is dropped before the driver sees it (each transaction reaches a node from up to
-    /// n - 1 peers), and a client's resubmission is not checked again.
+    /// (a retried envelope, an older node relaying relays) is dropped before the driver sees
+    /// it, and a client's resubmission is not checked again.
     pub txs_checked: Mutex<VerifiedTxs>,
     /// Signature checks, remembered: shared by the replica and the HTTP handlers, so a
     /// transaction a handler checked is not checked again on the driver's thread when a
