@@ -155,6 +155,38 @@ async fn bad_requests_are_refused_with_their_status_and_the_cluster_keeps_commit
     let (status, json) = cluster.submit(0, &tx).await;
     assert_eq!(status, 401, "{json}");
     let tampered = tx.hash();
+    // The same forgery relayed by a validator in a batch: the envelope is genuine, so it is
+    // accepted, but the transaction is refused and the relaying peer recorded.
+    let batch = tinyweb_node::wire::TransactionBatch {
+        transactions: vec![tx.clone()],
+    };
+    let relayed = Envelope::seal(
+        &cluster.chain_id(),
+        &cluster.nodes[1].key,
+        NodeId(1),
+        "transaction_batch",
+        now_ms(),
+        batch,
+    );
+    let (status, json) = cluster
+        .post_raw(
+            0,
+            "/Transaction",
+            serde_json::to_vec(&relayed).expect("json"),
+        )
+        .await;
+    assert_eq!(status, 200, "{json}");
+    let recorded = wait_for(DEADLINE, || async {
+        cluster
+            .metrics_text(0)
+            .await
+            .contains("tinyweb_security_events_total{kind=\"rejected_message\"}")
+    })
+    .await;
+    assert!(
+        recorded,
+        "a forged relayed transaction is a rejected message"
+    );
 
     // Security events were counted.
     let metrics = cluster.metrics_text(0).await;

@@ -133,6 +133,11 @@ impl Driver {
             // would never reach its timer arm, and a stuck round would never time out.
             self.fire_due_timers()?;
             self.relay_if_due();
+            // Checked here too: under a steady stream of messages the biased select below
+            // would never reach its publish arm, and `/status` would go stale.
+            if self.status_due.is_some_and(|at| at <= Instant::now()) {
+                self.publish_status();
+            }
             let next_timer = self.timers.keys().next().map(|(at, _)| *at);
             let timer = sleep_until(next_timer);
             let relay = sleep_until(self.gossip.deadline().map(tokio::time::Instant::from_std));
@@ -590,11 +595,15 @@ impl Driver {
             Err(TxError::Duplicate) => Ok(hash),
             Err(e) => Err(e),
         };
+        // A peer that relays a forged transaction is misbehaving: the replica's own check
+        // refuses it again and records the peer (a `rejected` event). Other refusals (a
+        // full mempool, an expired transaction) are not the peer's doing and stay quiet.
+        let forged_by_peer = origin.is_some() && verdict == Err(TxError::BadSignature);
         let admitted = verdict.is_ok();
         if let Some(reply) = reply {
             let _ = reply.send(verdict);
         }
-        if admitted {
+        if admitted || forged_by_peer {
             self.step(Input::Transaction { tx, origin })?;
         }
         Ok(())

@@ -79,7 +79,8 @@ pub struct TrialReport {
     pub status_failures: u64,
     pub rss_mib_max: f64,
     pub memory: Memory,
-    /// Kept-up verdict: committed >= 95% of offered, p99 <= 1 s, under 1% shed.
+    /// Kept-up verdict: committed >= 95% of offered, p99 <= 1 s, under 1% shed, and under
+    /// 1% of the measured transactions left uncommitted.
     pub kept_up: bool,
 }
 
@@ -89,7 +90,8 @@ impl TrialReport {
         self.kept_up = self.tx_per_s >= 0.95 * self.rate
             && self.latency_ms.count > 0
             && self.latency_ms.p99 <= 1000.0
-            && shed <= 0.01 * self.offered as f64;
+            && shed <= 0.01 * self.offered as f64
+            && self.uncommitted as f64 <= 0.01 * self.latency_ms.count.max(1) as f64;
     }
 
     pub fn summary(&self) -> String {
@@ -267,6 +269,13 @@ mod tests {
         r.judge();
         assert!(!r.kept_up, "5% shed");
         r.rejected = 0;
+        r.uncommitted = 1;
+        r.judge();
+        assert!(
+            !r.kept_up,
+            "half the measured transactions left uncommitted"
+        );
+        r.uncommitted = 0;
         r.tx_per_s = 900.0;
         r.judge();
         assert!(!r.kept_up, "committed 90% of offered");
