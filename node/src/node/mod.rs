@@ -119,9 +119,9 @@ pub struct Shared {
     /// neither suspended nor convicted).
     pub vouchers: RwLock<consensus_core::NodeSet>,
     pub replay: Mutex<ReplayGuard>,
-    /// Transactions whose signatures a handler checked: a relayed copy of one already here
+    /// Relayed transactions whose signatures a handler checked: a copy of one already here
     /// (a retried envelope, an older node relaying relays) is dropped before the driver sees
-    /// it, and a client's resubmission is not checked again.
+    /// it. (Signature results themselves are remembered by `verifier`.)
     pub txs_checked: Mutex<VerifiedTxs>,
     /// Signature checks, remembered: shared by the replica and the HTTP handlers, so a
     /// transaction a handler checked is not checked again on the driver's thread when a
