@@ -72,7 +72,12 @@ async fn fetch(url: &str) -> anyhow::Result<ChainExport> {
             status.chain_id
         );
     }
-    let tip = status.height;
+    // The tip from the store, not from `/status` (a snapshot up to 50 ms old).
+    let last: serde_json::Value =
+        client_cmd::get_json(&client, url, routes::BLOCKCHAIN_LAST_HASH.path).await?;
+    let tip = last["height"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("{url} answered /BlockChainLastHash without a height"))?;
     let progress = indicatif::ProgressBar::new(tip);
     progress.set_style(
         indicatif::ProgressStyle::with_template("exporting {pos}/{len} blocks {wide_bar} {eta}")
