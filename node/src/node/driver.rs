@@ -19,7 +19,6 @@ use consensus_core::{
 };
 use tokio::sync::{mpsc, watch};
 
-use super::gossip::{self, TxGossip};
 use super::transport::Outgoing;
 use super::{now_ms, Control, NodeError, NodeStatus, Query, Shared, TxStatus, TxSubmission};
 use crate::routes;
@@ -66,7 +65,6 @@ pub struct Driver {
     /// The proposer's timestamp of the block just stored, for the commit latency.
     last_block_timestamp_ms: u64,
     alerts: VecDeque<String>,
-    gossip: TxGossip,
     /// When the `/status` snapshot must be published next (something changed since).
     status_due: Option<Instant>,
 }
@@ -95,7 +93,6 @@ impl Driver {
             last_commit_latency_ms: None,
             last_block_timestamp_ms: 0,
             alerts: VecDeque::new(),
-            gossip: TxGossip::default(),
             status_due: None,
         };
         driver.load_peers_from_blockchain();
@@ -132,7 +129,6 @@ impl Driver {
             // Due timers first: under a steady stream of messages the biased select below
             // would never reach its timer arm, and a stuck round would never time out.
             self.fire_due_timers()?;
-            self.relay_if_due();
             // Checked here too: under a steady stream of messages the biased select below
             // would never reach its publish arm, and `/status` would go stale.
             if self.status_due.is_some_and(|at| at <= Instant::now()) {
@@ -140,7 +136,6 @@ impl Driver {
             }
             let next_timer = self.timers.keys().next().map(|(at, _)| *at);
             let timer = sleep_until(next_timer);
-            let relay = sleep_until(self.gossip.deadline().map(tokio::time::Instant::from_std));
             let publish = sleep_until(self.status_due.map(tokio::time::Instant::from_std));
             tokio::select! {
                 biased;
@@ -150,7 +145,6 @@ impl Driver {
                     self.step(Input::Message { from, message })?
                 }
                 _ = timer => self.fire_due_timers()?,
-                _ = relay => self.relay_if_due(),
                 _ = publish => {
                     // Publishing changes nothing to publish: no new deadline (an idle
                     // node goes quiet).
@@ -292,37 +286,12 @@ impl Driver {
     }
 
     /// `pbft_node_rebroadcast_transaction`: the transaction, unmodified (its own signature
-    /// intact), to every peer but its origin (Req 10.2, 10.6), in the next batch.
-    fn rebroadcast_transaction(&mut self, tx: Transaction, except: Option<NodeId>) {
-        if let Some(full) = self.gossip.push(Instant::now(), tx, except) {
-            self.relay(full);
-        }
-    }
-
-    fn relay_if_due(&mut self) {
-        let now = Instant::now();
-        if self.gossip.deadline().is_some_and(|at| at <= now) {
-            let batch = self.gossip.take(now);
-            self.relay(batch);
-        }
-    }
-
-    /// One `transaction_batch` envelope per distinct share, queued for its peers.
-    fn relay(&self, batch: Vec<(Transaction, Option<NodeId>)>) {
+    /// intact), to every peer but its origin (Req 10.2, 10.6), in the peer's next batch.
+    fn rebroadcast_transaction(&self, tx: Transaction, except: Option<NodeId>) {
         let Some(me) = self.replica.id() else { return };
-        let peers: Vec<NodeId> = self.peers().collect();
-        let now = now_ms();
-        for (to, transactions) in gossip::by_recipient(batch, &peers) {
-            let envelope = Envelope::seal(
-                &self.shared.chain_id,
-                &self.shared.key,
-                me,
-                kind::TRANSACTION_BATCH,
-                now,
-                wire::TransactionBatch { transactions },
-            );
-            if let Ok(body) = serde_json::to_vec(&envelope) {
-                self.queue_for(to, routes::TRANSACTION.path, body.into());
+        for peer in self.peers().filter(|&p| Some(p) != except) {
+            if let Some(address) = self.address_of(peer) {
+                self.shared.transport.relay(peer, &address, me, tx.clone());
             }
         }
     }

@@ -367,7 +367,13 @@ async fn transaction(State(s): Shr, headers: HeaderMap, body: Body) -> Response 
                 (e.from, e.body.transactions, id)
             }
         };
-        relayed_transactions(&s, from, txs).inspect_err(|_| forget(&s, &id))
+        // Checking up to 256 signatures takes milliseconds: off the async workers, which
+        // carry the consensus messages.
+        let shared = s.clone();
+        tokio::task::spawn_blocking(move || relayed_transactions(&shared, from, txs))
+            .await
+            .unwrap_or(Err(WireError::Busy))
+            .inspect_err(|_| forget(&s, &id))
     }
     .await;
     result.unwrap_or_else(|e| refused(&s, route, e).into_response())

@@ -87,6 +87,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Relayed transactions checked but not queued because the mempool was full.",
     ),
     (
+        "tinyweb_relayed_txs_dropped_total",
+        "counter",
+        "Transactions dropped unrelayed because too many waited for one peer.",
+    ),
+    (
         "tinyweb_outgoing_dropped_total",
         "counter",
         "Outgoing messages dropped from a full peer queue.",

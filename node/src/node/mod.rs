@@ -12,10 +12,10 @@
 //! ```
 
 pub mod driver;
-pub mod gossip;
 pub mod http;
 pub mod join;
 pub mod metrics;
+pub mod relay;
 pub mod transport;
 
 use std::future::Future;
@@ -293,6 +293,8 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let transport = Transport::new(
         config.network.clone(),
+        genesis.chain_id(),
+        key.clone(),
         control_tx.clone(),
         metrics.clone(),
         stop_rx.clone(),

@@ -1,5 +1,7 @@
-//! Outbound HTTP to peers (DESIGN §6, Req 5.2, 10.3): one queue and one sender task per
-//! peer, so a dead or slow peer delays only its own messages. Each message is tried up to
+//! Outbound HTTP to peers (DESIGN §6, Req 5.2, 10.3): per peer, one queue and one sender
+//! task for consensus messages and another for relayed transactions ([`RelayLane`]), so a
+//! dead or slow peer delays only its own messages and a proposal never waits behind
+//! transaction batches. Each message is tried up to
 //! `send_attempts` times with exponential back-off and jitter; the outcome of every exchange
 //! goes back to the replica as a [`consensus_core::Input::PeerReport`] (delinquency, RTT).
 //!
@@ -12,15 +14,17 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use consensus_core::{Hash32, NodeId, Validator};
+use consensus_core::crypto::Keypair;
+use consensus_core::{Hash32, NodeId, Transaction, Validator};
 use rand::Rng;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::metrics::Metrics;
+use super::relay::RelayLane;
 use super::Control;
 use crate::config::NetworkSection;
 use crate::routes;
-use crate::wire::{self, Envelope, WireBody, WireError};
+use crate::wire::{self, kind, Envelope, WireBody, WireError};
 
 /// One message for one peer: the endpoint and the already sealed, serialised envelope.
 #[derive(Clone, Debug)]
@@ -36,11 +40,23 @@ struct PeerLink {
     address: Mutex<String>,
     queue: Mutex<VecDeque<Outgoing>>,
     ready: Notify,
+    relay: Mutex<RelayLane>,
+    relay_ready: Notify,
+}
+
+impl PeerLink {
+    fn url(&self, path: &str) -> String {
+        let address = self.address.lock().map(|a| a.clone()).unwrap_or_default();
+        format!("{}{path}", base_url(&address))
+    }
 }
 
 pub struct Transport {
     client: reqwest::Client,
     network: NetworkSection,
+    /// Seal relayed transaction batches (consensus messages come sealed by the driver).
+    chain_id: Hash32,
+    key: Keypair,
     links: Mutex<HashMap<NodeId, Arc<PeerLink>>>,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
@@ -59,6 +75,8 @@ pub fn base_url(address: &str) -> String {
 impl Transport {
     pub fn new(
         network: NetworkSection,
+        chain_id: Hash32,
+        key: Keypair,
         control: mpsc::Sender<Control>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
@@ -71,6 +89,8 @@ impl Transport {
         Ok(Arc::new(Self {
             client,
             network,
+            chain_id,
+            key,
             links: Mutex::new(HashMap::new()),
             control,
             metrics,
@@ -78,31 +98,11 @@ impl Transport {
         }))
     }
 
-    /// Queues `message` for `peer` at `address`, starting the peer's sender on first use.
+    /// Queues `message` for `peer` at `address`.
     pub fn send(self: &Arc<Self>, peer: NodeId, address: &str, message: Outgoing) {
-        let link = {
-            let Ok(mut links) = self.links.lock() else {
-                return;
-            };
-            match links.get(&peer) {
-                Some(link) => link.clone(),
-                None => {
-                    let link = Arc::new(PeerLink {
-                        address: Mutex::new(address.to_owned()),
-                        queue: Mutex::new(VecDeque::new()),
-                        ready: Notify::new(),
-                    });
-                    links.insert(peer, link.clone());
-                    tokio::spawn(self.clone().run_link(peer, link.clone()));
-                    link
-                }
-            }
+        let Some(link) = self.link(peer, address) else {
+            return;
         };
-        if let Ok(mut a) = link.address.lock() {
-            if *a != address {
-                *a = address.to_owned();
-            }
-        }
         if let Ok(mut q) = link.queue.lock() {
             if q.len() >= self.network.peer_queue {
                 q.pop_front();
@@ -113,6 +113,50 @@ impl Transport {
         link.ready.notify_one();
     }
 
+    /// Queues `tx` for `peer` at `address`, to be relayed in a batch sealed by `from`.
+    pub fn relay(self: &Arc<Self>, peer: NodeId, address: &str, from: NodeId, tx: Transaction) {
+        let Some(link) = self.link(peer, address) else {
+            return;
+        };
+        if let Ok(mut lane) = link.relay.lock() {
+            let dropped = lane.push(from, tx);
+            if dropped > 0 {
+                self.metrics
+                    .add("tinyweb_relayed_txs_dropped_total", dropped as f64);
+            }
+        }
+        link.relay_ready.notify_one();
+    }
+
+    /// The peer's link at `address`, with its two senders started on first use.
+    fn link(self: &Arc<Self>, peer: NodeId, address: &str) -> Option<Arc<PeerLink>> {
+        let link = {
+            let mut links = self.links.lock().ok()?;
+            match links.get(&peer) {
+                Some(link) => link.clone(),
+                None => {
+                    let link = Arc::new(PeerLink {
+                        address: Mutex::new(address.to_owned()),
+                        queue: Mutex::new(VecDeque::new()),
+                        ready: Notify::new(),
+                        relay: Mutex::new(RelayLane::default()),
+                        relay_ready: Notify::new(),
+                    });
+                    links.insert(peer, link.clone());
+                    tokio::spawn(self.clone().run_link(peer, link.clone()));
+                    tokio::spawn(self.clone().run_relay(peer, link.clone()));
+                    link
+                }
+            }
+        };
+        if let Ok(mut a) = link.address.lock() {
+            if *a != address {
+                *a = address.to_owned();
+            }
+        }
+        Some(link)
+    }
+
     /// Outgoing messages waiting, over all peers.
     pub fn queued(&self) -> usize {
         let Ok(links) = self.links.lock() else {
@@ -120,7 +164,10 @@ impl Transport {
         };
         links
             .values()
-            .map(|l| l.queue.lock().map(|q| q.len()).unwrap_or(0))
+            .map(|l| {
+                let messages = l.queue.lock().map(|q| q.len()).unwrap_or(0);
+                messages + l.relay.lock().map(|r| r.waiting()).unwrap_or(0)
+            })
             .sum()
     }
 
@@ -142,19 +189,53 @@ impl Transport {
                 self.metrics.inc("tinyweb_outgoing_dropped_total");
                 continue;
             }
-            let address = link.address.lock().map(|a| a.clone()).unwrap_or_default();
-            let url = format!("{}{}", base_url(&address), message.path);
-            let (ok, rtt_ms) = self.deliver(&url, &message.body).await;
-            if ok {
-                self.metrics.inc("tinyweb_messages_sent_total");
-            } else {
-                self.metrics.inc("tinyweb_send_failures_total");
-            }
-            // Dropped if the replica is swamped: reports are statistics, not protocol.
-            let _ = self
-                .control
-                .try_send(Control::PeerReport { peer, ok, rtt_ms });
+            self.deliver_and_report(peer, &link.url(message.path), &message.body)
+                .await;
         }
+    }
+
+    /// Sends the peer's waiting transactions, a batch at a time, the next one only after the
+    /// last was answered (see [`super::relay`]).
+    async fn run_relay(self: Arc<Self>, peer: NodeId, link: Arc<PeerLink>) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let next = link.relay.lock().ok().and_then(|mut l| l.take_batch());
+            let Some((from, transactions)) = next else {
+                tokio::select! {
+                    _ = link.relay_ready.notified() => continue,
+                    _ = shutdown.changed() => return,
+                }
+            };
+            if *shutdown.borrow() {
+                return;
+            }
+            let envelope = Envelope::seal(
+                &self.chain_id,
+                &self.key,
+                from,
+                kind::TRANSACTION_BATCH,
+                super::now_ms(),
+                wire::TransactionBatch { transactions },
+            );
+            let Ok(body) = serde_json::to_vec(&envelope) else {
+                continue;
+            };
+            self.deliver_and_report(peer, &link.url(routes::TRANSACTION.path), &body.into())
+                .await;
+        }
+    }
+
+    async fn deliver_and_report(&self, peer: NodeId, url: &str, body: &axum::body::Bytes) {
+        let (ok, rtt_ms) = self.deliver(url, body).await;
+        if ok {
+            self.metrics.inc("tinyweb_messages_sent_total");
+        } else {
+            self.metrics.inc("tinyweb_send_failures_total");
+        }
+        // Dropped if the replica is swamped: reports are statistics, not protocol.
+        let _ = self
+            .control
+            .try_send(Control::PeerReport { peer, ok, rtt_ms });
     }
 
     /// POSTs with retries. 2xx and a 409 "replayed" (the peer already has it: an earlier
@@ -303,4 +384,114 @@ pub enum ExchangeError {
     Invalid(WireError),
     #[error("{0}")]
     Local(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use consensus_core::TxKind;
+    use tokio::sync::Semaphore;
+
+    /// A peer whose `/Transaction` answers only when the test lets it, and which reports
+    /// each request's path and, for a batch, its transaction count.
+    async fn peer(gate: Arc<Semaphore>) -> (String, mpsc::UnboundedReceiver<(String, usize)>) {
+        let (seen, arrivals) = mpsc::unbounded_channel();
+        let batches = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                routes::TRANSACTION.path,
+                post(move |body: axum::body::Bytes| async move {
+                    let envelope: Envelope<wire::TransactionBatch> =
+                        serde_json::from_slice(&body).expect("a batch envelope");
+                    let count = envelope.body.transactions.len();
+                    let _ = batches.send((routes::TRANSACTION.path.to_owned(), count));
+                    let _ = gate.acquire().await.map(|p| p.forget());
+                    "{}"
+                }),
+            )
+            .route(
+                routes::PROPOSE_BLOCK.path,
+                post(move || async move {
+                    let _ = seen.send((routes::PROPOSE_BLOCK.path.to_owned(), 0));
+                    "{}"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("bound").to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (address, arrivals)
+    }
+
+    fn transport() -> (Arc<Transport>, watch::Sender<bool>, mpsc::Receiver<Control>) {
+        let (stop, shutdown) = watch::channel(false);
+        let (control, reports) = mpsc::channel(1024);
+        let transport = Transport::new(
+            NetworkSection::default(),
+            Hash32::ZERO,
+            Keypair::from_secret([1; 32]),
+            control,
+            Arc::new(Metrics::default()),
+            shutdown,
+        )
+        .expect("a client");
+        (transport, stop, reports)
+    }
+
+    fn tx(nonce: u64) -> Transaction {
+        let key = Keypair::from_secret([7; 32]);
+        Transaction::new_signed(&Hash32::ZERO, &key, TxKind::Message, vec![1], nonce, 0)
+    }
+
+    async fn next(arrivals: &mut mpsc::UnboundedReceiver<(String, usize)>) -> (String, usize) {
+        tokio::time::timeout(Duration::from_secs(10), arrivals.recv())
+            .await
+            .expect("an arrival within 10 s")
+            .expect("the peer is up")
+    }
+
+    #[tokio::test]
+    async fn a_consensus_message_passes_a_transaction_batch_the_peer_is_still_answering() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (address, mut arrivals) = peer(gate.clone()).await;
+        let (transport, _stop, _reports) = transport();
+        let (me, them) = (NodeId(0), NodeId(1));
+        transport.relay(them, &address, me, tx(1));
+        assert_eq!(next(&mut arrivals).await, ("/Transaction".into(), 1));
+        // The peer holds that batch unanswered while a proposal is queued.
+        transport.send(
+            them,
+            &address,
+            Outgoing {
+                path: routes::PROPOSE_BLOCK.path,
+                body: axum::body::Bytes::from_static(b"{}"),
+                queued: Instant::now(),
+            },
+        );
+        assert_eq!(next(&mut arrivals).await, ("/ProposeBlock".into(), 0));
+        gate.add_permits(1);
+    }
+
+    #[tokio::test]
+    async fn transactions_queued_while_a_batch_is_in_flight_leave_together_when_it_is_answered() {
+        let gate = Arc::new(Semaphore::new(0));
+        let (address, mut arrivals) = peer(gate.clone()).await;
+        let (transport, _stop, _reports) = transport();
+        let (me, them) = (NodeId(0), NodeId(1));
+        transport.relay(them, &address, me, tx(0));
+        assert_eq!(
+            next(&mut arrivals).await.1,
+            1,
+            "after a quiet spell: at once"
+        );
+        for nonce in 1..=100 {
+            transport.relay(them, &address, me, tx(nonce));
+        }
+        assert_eq!(transport.queued(), 100, "waiting for the batch in flight");
+        gate.add_permits(1);
+        assert_eq!(next(&mut arrivals).await.1, 100, "one batch of all of them");
+        gate.add_permits(1);
+    }
 }
