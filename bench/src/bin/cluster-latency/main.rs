@@ -263,9 +263,14 @@ async fn measure(
     let statuses = Arc::new(Mutex::new(StatusTimes::default()));
     let memory = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
+    // The trial's client gives every request 10 s, and a stream is one long request: the
+    // streams get a client of their own without that limit.
+    let streams = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()?;
     for (i, url) in urls.iter().enumerate() {
         tasks.push(tokio::spawn(watch::follow_events(
-            client.clone(),
+            streams.clone(),
             url.clone(),
             i,
             commits.clone(),
