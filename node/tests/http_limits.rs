@@ -259,3 +259,46 @@ where
     }
     out
 }
+
+/// Keep-alive connections left idle by a busy client hold their slots until the header-read
+/// timeout; a status poll arriving then is served on a one-request connection at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_poll_does_not_wait_for_idle_keep_alive_connections() {
+    use std::io::Write;
+    const IDLE_CUTOFF: Duration = Duration::from_secs(20);
+    let mut cluster = TestCluster::create(1, |c| {
+        c.network.header_read_timeout_ms = IDLE_CUTOFF.as_millis() as u64;
+        c.network.max_connections = 4;
+    });
+    cluster.start_all().await;
+    let url = format!("127.0.0.1:{}", cluster.nodes[0].port);
+    let request = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Every kept-alive slot: one answered request each, then idle, open.
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..4 {
+        let mut conn = TcpStream::connect(&url).expect("connect");
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        conn.write_all(request).expect("request");
+        let mut buf = [0u8; 512];
+        let n = conn.read(&mut buf).expect("an answer");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(conn);
+    }
+
+    let started = Instant::now();
+    let mut conn = TcpStream::connect(&url).expect("connect");
+    conn.set_read_timeout(Some(IDLE_CUTOFF)).expect("timeout");
+    conn.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .expect("answered and closed (a read timeout means it waited for a slot)");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        started.elapsed() < IDLE_CUTOFF / 2,
+        "served in {:?}, not after the idle slots were cut",
+        started.elapsed()
+    );
+    drop(idle);
+}
