@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, the wasm build of the core, and every test.
-# Installs what it needs (rustup components and the wasm32 target) if they are missing.
+# The project's test command: formatting, lints, the wasm build of the core, every test, and
+# the browser visualizer end to end. Installs what it needs if missing: rustup components,
+# the wasm32 target, wasm-bindgen-cli (pinned), Debian's chromium and npm, playwright-core.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -50,6 +51,18 @@ cargo bench --workspace --no-run
 
 section "cargo test --workspace"
 cargo test --workspace
+
+section "visualizer: wasm/build.sh, then the page in headless Chromium (wasm/tests/page.mjs)"
+# Debian's chromium (never a downloaded browser) and playwright-core from npm, pinned by
+# wasm/package-lock.json. build.sh installs the pinned wasm-bindgen-cli if missing.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium npm
+fi
+bash wasm/build.sh
+(cd wasm && npm ci --no-audit --no-fund --silent)
+# The native side of the trace-hash comparison: the tinyweb that `cargo test` just built.
+TINYWEB_BIN="$PWD/target/debug/tinyweb" node wasm/tests/page.mjs
 
 section "done"
 echo "ci.sh: all checks passed in $((SECONDS - started)) s"

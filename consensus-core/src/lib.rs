@@ -106,5 +106,5 @@ pub use message::{
     Block, BlockHeader, Certificate, CertifiedHash, ConsensusMessage, ForkProof, Genesis,
     Invitation, JoinRequest, NewRound, Proposal, Transaction, TxKind, Validator, Vote, VoteKind,
 };
-pub use replica::{QuorumRule, Replica, ReplicaConfig, ReplicaStatus};
+pub use replica::{QuorumRule, Replica, ReplicaConfig, ReplicaStatus, Step};
 pub use types::{BlockHash, Hash32, Height, NodeId, NodeSet, PublicKey, Round, Signature};

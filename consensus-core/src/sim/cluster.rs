@@ -36,9 +36,9 @@ use crate::{Output, QuorumRule, Replica, ReplicaConfig};
 
 use super::byzantine::{Action, Coalition};
 use super::checker::{Checker, Violation};
-use super::network::{random_partition, EventQueue, Fate, Network, Payload};
+use super::network::{random_partition, EventQueue, Fate, MessageKind, Network, Payload};
 use super::report::SimReport;
-use super::trace::Trace;
+use super::trace::{Tag, Trace};
 use super::{below, between, chance, SimConfig, SimConfigError, Strategy};
 
 /// Most fork proofs a simulated node keeps (it halts at the first).
@@ -59,6 +59,7 @@ enum SimEvent {
     Deliver {
         from: NodeId,
         to: NodeId,
+        sent_ms: u64,
         payload: Payload,
     },
     Timer {
@@ -136,12 +137,42 @@ pub enum TraceKind {
     Violation(Violation),
 }
 
+/// A fault a viewer asked for that cannot happen.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    #[error("node {0} is not an honest node (Byzantine nodes are the highest ids)")]
+    NotHonest(u16),
+    #[error("node {0} is already down")]
+    AlreadyDown(u16),
+    #[error("node {0} is already up")]
+    AlreadyUp(u16),
+    #[error("a partition names one group per node: {expected} expected, {got} given")]
+    Groups { expected: usize, got: usize },
+    #[error("the run is decided; start a new one")]
+    RunDecided,
+}
+
+/// A message on a link, for the visualizer's arrows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InFlight {
+    pub kind: MessageKind,
+    pub from: u16,
+    pub to: u16,
+    /// Consensus coordinates, for consensus messages.
+    pub height: Option<Height>,
+    pub round: Option<Round>,
+    pub sent_ms: u64,
+    pub arrives_ms: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TraceEntry {
     /// Position in the run's trace (increasing; the visualizer asks for entries after one).
     pub seq: u64,
     pub at_ms: u64,
     pub node: Option<u16>,
+    /// Flattened: an entry reads `{"seq", "at_ms", "node", "kind", "data"}`.
+    #[serde(flatten)]
     pub kind: TraceKind,
 }
 
@@ -404,6 +435,67 @@ impl Simulation {
             .push_control(restart_at_ms, SimEvent::Restart(node));
     }
 
+    // ---- faults a viewer injects, effective at once ----
+
+    /// Crashes honest `node` now, between steps; its durable chain and sign state stay.
+    pub fn crash_now(&mut self, node: NodeId) -> Result<(), FaultError> {
+        self.live_honest(node, true)?;
+        self.trace.tag(Tag::ViewerCrash);
+        self.crash(node);
+        Ok(())
+    }
+
+    /// Restarts crashed honest `node` now from its durable state.
+    pub fn restart_now(&mut self, node: NodeId) -> Result<(), FaultError> {
+        self.live_honest(node, false)?;
+        self.trace.tag(Tag::ViewerRestart);
+        self.restart(node);
+        Ok(())
+    }
+
+    /// Cuts the network into `groups` (one group number per node) now, until
+    /// [`Simulation::heal_now`]. A scripted or drawn heal also ends it.
+    pub fn partition_now(&mut self, groups: Vec<u8>) -> Result<(), FaultError> {
+        if self.phase == Phase::Done {
+            return Err(FaultError::RunDecided);
+        }
+        if groups.len() != self.n() {
+            return Err(FaultError::Groups {
+                expected: self.n(),
+                got: groups.len(),
+            });
+        }
+        self.trace.tag(Tag::Partition);
+        self.trace.json(&groups);
+        self.net.partition(groups.clone());
+        self.record(None, TraceKind::Partitioned { groups });
+        Ok(())
+    }
+
+    /// Heals a partition now (nothing if the network is whole).
+    pub fn heal_now(&mut self) {
+        if self.net.is_partitioned() {
+            self.trace.tag(Tag::Heal);
+            self.net.heal();
+            self.record(None, TraceKind::Healed);
+        }
+    }
+
+    /// `node` is honest, the run is not decided, and the node is up (`up`) or down.
+    fn live_honest(&self, node: NodeId, up: bool) -> Result<(), FaultError> {
+        if self.phase == Phase::Done {
+            return Err(FaultError::RunDecided);
+        }
+        let Some(h) = self.honest.get(node.index()) else {
+            return Err(FaultError::NotHonest(node.0));
+        };
+        match (h.replica.is_some(), up) {
+            (true, false) => Err(FaultError::AlreadyUp(node.0)),
+            (false, true) => Err(FaultError::AlreadyDown(node.0)),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes [`Simulation::run_to_end`] stop at the first safety violation.
     pub fn set_stop_on_violation(&mut self, stop: bool) {
         self.stop_on_violation = stop;
@@ -451,7 +543,7 @@ impl Simulation {
     fn dispatch(&mut self, ev: SimEvent) {
         match ev {
             SimEvent::Boot(id) => {
-                self.trace.u8(1);
+                self.trace.tag(Tag::Boot);
                 self.trace.u64(id.0 as u64);
                 if self.is_honest(id) {
                     self.deliver_input(id, Input::Start);
@@ -460,7 +552,9 @@ impl Simulation {
                     self.apply_actions(actions);
                 }
             }
-            SimEvent::Deliver { from, to, payload } => self.deliver(from, to, payload),
+            SimEvent::Deliver {
+                from, to, payload, ..
+            } => self.deliver(from, to, payload),
             SimEvent::Timer {
                 node,
                 incarnation,
@@ -471,7 +565,7 @@ impl Simulation {
                         self.deliver_input(node, Input::Timeout(timer));
                     }
                 } else {
-                    self.trace.u8(2);
+                    self.trace.tag(Tag::ByzantineTimer);
                     self.trace.json(&timer);
                     let actions = self.coalition.on_timer(self.now_ms, node, timer);
                     self.apply_actions(actions);
@@ -507,7 +601,7 @@ impl Simulation {
             SimEvent::Restart(id) => self.restart(id),
             SimEvent::Partition(groups) => {
                 if self.phase == Phase::Faults {
-                    self.trace.u8(3);
+                    self.trace.tag(Tag::Partition);
                     self.trace.json(&groups);
                     self.net.partition(groups.clone());
                     self.record(None, TraceKind::Partitioned { groups });
@@ -515,7 +609,7 @@ impl Simulation {
             }
             SimEvent::Heal => {
                 if self.net.is_partitioned() {
-                    self.trace.u8(4);
+                    self.trace.tag(Tag::Heal);
                     self.net.heal();
                     self.record(None, TraceKind::Healed);
                 }
@@ -546,7 +640,7 @@ impl Simulation {
                 match serde_json::from_slice::<ConsensusMessage>(&bytes) {
                     Ok(message) => Input::Message { from, message },
                     Err(_) => {
-                        self.trace.u8(5);
+                        self.trace.tag(Tag::UndecodableBytes);
                         return;
                     }
                 }
@@ -558,7 +652,7 @@ impl Simulation {
             Payload::SyncRequest(req) => {
                 // The host answers from its durable chain; the replica is not involved.
                 let response = sync::serve(&self.honest[to.index()].chain, &req);
-                self.trace.u8(6);
+                self.trace.tag(Tag::SyncServed);
                 self.trace.sync_response(&response);
                 self.send(to, from, Payload::SyncResponse(response));
                 return;
@@ -713,13 +807,19 @@ impl Simulation {
                     let copy = SimEvent::Deliver {
                         from,
                         to,
+                        sent_ms: self.now_ms,
                         payload: payload.clone(),
                     };
                     self.queue.push(self.now_ms + d, copy);
                 }
                 self.queue.push(
                     self.now_ms + latency_ms,
-                    SimEvent::Deliver { from, to, payload },
+                    SimEvent::Deliver {
+                        from,
+                        to,
+                        sent_ms: self.now_ms,
+                        payload,
+                    },
                 );
                 self.report_link(from, to, true, Some(2 * latency_ms));
             }
@@ -809,7 +909,7 @@ impl Simulation {
             return;
         }
         node.incarnation += 1;
-        self.trace.u8(7);
+        self.trace.tag(Tag::Crash);
         self.trace.u64(id.0 as u64);
         self.record(Some(id), TraceKind::Crashed);
     }
@@ -848,7 +948,7 @@ impl Simulation {
             tip_hash(&node.chain),
         );
         node.replica = Some(replica);
-        self.trace.u8(8);
+        self.trace.tag(Tag::Restart);
         self.trace.u64(id.0 as u64);
         self.record(Some(id), TraceKind::Restarted);
         let proofs = self.honest[id.index()].fork_proofs.clone();
@@ -862,7 +962,7 @@ impl Simulation {
         if self.phase != Phase::Faults {
             return;
         }
-        self.trace.u8(9);
+        self.trace.tag(Tag::FaultsEnd);
         self.phase = Phase::Liveness;
         self.net.heal();
         self.net.set_faults(false);
@@ -942,6 +1042,11 @@ impl Simulation {
         self.now_ms
     }
 
+    /// When the next queued event is due (a viewer paces its steps by it).
+    pub fn next_event_ms(&self) -> Option<u64> {
+        self.queue.peek_time()
+    }
+
     pub fn phase(&self) -> Phase {
         self.phase
     }
@@ -981,6 +1086,37 @@ impl Simulation {
                 }
             })
             .collect()
+    }
+
+    /// The messages on their way, earliest arrival first (ties: sender, then receiver,
+    /// then kind, so the order does not depend on the queue's layout).
+    pub fn in_flight(&self) -> Vec<InFlight> {
+        let mut out: Vec<InFlight> = self
+            .queue
+            .iter()
+            .filter_map(|(at_ms, event)| match event {
+                SimEvent::Deliver {
+                    from,
+                    to,
+                    sent_ms,
+                    payload,
+                } => {
+                    let coordinates = payload.height_round();
+                    Some(InFlight {
+                        kind: payload.kind(),
+                        from: from.0,
+                        to: to.0,
+                        height: coordinates.map(|(h, _)| h),
+                        round: coordinates.map(|(_, r)| r),
+                        sent_ms: *sent_ms,
+                        arrives_ms: at_ms,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|m| (m.arrives_ms, m.from, m.to, m.kind, m.sent_ms));
+        out
     }
 
     /// An honest node's replica (None for Byzantine ids and crashed nodes).

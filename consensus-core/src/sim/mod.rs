@@ -34,7 +34,8 @@ pub mod report;
 mod trace;
 
 pub use checker::{SignedStep, Violation};
-pub use cluster::{NodeView, Phase, Role, Simulation, TraceEntry, TraceKind};
+pub use cluster::{FaultError, InFlight, NodeView, Phase, Role, Simulation, TraceEntry, TraceKind};
+pub use network::MessageKind;
 pub use report::{run, sweep, SimReport, SweepProgress, SweepSummary};
 
 /// How the Byzantine validators (always the highest ids) behave. They collude: one
@@ -181,11 +182,17 @@ impl SimConfig {
         cap_ms.saturating_mul(rounds) + LIVENESS_MARGIN_MS
     }
 
-    /// The one-line command that replays exactly this run. `--tx-per-s` and
-    /// `--unsafe-local-quorum` appear only when they differ from the defaults.
+    /// The one-line command that replays exactly this run from a source checkout.
     pub fn replay_command(&self) -> String {
+        format!("cargo run -p tinyweb-node -- sim {}", self.replay_args())
+    }
+
+    /// The arguments of `tinyweb sim` that replay exactly this run (a viewer shows them
+    /// after whatever names the binary where it runs). `--tx-per-s` and
+    /// `--unsafe-local-quorum` appear only when they differ from the defaults.
+    pub fn replay_args(&self) -> String {
         let mut cmd = format!(
-            "cargo run -p tinyweb-node -- sim --nodes {} --byzantine {} --strategy {} \
+            "--nodes {} --byzantine {} --strategy {} \
              --seeds 1 --seed-start {} --duration-ms {} --latency-ms {}..{} --drop {} \
              --duplicate {}",
             self.nodes,

@@ -14,7 +14,8 @@ use rand_core::RngCore;
 
 use crate::input::{SyncRequest, SyncResponse};
 use crate::message::{ConsensusMessage, Transaction};
-use crate::types::NodeId;
+use crate::types::{Height, NodeId, Round, VoteKind};
+use serde::Serialize;
 
 use super::{below, between, chance};
 
@@ -35,6 +36,48 @@ impl Payload {
     pub fn message(m: ConsensusMessage) -> Self {
         Payload::Message(Arc::new(m))
     }
+
+    /// What the visualizer draws it as.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Payload::Message(m) => match &**m {
+                ConsensusMessage::Proposal(_) => MessageKind::Proposal,
+                ConsensusMessage::Vote(v) => match v.kind {
+                    VoteKind::Verification => MessageKind::VerificationVote,
+                    VoteKind::Commit => MessageKind::CommitVote,
+                },
+                ConsensusMessage::NewRound(_) => MessageKind::NewRound,
+            },
+            Payload::Bytes(_) => MessageKind::Garbage,
+            Payload::Tx(_) => MessageKind::Transaction,
+            Payload::SyncRequest(_) => MessageKind::SyncRequest,
+            Payload::SyncResponse(_) => MessageKind::SyncResponse,
+        }
+    }
+
+    /// The consensus coordinates it carries, if it is a consensus message.
+    pub fn height_round(&self) -> Option<(Height, Round)> {
+        match self {
+            Payload::Message(m) => Some((m.height(), m.round())),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of message a simulated link carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Proposal,
+    VerificationVote,
+    CommitVote,
+    /// A view-change vote (`/MissingProposer`).
+    NewRound,
+    Transaction,
+    SyncRequest,
+    SyncResponse,
+    /// Bytes no decoder accepts (a Byzantine strategy).
+    Garbage,
 }
 
 struct Entry<T> {
@@ -110,6 +153,11 @@ impl<T> EventQueue<T> {
 
     pub fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// Every queued item with its time, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.heap.iter().map(|e| (e.at_ms, &e.item))
     }
 
     pub fn is_empty(&self) -> bool {

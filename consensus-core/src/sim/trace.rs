@@ -10,6 +10,25 @@ use crate::message::ConsensusMessage;
 use crate::types::{Hash32, NodeId};
 use crate::Output;
 
+/// The tag that starts each simulator record in the hash (replica inputs and outputs have
+/// their own, [`Trace::input`] and [`Trace::output`]). The values are part of every
+/// recorded trace hash: never renumber one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Tag {
+    Boot = 1,
+    ByzantineTimer = 2,
+    Partition = 3,
+    Heal = 4,
+    UndecodableBytes = 5,
+    SyncServed = 6,
+    Crash = 7,
+    Restart = 8,
+    FaultsEnd = 9,
+    ViewerCrash = 11,
+    ViewerRestart = 12,
+}
+
 /// The running trace hash: a compact binary record of everything that happens. The
 /// buffer is reused for JSON records: serde_json writes a value in many small pieces, and
 /// one hash update per record is cheaper than one per piece (the hashed bytes are the same).
@@ -21,6 +40,9 @@ impl Trace {
     }
     pub(super) fn u8(&mut self, v: u8) {
         self.0.update([v]);
+    }
+    pub(super) fn tag(&mut self, tag: Tag) {
+        self.u8(tag as u8);
     }
     pub(super) fn u64(&mut self, v: u64) {
         self.0.update(v.to_be_bytes());
