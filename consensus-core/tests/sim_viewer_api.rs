@@ -88,7 +88,10 @@ fn a_crash_by_hand_stops_the_node_and_a_restart_brings_it_back_to_the_tip() {
 
     sim.restart_now(n1).expect("restart");
     assert_eq!(sim.restart_now(n1), Err(FaultError::AlreadyUp(1)));
-    assert!(commits_past_the_tip(&mut sim, 1), "caught up and committing");
+    assert!(
+        commits_past_the_tip(&mut sim, 1),
+        "caught up and committing"
+    );
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
