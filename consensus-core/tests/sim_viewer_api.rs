@@ -46,12 +46,11 @@ fn messages_in_flight_are_listed_with_kind_endpoints_and_times() {
             kinds.insert(m.kind);
         }
         let listed = sim.in_flight();
-        let mut sorted = listed.clone();
-        sorted.sort_by_key(|m| m.arrives_ms);
-        assert_eq!(
-            listed.iter().map(|m| m.arrives_ms).collect::<Vec<_>>(),
-            sorted.iter().map(|m| m.arrives_ms).collect::<Vec<_>>(),
-            "earliest arrival first"
+        let key =
+            |m: &consensus_core::sim::InFlight| (m.arrives_ms, m.from, m.to, m.kind, m.sent_ms);
+        assert!(
+            listed.windows(2).all(|w| key(&w[0]) <= key(&w[1])),
+            "earliest arrival first, then sender, receiver, kind"
         );
     }
     for kind in [
@@ -109,13 +108,17 @@ fn a_partition_by_hand_stops_the_minority_until_healed() {
     sim.partition_now(vec![0, 0, 0, 1]).expect("partition");
     sim.run_until(1_500);
     let cut_off = sim.nodes()[3].height;
+    let majority_then = sim.nodes()[0].height;
     sim.run_until(6_000);
     assert_eq!(
         sim.nodes()[3].height,
         cut_off,
         "the minority commits nothing"
     );
-    assert!(sim.nodes()[0].height > cut_off, "the majority goes on");
+    assert!(
+        sim.nodes()[0].height > majority_then,
+        "the majority goes on"
+    );
     sim.heal_now();
     assert!(commits_past_the_tip(&mut sim, 3), "rejoined and committing");
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
@@ -144,4 +147,20 @@ fn byzantine_ids_cannot_be_crashed_by_hand() {
     };
     let mut sim = Simulation::new(&cfg).expect("valid");
     assert_eq!(sim.crash_now(NodeId(3)), Err(FaultError::NotHonest(3)));
+    assert_eq!(sim.crash_now(NodeId(4)), Err(FaultError::NoSuchNode(4)));
+}
+
+#[test]
+fn after_the_fault_phase_faults_by_hand_are_refused() {
+    let cfg = SimConfig {
+        duration_ms: 2_000,
+        ..config(6)
+    };
+    let mut sim = Simulation::new(&cfg).expect("valid");
+    sim.run_until(2_500);
+    assert_eq!(sim.crash_now(NodeId(0)), Err(FaultError::FaultsOver));
+    assert_eq!(
+        sim.partition_now(vec![0, 0, 1, 1]),
+        Err(FaultError::FaultsOver)
+    );
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// Virtual time a viewer's run lasts: for ever, in practice. Faults come from the viewer's
-/// clicks (or from the seed's schedule if the config enables partitions or crashes).
+/// clicks; the seed's fault schedule (`partitions`, `crashes`) needs a finite
+/// `duration_ms`, since it is drawn for the whole fault phase up front.
 pub const OPEN_ENDED_MS: u64 = u64::MAX / 4;
 
 /// Most events one `step_many` call processes: keeps a frame's work bounded.
@@ -212,6 +213,13 @@ fn parse_config(config_json: &str) -> Result<SimConfig, String> {
     }
     let cfg: SimConfig =
         serde_json::from_value(Value::Object(merged)).map_err(|e| format!("config: {e}"))?;
+    if cfg.duration_ms == OPEN_ENDED_MS && (cfg.partitions || cfg.crashes) {
+        return Err(
+            "partitions and crashes drawn from the seed need a finite duration_ms; \
+             in an open-ended run, cut and crash nodes by hand"
+                .into(),
+        );
+    }
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
 }
@@ -239,6 +247,11 @@ mod tests {
         assert_eq!(cfg["byzantine"], 0);
         let err = Viewer::new(r#"{"nodez": 7}"#).err().expect("refused");
         assert!(err.contains("nodez"), "{err}");
+        let err = Viewer::new(r#"{"partitions": true}"#)
+            .err()
+            .expect("refused: the schedule is drawn for the whole run");
+        assert!(err.contains("duration_ms"), "{err}");
+        assert!(Viewer::new(r#"{"partitions": true, "duration_ms": 10000}"#).is_ok());
         let err = Viewer::new(r#"{"nodes": 4, "byzantine": 4}"#)
             .err()
             .expect("refused");

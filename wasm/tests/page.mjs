@@ -37,7 +37,8 @@ function serve() {
 
 function nativeTraceHash(seed, nodes, durationMs) {
   const out = execFileSync(tinyweb, ['sim', '--nodes', String(nodes), '--seeds', '1',
-    '--seed-start', String(seed), '--duration-ms', String(durationMs), '--trace'], { encoding: 'utf8' });
+    '--seed-start', String(seed), '--duration-ms', String(durationMs), '--trace'],
+  { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   const line = out.trim().split('\n').find((l) => l.startsWith('trace hash '));
   assert.ok(line, 'tinyweb sim --trace prints its trace hash');
   return line.slice('trace hash '.length).trim();
@@ -79,7 +80,7 @@ try {
       while (state.sim.committedHeight() < 1) state.sim.stepMany(1);
       render();
     });
-    const proposer = await page.evaluate(() => window.tinyweb.state.nodes.find((n) => n.up && n.proposer !== undefined).proposer);
+    const proposer = await page.evaluate(() => window.tinyweb.state.nodes.find((n) => n.up && n.proposer != null).proposer);
     const node = page.locator(`#ring g.node[data-node="${proposer}"]`);
     const box = await node.boundingBox();
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
@@ -91,6 +92,14 @@ try {
       .some((li) => / new_round_sent /.test(li.textContent)), null, { timeout: DEADLINE_MS });
     await page.waitForFunction(() => [...document.querySelectorAll('#log li')]
       .some((li) => / round_changed .*round=1/.test(li.textContent)), null, { timeout: DEADLINE_MS });
+  });
+
+  await check('two equivocators among four fork the chain and the agreement invariant turns red', async () => {
+    // Beyond f = 1: the checker must catch the fork (seed 0 forks within seconds natively).
+    await page.goto(`${base}/?seed=0&nodes=4&byzantine=2&strategy=equivocate&autoplay=1&speed=2`);
+    await page.waitForSelector('#invariants.bad #inv-agreement.bad', { timeout: DEADLINE_MS });
+    assert.match(await page.textContent('#violation'), /seed 0: .*agreement[\s\S]*tinyweb sim .*--byzantine 2 --strategy equivocate/);
+    assert.equal(await page.getAttribute('#inv-validity', 'class'), '');
   });
 
   await check('the browser and native trace hashes agree for three seeds', async () => {

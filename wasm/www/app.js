@@ -54,8 +54,9 @@ function inputsFromUrl() {
   if (params.has('speed')) $('speed').value = params.get('speed');
 }
 
+// The link that replays the run on screen (not the inputs, which may have been edited since).
 function shareUrl() {
-  const c = configFromInputs();
+  const c = state.sim ? JSON.parse(state.sim.configJson()) : configFromInputs();
   const q = new URLSearchParams({
     seed: c.seed, nodes: c.nodes, byzantine: c.byzantine, strategy: c.strategy,
     drop: c.drop, speed: $('speed').value, autoplay: state.playing ? 1 : 0,
@@ -63,12 +64,19 @@ function shareUrl() {
   return `${location.pathname}?${q}`;
 }
 
+// A passing message (a refused click), cleared after a few seconds: not a safety verdict.
+function notice(text) {
+  $('notice').textContent = text;
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => { $('notice').textContent = ''; }, 4000);
+}
+
 function newRun() {
   const config = configFromInputs();
   try {
     state.sim = new WasmSim(JSON.stringify(config));
   } catch (e) {
-    $('violation').textContent = `cannot start: ${e.message ?? e}`;
+    notice(`cannot start: ${e.message ?? e}`);
     return;
   }
   state.nextSeq = 0;
@@ -105,6 +113,10 @@ function absorb(entries) {
     const d = entry.data;
     if (d.event === 'committed' && !state.heights.has(d.height)) {
       state.heights.set(d.height, { round: d.round, hash: d.blockHash, atMs: entry.at_ms, txs: d.txs });
+      // Remembered only to show each height once: forget those far below.
+      for (const h of state.heights.keys()) {
+        if (h + LOG_LINES_MAX < d.height) state.heights.delete(h); else break;
+      }
       const item = document.createElement('li');
       item.value = d.height;
       item.textContent = `${d.blockHash.slice(0, 8)} round ${d.round}, ${d.txs} txs, at ${(entry.at_ms / 1000).toFixed(3)} s`;
@@ -156,12 +168,13 @@ function renderInvariants(violations) {
   const box = $('invariants');
   const bad = violations.length > 0;
   box.className = bad ? 'bad' : 'ok';
-  const kinds = new Set(violations.map((v) => Object.keys(v)[0]));
-  $('inv-agreement').className = kinds.has('Agreement') || kinds.has('agreement') ? 'bad' : '';
-  $('inv-validity').className = kinds.has('Validity') || kinds.has('validity') ? 'bad' : '';
-  $('inv-double-vote').className = [...kinds].some((k) => /double/i.test(k)) ? 'bad' : '';
+  // Violations are tagged by "check": agreement (S1), validity (S2), double_sign (S3).
+  const checks = new Set(violations.map((v) => v.check));
+  $('inv-agreement').className = checks.has('agreement') ? 'bad' : '';
+  $('inv-validity').className = checks.has('validity') ? 'bad' : '';
+  $('inv-double-vote').className = checks.has('double_sign') ? 'bad' : '';
   if (bad) {
-    $('violation').textContent = `seed ${$('seed').value}: ${JSON.stringify(violations[0])}\n` +
+    $('violation').textContent = `seed ${JSON.parse(state.sim.configJson()).seed}: ${JSON.stringify(violations[0])}\n` +
       `replay: tinyweb sim ${state.sim.replayArgs()}`;
   }
 }
@@ -225,7 +238,9 @@ function release(target) {
   try {
     if (from === target) {
       const node = state.nodes[target];
-      if (node.up) state.sim.crash(target); else state.sim.restart(target);
+      if (node.role.role === 'byzantine') {
+        notice(`n${target} is Byzantine: the coalition cannot be crashed, only honest nodes`);
+      } else if (node.up) state.sim.crash(target); else state.sim.restart(target);
     } else {
       // The arc from `from` clockwise to `target` becomes the other side.
       const n = state.nodes.length;
@@ -237,7 +252,7 @@ function release(target) {
       state.sim.partition(JSON.stringify(groups));
     }
   } catch (e) {
-    $('violation').textContent = String(e.message ?? e);
+    notice(String(e.message ?? e));
   }
   render();
 }
@@ -323,7 +338,7 @@ async function live(base) {
       $('committed-height').textContent = String(s.height);
       $('phase').textContent = s.step;
     } catch (e) {
-      $('violation').textContent = `cannot reach ${base}: ${e}`;
+      notice(`cannot reach ${base}: ${e}`);
     }
   };
   await poll();

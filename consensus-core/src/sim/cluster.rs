@@ -140,7 +140,9 @@ pub enum TraceKind {
 /// A fault a viewer asked for that cannot happen.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FaultError {
-    #[error("node {0} is not an honest node (Byzantine nodes are the highest ids)")]
+    #[error("there is no node {0}")]
+    NoSuchNode(u16),
+    #[error("node {0} is Byzantine (the highest ids): only honest nodes crash and restart")]
     NotHonest(u16),
     #[error("node {0} is already down")]
     AlreadyDown(u16),
@@ -148,8 +150,10 @@ pub enum FaultError {
     AlreadyUp(u16),
     #[error("a partition names one group per node: {expected} expected, {got} given")]
     Groups { expected: usize, got: usize },
-    #[error("the run is decided; start a new one")]
-    RunDecided,
+    /// After the fault phase the run checks liveness: a fault then would be charged to
+    /// the protocol, and `replay_args` could not reproduce it.
+    #[error("the fault phase is over; start a new run")]
+    FaultsOver,
 }
 
 /// A message on a link, for the visualizer's arrows.
@@ -456,8 +460,8 @@ impl Simulation {
     /// Cuts the network into `groups` (one group number per node) now, until
     /// [`Simulation::heal_now`]. A scripted or drawn heal also ends it.
     pub fn partition_now(&mut self, groups: Vec<u8>) -> Result<(), FaultError> {
-        if self.phase == Phase::Done {
-            return Err(FaultError::RunDecided);
+        if self.phase != Phase::Faults {
+            return Err(FaultError::FaultsOver);
         }
         if groups.len() != self.n() {
             return Err(FaultError::Groups {
@@ -481,10 +485,13 @@ impl Simulation {
         }
     }
 
-    /// `node` is honest, the run is not decided, and the node is up (`up`) or down.
+    /// `node` is honest, the fault phase is on, and the node is up (`up`) or down.
     fn live_honest(&self, node: NodeId, up: bool) -> Result<(), FaultError> {
-        if self.phase == Phase::Done {
-            return Err(FaultError::RunDecided);
+        if self.phase != Phase::Faults {
+            return Err(FaultError::FaultsOver);
+        }
+        if node.index() >= self.n() {
+            return Err(FaultError::NoSuchNode(node.0));
         }
         let Some(h) = self.honest.get(node.index()) else {
             return Err(FaultError::NotHonest(node.0));
