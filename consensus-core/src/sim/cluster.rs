@@ -469,14 +469,19 @@ impl Simulation {
                 got: groups.len(),
             });
         }
+        self.partition(groups);
+        Ok(())
+    }
+
+    /// Cuts the network into `groups`, scheduled or by hand.
+    fn partition(&mut self, groups: Vec<u8>) {
         self.trace.tag(Tag::Partition);
         self.trace.json(&groups);
         self.net.partition(groups.clone());
         self.record(None, TraceKind::Partitioned { groups });
-        Ok(())
     }
 
-    /// Heals a partition now (nothing if the network is whole).
+    /// Heals a partition now (nothing if the network is whole); scheduled heals too.
     pub fn heal_now(&mut self) {
         if self.net.is_partitioned() {
             self.trace.tag(Tag::Heal);
@@ -608,19 +613,10 @@ impl Simulation {
             SimEvent::Restart(id) => self.restart(id),
             SimEvent::Partition(groups) => {
                 if self.phase == Phase::Faults {
-                    self.trace.tag(Tag::Partition);
-                    self.trace.json(&groups);
-                    self.net.partition(groups.clone());
-                    self.record(None, TraceKind::Partitioned { groups });
+                    self.partition(groups);
                 }
             }
-            SimEvent::Heal => {
-                if self.net.is_partitioned() {
-                    self.trace.tag(Tag::Heal);
-                    self.net.heal();
-                    self.record(None, TraceKind::Healed);
-                }
-            }
+            SimEvent::Heal => self.heal_now(),
             SimEvent::FaultsEnd => self.end_faults(),
             SimEvent::LivenessDeadline => self.liveness_deadline(),
         }
