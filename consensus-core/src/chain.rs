@@ -35,9 +35,9 @@ use crate::crypto::{merkle_root, PROTOCOL_VERSION};
 use crate::error::{BlockError, ForkProofError, JoinRefusal, TxError};
 use crate::event::Event;
 use crate::limits::{
-    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, JOIN_COOLDOWN_MS, MEMBERSHIP_REQUESTS_MAX,
-    MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX, TX_PAYLOAD_BYTES_MAX, TX_REPLAY_WINDOW_MS,
-    VALIDATORS_MAX,
+    ADDRESS_BYTES_MAX, BLOCK_TXS_MAX, COMMITTED_HASHES_KEPT, JOIN_COOLDOWN_MS,
+    MEMBERSHIP_REQUESTS_MAX, MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX, TX_PAYLOAD_BYTES_MAX,
+    TX_REPLAY_WINDOW_MS, VALIDATORS_MAX,
 };
 use crate::message::{
     Block, BlockHeader, EquivocationEvidence, ForkProof, Genesis, JoinRequest, Transaction, TxKind,
@@ -45,6 +45,7 @@ use crate::message::{
 };
 use crate::proposer::proposer;
 use crate::quorum::{max_faulty, quorum};
+use crate::recent_hashes::{OwnHash, RecentHashes};
 use crate::turns::{TurnChange, TurnRecords};
 use crate::types::{BlockHash, Hash32, Height, NodeId, NodeSet, PublicKey, Round, TxHash};
 use crate::verifier::Verifier;
@@ -118,9 +119,9 @@ pub struct ChainState {
     /// fork proof may be about an old height.
     joined_at: Vec<Height>,
     left_at: Vec<Option<Height>>,
-    /// The hash of every committed height, genesis first: a certified block met in sync
-    /// that differs from ours at its height is a fork proof. 32 bytes per height.
-    hashes: Vec<BlockHash>,
+    /// The hashes of the most recent committed heights: a certified block met in sync that
+    /// differs from ours at its height is a fork proof. Deeper heights are the host's.
+    hashes: RecentHashes,
     /// Out of the proposer rotation by committed requests or evidence (still voting).
     suspended: NodeSet,
     /// Failed proposer turns, and who sits out the rotation for them.
@@ -165,7 +166,7 @@ impl ChainState {
         let mut s = Self {
             joined_at,
             left_at,
-            hashes: vec![block.hash()],
+            hashes: RecentHashes::new(block.hash(), COMMITTED_HASHES_KEPT),
             chain_id: block.hash(),
             height: 0,
             last_hash: block.hash(),
@@ -261,9 +262,22 @@ impl ChainState {
             .map(|(i, _)| NodeId(i as u16))
             .collect()
     }
-    /// The hash of our block at `height`, if committed (0 is genesis).
+    /// The hash of our block at `height`, if committed and recent enough to be kept
+    /// (0 is genesis): see [`ChainState::own_hash`].
     pub fn hash_at(&self, height: Height) -> Option<BlockHash> {
-        self.hashes.get(usize::try_from(height).ok()?).copied()
+        match self.hashes.get(height) {
+            OwnHash::Known(hash) => Some(hash),
+            OwnHash::Forgotten | OwnHash::NotCommitted => None,
+        }
+    }
+    /// What this node knows of its own block at `height`: its hash for the most recent
+    /// heights, else that only the host's store has it.
+    pub fn own_hash(&self, height: Height) -> OwnHash {
+        self.hashes.get(height)
+    }
+    /// Keep the hashes of the last `heights` committed heights (at least the tip's).
+    pub fn keep_hashes(&mut self, heights: usize) {
+        self.hashes.set_kept(heights);
     }
     /// Suspended by committed requests or evidence: out of the rotation, still voting.
     pub fn suspended(&self) -> NodeSet {

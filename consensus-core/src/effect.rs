@@ -45,6 +45,12 @@ pub enum Output {
     /// A side without a certificate is this node's own committed block at that height: fill
     /// it in from the store before keeping the proof.
     ForkProof(ForkProof),
+    /// A peer served this certified block (its certificate verified) at a committed height
+    /// too deep for the replica to remember its own hash there
+    /// ([`crate::ReplicaConfig::committed_hashes_kept`]). Compare it with the stored block at
+    /// that height: if they differ, feed [`ForkProof::between`] of the two back as
+    /// [`crate::Input::ForkProof`].
+    CompareWithStored(Block),
     /// Something observable happened (logs, metrics, simulator trace, `/events`).
     Event(Event),
 }

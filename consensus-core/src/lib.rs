@@ -86,6 +86,7 @@ pub mod message;
 pub mod peers;
 pub mod proposer;
 pub mod quorum;
+pub mod recent_hashes;
 pub mod replica;
 pub mod sim;
 pub mod sync;

@@ -47,6 +47,11 @@ pub const SYNC_BLOCKS_MAX: usize = 64;
 pub const MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX: usize = 8;
 /// Most membership requests pending at once.
 pub const MEMBERSHIP_REQUESTS_MAX: usize = VALIDATORS_MAX * MEMBERSHIP_REQUESTS_PER_VALIDATOR_MAX;
+/// Committed heights whose block hash the replica keeps in memory for fork detection (32
+/// bytes each: 512 KiB). Minutes of blocks at full load, days on a quiet family chain;
+/// deeper heights are compared against the host's store. [`crate::ReplicaConfig`] can
+/// change it.
+pub const COMMITTED_HASHES_KEPT: usize = 16_384;
 /// How far (ms) a proposed block's timestamp may run ahead of this validator's clock for it
 /// to get a verification vote: a Byzantine proposer must not push block time into the far
 /// future (every transaction would then look expired).

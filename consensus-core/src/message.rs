@@ -487,6 +487,27 @@ pub struct ForkProof {
     pub second: CertifiedHash,
 }
 
+impl ForkProof {
+    /// The proof two blocks at one height make, with their certificates: `None` if they
+    /// are the same block or at different heights. Whether the certificates hold is
+    /// [`crate::chain::ChainState::verify_fork_proof`]'s to say.
+    pub fn between(first: &Block, second: &Block) -> Option<Self> {
+        let height = first.height();
+        if height != second.height() || first.hash() == second.hash() {
+            return None;
+        }
+        let side = |b: &Block| CertifiedHash {
+            block_hash: b.hash(),
+            certificate: b.commit.clone(),
+        };
+        Some(Self {
+            height,
+            first: side(first),
+            second: side(second),
+        })
+    }
+}
+
 /// A proposal for (height, round). `valid_round` is set when the proposer re-proposes a block
 /// that gathered a verification quorum in that earlier round (Tendermint's validRound).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -139,3 +139,74 @@ fn n4_a_kept_fork_proof_halts_the_restarted_node_and_a_bogus_one_does_not() {
         "a short certificate proves nothing"
     );
 }
+
+/// A 4-node net that committed two heights and keeps only the tip's hash in the core, so
+/// height 1 is "forgotten": only the host's store still has that block.
+fn net_that_forgot_height_1() -> Net {
+    let mut net = Net::with_config(
+        4,
+        ReplicaConfig {
+            committed_hashes_kept: 1,
+            ..ReplicaConfig::default()
+        },
+    );
+    net.max_height = 2;
+    net.start();
+    net.next_block();
+    assert_eq!(net.heights(), vec![2, 2, 2, 2]);
+    assert_eq!(net.nodes[0].chain_state().hash_at(1), None, "forgotten");
+    net
+}
+
+fn compared(out: &[Output]) -> Vec<Block> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::CompareWithStored(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn n4_certified_block_below_the_kept_hashes_goes_to_the_host_and_its_proof_halts() {
+    let mut net = net_that_forgot_height_1();
+    let ours = net.committed[0][0].clone();
+    let theirs = conflicting_block(&net, &[1, 2, 3]);
+    let out = sync_page(&mut net, vec![theirs.clone()]);
+    assert_eq!(compared(&out), vec![theirs.clone()], "{out:?}");
+    assert!(!net.nodes[0].is_halted(), "the core cannot tell on its own");
+    assert!(!out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
+
+    // The host's answer: its stored block differs, so it hands back a proof.
+    let proof = ForkProof::between(&theirs, &ours).expect("different blocks");
+    let out = net.nodes[0].handle(net.now, Input::ForkProof(proof.clone()));
+    assert!(net.nodes[0].is_halted(), "committing stops");
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::ByzantineOverload { .. }))));
+    assert!(net.nodes[0].chain_state().verify_fork_proof(&proof).is_ok());
+}
+
+#[test]
+fn n4_our_own_old_block_goes_to_the_host_and_proves_nothing() {
+    let mut net = net_that_forgot_height_1();
+    let ours = net.committed[0][0].clone();
+    let out = sync_page(&mut net, vec![ours.clone()]);
+    assert_eq!(compared(&out), vec![ours.clone()]);
+    assert_eq!(ForkProof::between(&ours, &ours), None);
+    assert!(!net.nodes[0].is_halted());
+}
+
+#[test]
+fn n4_old_block_with_a_short_certificate_is_rejected_before_the_host_sees_it() {
+    let mut net = net_that_forgot_height_1();
+    let theirs = conflicting_block(&net, &[2, 3]);
+    let out = sync_page(&mut net, vec![theirs]);
+    assert!(compared(&out).is_empty(), "{out:?}");
+    assert!(!net.nodes[0].is_halted());
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::Rejected { .. }))));
+}

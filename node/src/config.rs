@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::store::LmdbOptions;
 use consensus_core::crypto::Keypair;
 use consensus_core::limits::{BLOCK_BYTES_DEFAULT, BLOCK_TXS_MAX, TX_WIRE_BYTES_MAX};
 use consensus_core::peers::DELINQUENCY_THRESHOLD_DEFAULT;
@@ -169,13 +170,16 @@ impl Default for NetworkSection {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSection {
     /// LMDB map size: the most the store can ever hold. A full map stops the node with a
-    /// clear error (raise this and restart); nothing is lost.
+    /// clear error (raise this and restart); nothing is lost. The map is address space, not
+    /// disk: the data file grows only with what is stored.
     pub map_size_mib: usize,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
-        Self { map_size_mib: 1024 }
+        Self {
+            map_size_mib: LmdbOptions::DEFAULT_MAP_SIZE / (1024 * 1024),
+        }
     }
 }
 
@@ -316,6 +320,8 @@ impl NodeConfig {
             block_bytes_max: c.block_bytes_max,
             mempool_max: c.mempool_max,
             quorum_rule: consensus_core::QuorumRule::RegisteredSetOnChain,
+            // Older heights are checked against the store on demand (`CompareWithStored`).
+            committed_hashes_kept: consensus_core::limits::COMMITTED_HASHES_KEPT,
         }
     }
 }

@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 use rand_chacha::rand_core::RngCore;
 
 use super::{Out, Replica};
-use crate::error::{RejectReason, SyncError};
+use crate::error::{BlockError, RejectReason, SyncError};
 use crate::event::Event;
 use crate::input::{SyncRequest, SyncResponse};
 use crate::limits::SYNC_BLOCKS_MAX;
 use crate::message::{Block, CertifiedHash, ForkProof, VoteKind};
+use crate::recent_hashes::OwnHash;
 use crate::timer::TimerKind;
 use crate::types::{BlockHash, Height, NodeId, NodeSet};
 use crate::Output;
@@ -278,12 +279,30 @@ impl Replica {
         for block in blocks {
             let height = block.height();
             if height <= self.chain.height() {
-                if self.chain.hash_at(height) != Some(block.hash()) {
-                    if let Some(proof) = self.fork_with_ours(&block) {
-                        self.fork_found(proof, out);
-                        break;
+                match self.chain.own_hash(height) {
+                    OwnHash::Known(ours) if ours == block.hash() => {}
+                    OwnHash::Forgotten => {
+                        // Too deep to compare here: the host compares it with its store
+                        // and hands back a fork proof if ours differs.
+                        let verified = match &block.commit {
+                            Some(cert) => {
+                                self.chain
+                                    .verify_certificate_at(height, &block.hash(), cert)
+                            }
+                            None => Err(BlockError::MissingCertificate),
+                        };
+                        if let Err(error) = verified {
+                            return (applied, Some(SyncError::Block { height, error }));
+                        }
+                        out.push(Output::CompareWithStored(block));
                     }
-                    return (applied, Some(SyncError::Conflict { height }));
+                    OwnHash::Known(_) | OwnHash::NotCommitted => {
+                        if let Some(proof) = self.fork_with_ours(&block) {
+                            self.fork_found(proof, out);
+                            break;
+                        }
+                        return (applied, Some(SyncError::Conflict { height }));
+                    }
                 }
                 continue;
             }

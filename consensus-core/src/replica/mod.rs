@@ -30,7 +30,8 @@ use crate::error::{BlockError, RejectReason, SyncError, TxError};
 use crate::event::Event;
 use crate::input::Input;
 use crate::limits::{
-    BLOCK_BYTES_DEFAULT, BLOCK_TXS_MAX, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX, VERIFIED_TXS_MAX,
+    BLOCK_BYTES_DEFAULT, BLOCK_TXS_MAX, COMMITTED_HASHES_KEPT, JSON_INTEGER_MAX, MEMPOOL_TXS_MAX,
+    VERIFIED_TXS_MAX,
 };
 #[cfg(debug_assertions)]
 use crate::limits::{FUTURE_MESSAGES_PER_PEER_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_KEPT_MAX};
@@ -86,6 +87,9 @@ pub struct ReplicaConfig {
     pub block_bytes_max: usize,
     pub mempool_max: usize,
     pub quorum_rule: QuorumRule,
+    /// Committed heights whose hash is kept in memory to recognise a conflicting certified
+    /// block in sync; deeper ones are compared by the host ([`Output::CompareWithStored`]).
+    pub committed_hashes_kept: usize,
 }
 
 impl Default for ReplicaConfig {
@@ -100,6 +104,7 @@ impl Default for ReplicaConfig {
             block_bytes_max: BLOCK_BYTES_DEFAULT,
             mempool_max: MEMPOOL_TXS_MAX,
             quorum_rule: QuorumRule::RegisteredSetOnChain,
+            committed_hashes_kept: COMMITTED_HASHES_KEPT,
         }
     }
 }
@@ -218,7 +223,8 @@ type Out = Vec<Output>;
 impl Replica {
     /// A replica at genesis. `rng_seed` seeds its only randomness (sync peer choice).
     pub fn new(config: ReplicaConfig, genesis: &Genesis, key: Keypair, rng_seed: u64) -> Self {
-        let chain = ChainState::genesis(genesis);
+        let mut chain = ChainState::genesis(genesis);
+        chain.keep_hashes(config.committed_hashes_kept);
         let id = chain.id_of(&key.public());
         let votes = VoteKeeper::new(1, chain.quorum());
         Self {

@@ -335,7 +335,8 @@ impl Coalition {
                 Output::PersistSignState(_)
                 | Output::PersistLockedProposal(_)
                 | Output::Event(_)
-                | Output::ForkProof(_) => {}
+                | Output::ForkProof(_)
+                | Output::CompareWithStored(_) => {}
             }
         }
     }

@@ -679,22 +679,29 @@ impl Simulation {
             // sign state before the vote that follows it) is what keeps this safe.
             let cut = below(&mut self.crash_rng, outputs.len() as u64 + 1) as usize;
             for out in outputs.into_iter().take(cut) {
-                self.apply_output(id, out);
+                // A crash follows: whatever the host would have answered is lost with it.
+                let _ = self.apply_output(id, out);
             }
             self.crash(id);
             return;
         }
-        for out in outputs {
-            self.apply_output(id, out);
-        }
+        let answers: Vec<Input> = outputs
+            .into_iter()
+            .filter_map(|out| self.apply_output(id, out))
+            .collect();
         let node = &self.honest[id.index()];
         if let Some(r) = &node.replica {
             self.checker
                 .on_step(now, id, r.height(), node.chain.tip_height());
         }
+        for answer in answers {
+            self.deliver_input(id, answer);
+        }
     }
 
-    fn apply_output(&mut self, id: NodeId, out: Output) {
+    /// Carries out one output of honest node `id`; returns the host's answer to feed back
+    /// to it once the step's outputs are all applied, if the output asks for one.
+    fn apply_output(&mut self, id: NodeId, out: Output) -> Option<Input> {
         self.trace.output(id, &out);
         let n = self.n() as u16;
         match out {
@@ -746,7 +753,12 @@ impl Simulation {
                     node.fork_proofs.push(proof);
                 }
             }
+            Output::CompareWithStored(theirs) => {
+                let ours = self.honest[id.index()].chain.block(theirs.height())?;
+                return ForkProof::between(&theirs, &ours).map(Input::ForkProof);
+            }
         }
+        None
     }
 
     fn commit(&mut self, id: NodeId, block: Block) {

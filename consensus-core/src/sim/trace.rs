@@ -183,6 +183,10 @@ impl Trace {
                 t.u8(8);
                 t.json(proof);
             }
+            Output::CompareWithStored(block) => {
+                t.u8(10);
+                t.hash(&block.hash());
+            }
             Output::PersistLockedProposal(p) => {
                 t.u8(9);
                 t.msg(&ConsensusMessage::Proposal(p.clone()));

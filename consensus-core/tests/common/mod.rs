@@ -114,6 +114,7 @@ impl Net {
                     Output::BroadcastTx { .. }
                     | Output::RequestSync { .. }
                     | Output::ForkProof(_)
+                    | Output::CompareWithStored(_)
                     | Output::PersistLockedProposal(_)
                     | Output::PersistSignState(_) => {}
                 }

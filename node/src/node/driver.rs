@@ -167,6 +167,9 @@ impl Driver {
     }
 
     fn apply(&mut self, now: u64, outputs: Vec<Output>) -> Result<(), StoreError> {
+        // Answers to `CompareWithStored` go back in after this batch: feeding them mid-loop
+        // would interleave a second batch of outputs with this one.
+        let mut fork_proofs = Vec::new();
         for output in outputs {
             match output {
                 Output::PersistSignState(state) => self.shared.store.save_sign_state(&state)?,
@@ -183,8 +186,15 @@ impl Driver {
                 Output::ScheduleTimer(timer) => self.schedule(timer),
                 Output::RequestSync { peer, request } => self.request_sync(peer, request),
                 Output::ForkProof(proof) => self.keep_fork_proof(proof)?,
+                Output::CompareWithStored(theirs) => {
+                    let ours = self.shared.store.block(theirs.height())?;
+                    fork_proofs.extend(ours.and_then(|ours| ForkProof::between(&theirs, &ours)));
+                }
                 Output::Event(event) => self.on_event(now, event),
             }
+        }
+        for proof in fork_proofs {
+            self.step(Input::ForkProof(proof))?;
         }
         Ok(())
     }
