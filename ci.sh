@@ -55,11 +55,14 @@ cargo test --workspace
 section "visualizer: wasm/build.sh, then the page in headless Chromium (wasm/tests/page.mjs)"
 # Debian's chromium (never a downloaded browser) and playwright-core from npm, pinned by
 # wasm/package-lock.json. build.sh installs the pinned wasm-bindgen-cli if missing.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || ! command -v npm >/dev/null 2>&1; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium npm
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver npm
 fi
 bash wasm/build.sh
+# The wasm-bindgen API in headless Chromium (wasm/tests/web.rs; runner in .cargo/config.toml).
+CHROMEDRIVER=/usr/bin/chromedriver cargo test -p tinyweb-wasm --target wasm32-unknown-unknown
 (cd wasm && npm ci --no-audit --no-fund --silent)
 # The native side of the trace-hash comparison: the tinyweb that `cargo test` just built.
 TINYWEB_BIN="$PWD/target/debug/tinyweb" node wasm/tests/page.mjs

@@ -31,11 +31,12 @@ fn messages_in_flight_are_listed_with_kind_endpoints_and_times() {
     let mut kinds = std::collections::BTreeSet::new();
     while sim.now_ms() < 2_000 {
         assert!(sim.step());
-        for m in sim.in_flight() {
+        for flying in sim.in_flight() {
+            let m = &flying.message;
             assert_ne!(m.from, m.to);
             assert!(m.sent_ms <= sim.now_ms(), "sent in the past");
-            assert!(m.arrives_ms >= sim.now_ms(), "arrives in the future");
-            let latency = m.arrives_ms - m.sent_ms;
+            assert!(flying.arrives_ms >= sim.now_ms(), "arrives in the future");
+            let latency = flying.arrives_ms - m.sent_ms;
             assert!((20..=80).contains(&latency), "within the latency range");
             if matches!(
                 m.kind,
@@ -46,8 +47,10 @@ fn messages_in_flight_are_listed_with_kind_endpoints_and_times() {
             kinds.insert(m.kind);
         }
         let listed = sim.in_flight();
-        let key =
-            |m: &consensus_core::sim::InFlight| (m.arrives_ms, m.from, m.to, m.kind, m.sent_ms);
+        let key = |f: &consensus_core::sim::InFlight| {
+            let m = &f.message;
+            (f.arrives_ms, m.from, m.to, m.kind, m.sent_ms)
+        };
         assert!(
             listed.windows(2).all(|w| key(&w[0]) <= key(&w[1])),
             "earliest arrival first, then sender, receiver, kind"

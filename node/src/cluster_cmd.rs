@@ -75,6 +75,12 @@ pub struct ClusterArgs {
     /// Print one status line per second instead of the live table.
     #[arg(long)]
     no_tui: bool,
+
+    /// The visualizer's built page, served by every node at /ui/ [default: wasm/www of the
+    /// current directory or of the checkout the binary was built in, if `bash wasm/build.sh`
+    /// built it there].
+    #[arg(long, value_name = "DIR")]
+    ui_dir: Option<PathBuf>,
 }
 
 /// `D/cluster.json`.
@@ -329,12 +335,20 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let (client_key, _) = client_cmd::load_or_create_key(&client_key_path)?;
     let tui = !args.no_tui && std::io::stdout().is_terminal();
     let exe = std::env::current_exe().context("finding the tinyweb binary to start nodes with")?;
+    let ui_dir = match &args.ui_dir {
+        Some(dir) if !is_built_ui(dir) => bail!(
+            "--ui-dir {}: no built visualizer there (index.html and pkg/{UI_WASM}; run `bash wasm/build.sh`)",
+            dir.display()
+        ),
+        Some(dir) => Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
+        None => find_built_ui(&exe),
+    };
 
     client_cmd::runtime()?.block_on(async {
         let mut signals = Signals::new()?;
         let mut procs = Vec::with_capacity(file.nodes.len());
         for node in &mut file.nodes {
-            match spawn_node(&exe, node) {
+            match spawn_node(&exe, node, ui_dir.as_deref()) {
                 Ok(proc) => procs.push(proc),
                 Err(e) => {
                     stop_all(&mut procs).await;
@@ -352,8 +366,10 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             cluster_path.display()
         );
 
+        let visualizer = ui_dir.is_some().then(|| visualizer_url(&file.nodes[0].url));
         let cluster = Cluster {
             dir,
+            visualizer,
             client: client_cmd::http_client_with_timeout(STATUS_TIMEOUT)?,
             procs,
         };
@@ -363,7 +379,35 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn spawn_node(exe: &Path, node: &mut ClusterNode) -> anyhow::Result<NodeProc> {
+/// The built page's module, present only after `wasm/build.sh`.
+const UI_WASM: &str = "tinyweb_wasm_bg.wasm";
+
+fn is_built_ui(dir: &Path) -> bool {
+    dir.join("index.html").is_file() && dir.join("pkg").join(UI_WASM).is_file()
+}
+
+/// `wasm/www` under the current directory, or under the checkout `exe` was built in
+/// (`<repo>/target/<profile>/tinyweb`), if the page was built there.
+fn find_built_ui(exe: &Path) -> Option<PathBuf> {
+    let from_cwd = std::env::current_dir().ok().map(|d| d.join("wasm/www"));
+    let from_exe = exe.ancestors().nth(3).map(|repo| repo.join("wasm/www"));
+    [from_cwd, from_exe]
+        .into_iter()
+        .flatten()
+        .find(|d| is_built_ui(d))
+        .and_then(|d| d.canonicalize().ok())
+}
+
+/// The page, served by node 0, following the cluster from node 0.
+fn visualizer_url(node0: &str) -> String {
+    format!("{node0}/ui/?live={node0}")
+}
+
+fn spawn_node(
+    exe: &Path,
+    node: &mut ClusterNode,
+    ui_dir: Option<&Path>,
+) -> anyhow::Result<NodeProc> {
     let log_path = node.log_path();
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -381,10 +425,12 @@ fn spawn_node(exe: &Path, node: &mut ClusterNode) -> anyhow::Result<NodeProc> {
     let stderr = log
         .try_clone()
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let child = tokio::process::Command::new(exe)
-        .arg("run")
-        .arg("--config")
-        .arg(node.config_path())
+    let mut command = tokio::process::Command::new(exe);
+    command.arg("run").arg("--config").arg(node.config_path());
+    if let Some(dir) = ui_dir {
+        command.arg("--ui-dir").arg(dir);
+    }
+    let child = command
         .stdin(Stdio::null())
         // The log is a file: colour codes would only garble it.
         .env("NO_COLOR", "1")
@@ -903,6 +949,8 @@ pub(crate) fn status_table(
 
 struct Cluster {
     dir: PathBuf,
+    /// The visualizer's URL, when the nodes serve it.
+    visualizer: Option<String>,
     client: reqwest::Client,
     procs: Vec<NodeProc>,
 }
@@ -923,11 +971,19 @@ impl Cluster {
     ) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         match self.wait_healthy(signals).await {
-            Startup::Healthy => println!(
-                "all {} nodes healthy after {} ms",
-                self.procs.len(),
-                started.elapsed().as_millis()
-            ),
+            Startup::Healthy => {
+                println!(
+                    "all {} nodes healthy after {} ms",
+                    self.procs.len(),
+                    started.elapsed().as_millis()
+                );
+                match &self.visualizer {
+                    Some(url) => println!("visualizer (live): {url}"),
+                    None => println!(
+                        "visualizer: not built (run `bash wasm/build.sh`, then restart with --dir)"
+                    ),
+                }
+            }
             Startup::Interrupted(sig) => {
                 println!("{sig}: stopping the nodes");
                 stop_all(&mut self.procs).await;
@@ -987,9 +1043,14 @@ impl Cluster {
             let mut stdout = std::io::stdout().lock();
             let written = if tui {
                 // Clear the screen and home the cursor, then draw the table from the top.
+                let visualizer = self
+                    .visualizer
+                    .as_ref()
+                    .map(|url| format!("visualizer: {url}\n"))
+                    .unwrap_or_default();
                 write!(
                     stdout,
-                    "\x1b[2J\x1b[H{}",
+                    "\x1b[2J\x1b[H{}{visualizer}",
                     status_table(&self.dir, watching.elapsed(), &views, &load_line)
                 )
             } else {

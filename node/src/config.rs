@@ -73,6 +73,10 @@ pub struct NodeSection {
     pub genesis_file: PathBuf,
     /// LMDB directory (blocks, certificates, sign state, evidence, peers).
     pub data_dir: PathBuf,
+    /// The visualizer's built page (`wasm/www` after `wasm/build.sh`), served at `/ui/`.
+    /// Unset: no page (`/ui/` answers 404).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ui_dir: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -83,6 +87,7 @@ impl Default for NodeSection {
             key_file: "node.key".into(),
             genesis_file: "genesis.json".into(),
             data_dir: "data".into(),
+            ui_dir: None,
         }
     }
 }
@@ -220,6 +225,9 @@ impl NodeConfig {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(ui) = node.ui_dir.as_mut().filter(|p| p.is_relative()) {
+            *ui = base.join(&*ui);
         }
         if let Some(join) = &mut self.join {
             if join.invitation_file.is_relative() {

@@ -119,9 +119,15 @@ pub const GENESIS: Route = get("/genesis");
 pub const METRICS: Route = get("/metrics");
 pub const EVENTS: Route = get("/events");
 pub const HEALTH: Route = get("/health");
+/// The visualizer's page and its assets, when the node has them (`node.ui_dir`); `/ui`
+/// redirects to `/ui/`.
+pub const UI: Route = Route {
+    aliases: &["/ui/", "/ui"],
+    ..get("/ui/{*path}")
+};
 
 /// Every endpoint the node serves.
-pub const ALL: [Route; 19] = [
+pub const ALL: [Route; 20] = [
     PROPOSE_BLOCK,
     VERIFICATION_VOTE,
     COMMIT_VOTE,
@@ -141,6 +147,7 @@ pub const ALL: [Route; 19] = [
     METRICS,
     EVENTS,
     HEALTH,
+    UI,
 ];
 
 impl Route {

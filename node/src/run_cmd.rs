@@ -23,6 +23,10 @@ pub struct RunArgs {
     /// Log lines for people or for log shippers. Levels via RUST_LOG (default: info).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// Serve the visualizer's built page (`wasm/www` after `bash wasm/build.sh`) at `/ui/`;
+    /// overrides `node.ui_dir` in the config.
+    #[arg(long, value_name = "DIR")]
+    ui_dir: Option<PathBuf>,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -42,7 +46,10 @@ pub fn init_logging(format: LogFormat) {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
-    let config = NodeConfig::load(&args.config)?;
+    let mut config = NodeConfig::load(&args.config)?;
+    if let Some(dir) = args.ui_dir {
+        config.node.ui_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -45,6 +45,18 @@ impl WasmSim {
         self.viewer.run_until(ms)
     }
 
+    /// Events processed since the start (with `nowMs`, the point a shared link replays to).
+    #[wasm_bindgen(js_name = stepsTaken)]
+    pub fn steps_taken(&self) -> f64 {
+        self.viewer.steps_taken()
+    }
+
+    /// Messages put on links since send `from_seq` (JSON array; `arrives_ms` null = lost).
+    #[wasm_bindgen(js_name = sendsSinceJson)]
+    pub fn sends_since_json(&self, from_seq: f64) -> String {
+        self.viewer.sends_since_json(from_seq)
+    }
+
     #[wasm_bindgen(js_name = nowMs)]
     pub fn now_ms(&self) -> f64 {
         self.viewer.now_ms()
@@ -60,6 +72,15 @@ impl WasmSim {
 
     pub fn restart(&mut self, node: u32) -> Result<(), JsError> {
         self.viewer.restart(node).map_err(|e| JsError::new(&e))
+    }
+
+    /// Turns the highest-id honest node Byzantine (`strategy` as `tinyweb sim --strategy`);
+    /// returns its id.
+    #[wasm_bindgen(js_name = makeByzantine)]
+    pub fn make_byzantine(&mut self, strategy: &str) -> Result<u32, JsError> {
+        self.viewer
+            .make_byzantine(strategy)
+            .map_err(|e| JsError::new(&e))
     }
 
     /// `groups_json`: one group number per node, e.g. `[0,0,1,1]`.

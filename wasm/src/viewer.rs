@@ -15,8 +15,14 @@ pub const OPEN_ENDED_MS: u64 = u64::MAX / 4;
 /// Most events one `step_many` call processes: keeps a frame's work bounded.
 pub const STEPS_PER_CALL_MAX: u32 = 100_000;
 
+/// Sends kept for the time-space diagram and the per-round counts (the page reads them
+/// every frame; at 10 nodes a frame at top speed sends a few thousand).
+pub const SENDS_KEPT: usize = 16_384;
+
 pub struct Viewer {
     sim: Simulation,
+    /// Events processed since the start: with the clock, the exact point a link replays to.
+    steps: u64,
 }
 
 /// One node as the page draws it: the simulator's view plus the replica's round state.
@@ -44,8 +50,9 @@ impl Viewer {
     /// their defaults). Without `duration_ms` the run is open-ended.
     pub fn new(config_json: &str) -> Result<Self, String> {
         let cfg = parse_config(config_json)?;
-        let sim = Simulation::new(&cfg).map_err(|e| e.to_string())?;
-        Ok(Self { sim })
+        let mut sim = Simulation::new(&cfg).map_err(|e| e.to_string())?;
+        sim.keep_sends(SENDS_KEPT);
+        Ok(Self { sim, steps: 0 })
     }
 
     pub fn config_json(&self) -> String {
@@ -58,6 +65,7 @@ impl Viewer {
         while done < n.min(STEPS_PER_CALL_MAX) && self.sim.step() {
             done += 1;
         }
+        self.steps += u64::from(done);
         done
     }
 
@@ -80,7 +88,13 @@ impl Viewer {
                 }
             }
         }
+        self.steps += u64::from(done);
         done
+    }
+
+    /// Events processed since the start.
+    pub fn steps_taken(&self) -> f64 {
+        self.steps as f64
     }
 
     pub fn now_ms(&self) -> f64 {
@@ -100,6 +114,18 @@ impl Viewer {
     pub fn restart(&mut self, node: u32) -> Result<(), String> {
         self.sim
             .restart_now(node_id(node)?)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Turns the highest-id honest node Byzantine with `strategy` (`equivocate`,
+    /// `double-vote`, ... as in `tinyweb sim --strategy`); returns its id.
+    pub fn make_byzantine(&mut self, strategy: &str) -> Result<u32, String> {
+        let strategy: consensus_core::sim::Strategy =
+            serde_json::from_value(Value::String(strategy.to_owned()))
+                .map_err(|_| format!("unknown strategy {strategy:?}"))?;
+        self.sim
+            .make_byzantine_now(strategy)
+            .map(|id| u32::from(id.0))
             .map_err(|e| e.to_string())
     }
 
@@ -143,6 +169,14 @@ impl Viewer {
     /// The messages on their way, earliest arrival first.
     pub fn in_flight_json(&self) -> String {
         to_json(&self.sim.in_flight())
+    }
+
+    /// Messages put on links with `seq >= from_seq`, still held (the newest
+    /// [`SENDS_KEPT`]): delivered ones with their arrival time, lost or cut-off ones without.
+    pub fn sends_since_json(&self, from_seq: f64) -> String {
+        let from = from_seq.max(0.0) as u64;
+        let sends: Vec<_> = self.sim.sends_since(from).collect();
+        to_json(&sends)
     }
 
     /// Trace entries with `seq >= from_seq` still held (the newest 2,048 are kept).
@@ -299,5 +333,92 @@ mod tests {
         let native = consensus_core::sim::run(&cfg).expect("runs").trace_hash;
         assert_eq!(run_to_end_trace_hash(json), Ok(native));
         assert!(run_to_end_trace_hash(r#"{"nodes": 4}"#).is_err());
+    }
+
+    #[test]
+    fn sends_are_listed_once_each_with_arrivals_and_cut_ones_without() {
+        let mut v = Viewer::new(r#"{"nodes": 4, "seed": 3}"#).expect("valid");
+        v.run_until(2_000.0);
+        let sends: Value = serde_json::from_str(&v.sends_since_json(0.0)).expect("json");
+        let sends = sends.as_array().expect("array");
+        assert!(sends.iter().any(|m| m["kind"] == "proposal"));
+        assert!(sends
+            .iter()
+            .filter(|m| m["kind"] == "commit_vote")
+            .all(|m| m["signer"].is_u64()));
+        assert!(sends
+            .iter()
+            .all(|m| m["arrives_ms"].as_u64() >= m["sent_ms"].as_u64()));
+        let seqs: Vec<u64> = sends.iter().filter_map(|m| m["seq"].as_u64()).collect();
+        assert_eq!(
+            seqs,
+            (0..seqs.len() as u64).collect::<Vec<_>>(),
+            "each once, in order"
+        );
+        let next = seqs.len() as f64;
+        let later: Value = serde_json::from_str(&v.sends_since_json(next)).expect("json");
+        assert_eq!(later.as_array().map(Vec::len), Some(0), "nothing new yet");
+
+        // Node 3 cut off: what crosses the cut is sent but never arrives.
+        v.partition("[0,0,0,1]").expect("partition");
+        v.run_until(4_000.0);
+        let after: Value = serde_json::from_str(&v.sends_since_json(next)).expect("json");
+        let after = after.as_array().expect("array");
+        let crossing = |m: &&Value| (m["from"] == 3) != (m["to"] == 3);
+        assert!(after.iter().filter(crossing).count() > 0);
+        assert!(after
+            .iter()
+            .filter(crossing)
+            .all(|m| m["arrives_ms"].is_null()));
+    }
+
+    #[test]
+    fn the_same_steps_and_clock_reach_the_same_state() {
+        let mut a = Viewer::new(r#"{"nodes": 4, "seed": 4}"#).expect("valid");
+        a.run_until(1_234.0);
+        a.step_many(7);
+        let (steps, now) = (a.steps_taken(), a.now_ms());
+        let mut b = Viewer::new(r#"{"nodes": 4, "seed": 4}"#).expect("valid");
+        b.step_many(steps as u32);
+        b.run_until(now);
+        assert_eq!(b.steps_taken(), steps);
+        assert_eq!(b.trace_hash(), a.trace_hash());
+    }
+
+    #[test]
+    fn a_node_turned_byzantine_mid_run_lies_and_the_rest_stay_checked() {
+        let mut v = Viewer::new(r#"{"nodes": 4, "seed": 6}"#).expect("valid");
+        v.run_until(1_000.0);
+        let before = v.committed_height();
+        assert!(before >= 1.0);
+        assert!(v.make_byzantine("no-such").is_err());
+        assert_eq!(v.make_byzantine("double-vote"), Ok(3));
+        let nodes: Value = serde_json::from_str(&v.nodes_json()).expect("json");
+        assert_eq!(nodes[3]["role"]["role"], "byzantine", "{}", nodes[3]);
+        assert_eq!(nodes[3]["role"]["strategy"], "double-vote");
+        assert_eq!(nodes[2]["role"]["role"], "honest");
+        // One traitor of four is within f: the three honest nodes keep committing, safely.
+        v.run_until(5_000.0);
+        assert!(v.committed_height() > before + 3.0);
+        assert_eq!(v.violations_json(), "[]");
+        let events: Value = serde_json::from_str(&v.events_since_json(0.0)).expect("json");
+        let events = events.as_array().expect("array");
+        assert!(events
+            .iter()
+            .any(|x| x["kind"] == "turned_byzantine" && x["node"] == 3));
+        // It lies: the honest nodes catch its two votes for one step.
+        assert!(
+            events.iter().any(|x| x["kind"] == "replica"
+                && x["data"]["event"] == "equivocation"
+                && x["data"]["voter"] == 3),
+            "no honest node saw node 3 equivocate"
+        );
+        // A second traitor (two of four, beyond f) is allowed; the last honest node is not.
+        assert_eq!(v.make_byzantine("silent"), Ok(2));
+        assert_eq!(v.make_byzantine("silent"), Ok(1));
+        assert!(
+            v.make_byzantine("silent").is_err(),
+            "node 0 is the last honest"
+        );
     }
 }

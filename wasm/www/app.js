@@ -9,6 +9,16 @@ const RING_RADIUS = 190;
 const NODE_RADIUS = 38;
 const MESSAGES_DRAWN_MAX = 400;
 const LOG_LINES_MAX = 200;
+// The time-space diagram: how much virtual time it shows, and most messages it draws.
+const LAMPORT_WINDOW_MS = 800;
+const LAMPORT_DRAWN_MAX = 400;
+const ROUNDS_KEPT = 64;
+const ROUNDS_SHOWN = 6;
+// Kinds that are one signed consensus message each: a broadcast is signed once and sent
+// n - 1 times, and a vote sent again or forwarded (a commit certificate to a node that
+// lags) is the same signature, so "signed" counts (signer, kind) once per round (an
+// equivocator's second vote is not counted twice).
+const SIGNED_KINDS = new Set(['proposal', 'verification_vote', 'commit_vote', 'new_round']);
 // Virtual milliseconds per real millisecond, by the speed slider's position.
 const SPEEDS = { '-2': 0.02, '-1': 0.1, '0': 0.5, '1': 2, '2': 10 };
 
@@ -20,6 +30,14 @@ const state = {
   votes: new Map(), // "h/r" -> Map(voter -> {verification, commit})
   nodes: [],
   drag: null,
+  live: false,
+  // Faults injected by clicks, with the step and virtual time of each: links replay them.
+  actions: [],
+  nextSend: 0,
+  panelsAt: -Infinity,
+  sends: [], // recent sends, for the time-space diagram
+  commits: [], // recent commits {node, at, height}
+  rounds: new Map(), // "h/r" -> {height, round, kinds, messages, signed: Set}
   frames: 0,
   framesSince: performance.now(),
 };
@@ -55,13 +73,62 @@ function inputsFromUrl() {
 }
 
 // The link that replays the run on screen (not the inputs, which may have been edited since).
-function shareUrl() {
+// With `atStep`, the link also names this exact point (events processed and virtual time)
+// and opens there paused; either way it carries the faults clicked so far.
+function shareUrl(atStep = false) {
   const c = state.sim ? JSON.parse(state.sim.configJson()) : configFromInputs();
   const q = new URLSearchParams({
     seed: c.seed, nodes: c.nodes, byzantine: c.byzantine, strategy: c.strategy,
-    drop: c.drop, speed: $('speed').value, autoplay: state.playing ? 1 : 0,
+    drop: c.drop, speed: $('speed').value, autoplay: state.playing && !atStep ? 1 : 0,
   });
+  if (state.actions.length) {
+    q.set('faults', state.actions.map((a) => `${a.code}:${a.steps}:${a.now}`).join(','));
+  }
+  if (atStep && state.sim) q.set('at', `${state.sim.stepsTaken()}:${state.sim.nowMs()}`);
   return `${location.pathname}?${q}`;
+}
+
+// Runs the simulation forward to exactly `steps` events processed and virtual time `now`.
+function advanceTo(steps, now) {
+  const sim = state.sim;
+  while (sim.stepsTaken() < steps) {
+    if (sim.stepMany(Math.min(steps - sim.stepsTaken(), 100000)) === 0) break;
+  }
+  if (sim.nowMs() < now) sim.runUntil(now);
+}
+
+// One fault by its code: c<i> crash, r<i> restart, p<groups> partition, h heal,
+// b<strategy> the highest honest node turns Byzantine. Recorded
+// (with where it happened) so that a link replays it.
+function applyFault(code) {
+  const sim = state.sim;
+  const at = { code, steps: sim.stepsTaken(), now: sim.nowMs() };
+  const node = Number(code.slice(1));
+  if (code[0] === 'c') sim.crash(node);
+  else if (code[0] === 'r') sim.restart(node);
+  else if (code[0] === 'p') sim.partition(JSON.stringify([...code.slice(1)].map(Number)));
+  else if (code === 'h') sim.heal();
+  else if (code[0] === 'b') notice(`n${sim.makeByzantine(code.slice(1))} turned Byzantine (${code.slice(1)})`);
+  else throw new Error(`unknown fault ${code}`);
+  state.actions.push(at);
+  history.replaceState(null, '', shareUrl());
+}
+
+// The faults and the point a link names, replayed on a fresh run of its seed.
+function replayFromUrl() {
+  try {
+    for (const item of (params.get('faults') ?? '').split(',').filter(Boolean)) {
+      const [code, steps, now] = item.split(':');
+      advanceTo(Number(steps), Number(now));
+      applyFault(code);
+    }
+    if (params.has('at')) {
+      const [steps, now] = params.get('at').split(':').map(Number);
+      advanceTo(steps, now);
+    }
+  } catch (e) {
+    notice(`cannot replay the link: ${e.message ?? e}`);
+  }
 }
 
 // A passing message (a refused click), cleared after a few seconds: not a safety verdict.
@@ -80,6 +147,11 @@ function newRun() {
     return;
   }
   state.nextSeq = 0;
+  state.nextSend = 0;
+  state.actions = [];
+  state.sends = [];
+  state.commits = [];
+  state.rounds.clear();
   state.heights.clear();
   state.votes.clear();
   $('log').replaceChildren();
@@ -99,7 +171,11 @@ function describe(entry) {
     .filter(([k]) => k !== 'event')
     .map(([k, v]) => `${k}=${typeof v === 'string' && v.length === 64 ? v.slice(0, 8) : JSON.stringify(v)}`)
     .join(' ');
-  return `${(entry.at_ms / 1000).toFixed(3)} ${who} ${name} ${fields}`;
+  // Live events carry the node's wall clock; simulated ones virtual seconds from the start.
+  const at = state.live
+    ? new Date(entry.at_ms).toISOString().slice(11, 23)
+    : (entry.at_ms / 1000).toFixed(3);
+  return `${at} ${who} ${name} ${fields}`;
 }
 
 function absorb(entries) {
@@ -111,6 +187,9 @@ function absorb(entries) {
     log.prepend(li);
     if (entry.kind !== 'replica') continue;
     const d = entry.data;
+    if (d.event === 'committed' && entry.node !== null && entry.node !== undefined) {
+      state.commits.push({ node: entry.node, at: entry.at_ms, height: d.height });
+    }
     if (d.event === 'committed' && !state.heights.has(d.height)) {
       state.heights.set(d.height, { round: d.round, hash: d.blockHash, atMs: entry.at_ms, txs: d.txs });
       // Remembered only to show each height once: forget those far below.
@@ -119,7 +198,8 @@ function absorb(entries) {
       }
       const item = document.createElement('li');
       item.value = d.height;
-      item.textContent = `${d.blockHash.slice(0, 8)} round ${d.round}, ${d.txs} txs, at ${(entry.at_ms / 1000).toFixed(3)} s`;
+      const at = state.live ? new Date(entry.at_ms).toISOString().slice(11, 23) : `${(entry.at_ms / 1000).toFixed(3)} s`;
+      item.textContent = `${d.blockHash.slice(0, 8)} round ${d.round}, ${d.txs} txs, at ${at}`;
       $('timeline').prepend(item);
     }
     if (d.event === 'vote_counted') {
@@ -175,7 +255,95 @@ function renderInvariants(violations) {
   $('inv-double-vote').className = checks.has('double_sign') ? 'bad' : '';
   if (bad) {
     $('violation').textContent = `seed ${JSON.parse(state.sim.configJson()).seed}: ${JSON.stringify(violations[0])}\n` +
-      `replay: tinyweb sim ${state.sim.replayArgs()}`;
+      (state.actions.length
+        ? `your clicks are not in a native seed line; this link replays them: ${location.origin}${shareUrl(true)}`
+        : `replay: tinyweb sim ${state.sim.replayArgs()}`);
+  }
+}
+
+// ---- sends: per-round counts and the time-space diagram ----
+
+function absorbSends(sends, now) {
+  for (const m of sends) {
+    state.nextSend = m.seq + 1;
+    state.sends.push(m);
+    if (m.height === null || m.height === undefined) continue;
+    const key = `${m.height}/${m.round}`;
+    let r = state.rounds.get(key);
+    if (!r) {
+      r = { height: m.height, round: m.round, kinds: {}, messages: 0, signed: new Set() };
+      state.rounds.set(key, r);
+      if (state.rounds.size > ROUNDS_KEPT) state.rounds.delete(state.rounds.keys().next().value);
+    }
+    r.messages += 1;
+    r.kinds[m.kind] = (r.kinds[m.kind] ?? 0) + 1;
+    if (SIGNED_KINDS.has(m.kind)) r.signed.add(`${m.signer}|${m.kind}`);
+  }
+  const horizon = now - LAMPORT_WINDOW_MS;
+  state.sends = state.sends.filter((m) => (m.arrives_ms ?? m.sent_ms) >= horizon).slice(-4 * LAMPORT_DRAWN_MAX);
+  state.commits = state.commits.filter((c) => c.at >= horizon);
+}
+
+function renderRoundCounts() {
+  const table = $('round-counts');
+  table.replaceChildren();
+  const head = table.insertRow();
+  for (const h of ['h/r', 'prop.', 'verif.', 'commit', 'new rd', 'msgs', 'signed']) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.appendChild(th);
+  }
+  const rows = [...state.rounds.values()]
+    .sort((a, b) => b.height - a.height || b.round - a.round)
+    .slice(0, ROUNDS_SHOWN);
+  for (const r of rows) {
+    const row = table.insertRow();
+    row.insertCell().textContent = `${r.height}/${r.round}`;
+    for (const k of ['proposal', 'verification_vote', 'commit_vote', 'new_round']) {
+      row.insertCell().textContent = String(r.kinds[k] ?? 0);
+    }
+    row.insertCell().textContent = String(r.messages);
+    row.insertCell().textContent = String(r.signed.size);
+  }
+}
+
+function renderLamport(n, now) {
+  const svg = $('lamport');
+  svg.replaceChildren();
+  const lane = 30;
+  const left = 34;
+  const width = 800;
+  const height = 14 + n * lane;
+  svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  // The newest messages drawn decide how far back the diagram reaches (at 10 nodes the
+  // window shrinks so that what is drawn still fills it).
+  const drawn = state.sends.slice(-LAMPORT_DRAWN_MAX);
+  const start = Math.min(now - 1, Math.max(now - LAMPORT_WINDOW_MS, drawn[0]?.sent_ms ?? 0));
+  const span = now - start;
+  const x = (t) => left + ((t - start) / span) * (width - left - 6);
+  $('lamport-span').textContent = `${Math.round(span)} ms`;
+  const y = (i) => 12 + i * lane;
+  for (let i = 0; i < n; i++) {
+    el('line', { x1: left, y1: y(i), x2: width - 6, y2: y(i), class: 'lane' }, svg);
+    el('text', { x: 4, y: y(i) + 4 }, svg).textContent = `n${i}`;
+  }
+  const lines = el('g', {}, svg);
+  for (const m of drawn) {
+    const kind = m.kind.startsWith('sync') ? 'sync' : m.kind;
+    const attrs = { x1: x(m.sent_ms), y1: y(m.from), stroke: `var(--${kind})`, class: 'msg' };
+    if (m.arrives_ms === null) {
+      // Lost or cut off: a dashed stub toward the receiver.
+      Object.assign(attrs, { x2: x(m.sent_ms + 40), y2: y(m.from) + (y(m.to) - y(m.from)) / 3, class: 'msg lost' });
+    } else {
+      const end = Math.min(m.arrives_ms, now);
+      const p = m.arrives_ms === m.sent_ms ? 1 : (end - m.sent_ms) / (m.arrives_ms - m.sent_ms);
+      Object.assign(attrs, { x2: x(end), y2: y(m.from) + (y(m.to) - y(m.from)) * p });
+    }
+    el('line', attrs, lines);
+  }
+  for (const c of state.commits.filter((c) => c.at >= start)) {
+    el('circle', { cx: x(c.at), cy: y(c.node), r: 3, class: 'commit' }, svg).appendChild(
+      el('title', {})).textContent = `n${c.node} committed height ${c.height}`;
   }
 }
 
@@ -240,7 +408,7 @@ function release(target) {
       const node = state.nodes[target];
       if (node.role.role === 'byzantine') {
         notice(`n${target} is Byzantine: the coalition cannot be crashed, only honest nodes`);
-      } else if (node.up) state.sim.crash(target); else state.sim.restart(target);
+      } else applyFault(`${node.up ? 'c' : 'r'}${target}`);
     } else {
       // The arc from `from` clockwise to `target` becomes the other side.
       const n = state.nodes.length;
@@ -249,7 +417,7 @@ function release(target) {
         groups[i] = 1;
         if (i === target) break;
       }
-      state.sim.partition(JSON.stringify(groups));
+      applyFault(`p${groups.join('')}`);
     }
   } catch (e) {
     notice(String(e.message ?? e));
@@ -264,7 +432,15 @@ function render() {
   state.nodes = nodes;
   absorb(JSON.parse(sim.eventsSinceJson(state.nextSeq)));
   const now = sim.nowMs();
+  absorbSends(JSON.parse(sim.sendsSinceJson(state.nextSend)), now);
   renderRing(nodes, JSON.parse(sim.inFlightJson()), now);
+  // The panels below the ring change more slowly than a frame: 8 times a second is enough.
+  const t = performance.now();
+  if (!(t - state.panelsAt < 125)) {
+    state.panelsAt = t;
+    renderLamport(nodes.length, now);
+    renderRoundCounts();
+  }
   renderQuorum(nodes);
   renderInvariants(JSON.parse(sim.violationsJson()));
   $('committed-height').textContent = String(sim.committedHeight());
@@ -305,12 +481,27 @@ function wireControls() {
   $('step').onclick = () => { state.sim?.stepMany(1); render(); };
   $('restart-run').onclick = newRun;
   $('new-seed').onclick = () => { $('seed').value = Math.floor(Math.random() * 1e9); newRun(); };
-  $('heal').onclick = () => { state.sim?.heal(); render(); };
+  $('heal').onclick = () => { if (state.sim) { applyFault('h'); render(); } };
+  $('make-byzantine').onclick = () => {
+    if (!state.sim) return;
+    try {
+      applyFault(`b${$('strategy').value}`);
+    } catch (e) {
+      notice(String(e.message ?? e));
+    }
+    render();
+  };
+  $('copy-step').onclick = () => {
+    const url = location.origin + shareUrl(true);
+    navigator.clipboard?.writeText(url).catch(() => {});
+    history.replaceState(null, '', shareUrl(true));
+    notice('link to this step copied (and in the address bar)');
+  };
   $('speed').oninput = () => {
     $('speed-label').textContent = `${SPEEDS[$('speed').value]}×`;
     history.replaceState(null, '', shareUrl());
   };
-  $('share').onclick = (e) => { e.preventDefault(); navigator.clipboard?.writeText(location.origin + shareUrl()); };
+  $('share').onclick = (e) => { e.preventDefault(); navigator.clipboard?.writeText(location.origin + shareUrl()).catch(() => {}); };
   document.addEventListener('pointerup', () => { state.drag = null; });
   document.addEventListener('keydown', (e) => {
     if (e.target.tagName === 'INPUT') return;
@@ -322,27 +513,67 @@ function wireControls() {
 
 // ---- live mode ----
 
+const LIVE_POLL_MS = 500;
+const LIVE_TIMEOUT_MS = 1500;
+
+// One node's /status, or null if it does not answer in time (down, or refusing).
+async function statusOf(url) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), LIVE_TIMEOUT_MS);
+  try {
+    const r = await fetch(`${url}/status`, { signal: abort.signal, cache: 'no-store' });
+    return r.ok ? await r.json() : null;
+  } catch {
+    return null;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// Follows a running cluster: every validator's /status (each node allows the pages of its
+// chain's validators to read it), and the core's events of the node the page names.
 async function live(base) {
   $('mode').textContent = `live: ${base}`;
+  state.live = true;
   $('controls').hidden = true;
+  // The checker, the message views and the ring hint belong to the simulator (a node does
+  // not publish its messages).
+  for (const id of ['invariants', 'lamport-panel', 'round-counts-panel', 'legend']) $(id).hidden = true;
+  document.querySelector('.hint').hidden = true;
+  $('clock-label').textContent = 'polled at';
   $('replay').textContent = '(a live cluster)';
+  $('trace-hash').textContent = '(a live cluster)';
+  let members = new Map(); // id -> url, learned from the named node's peer list
   const poll = async () => {
-    try {
-      const s = await (await fetch(`${base}/status`)).json();
-      const nodes = [{ id: s.id, up: true, height: s.height, round: s.round, step: s.step, group: 0, role: { role: 'honest' } }];
-      for (const p of s.peers ?? []) {
-        nodes.push({ id: p.id, up: !p.delinquent, height: '?', round: '?', step: p.delinquent ? 'delinquent' : 'peer', group: 0, role: { role: 'honest' } });
-      }
-      nodes.sort((a, b) => a.id - b.id);
-      renderRing(nodes, [], 0);
-      $('committed-height').textContent = String(s.height);
-      $('phase').textContent = s.step;
-    } catch (e) {
-      notice(`cannot reach ${base}: ${e}`);
+    const first = await statusOf(base);
+    if (!first) {
+      notice(`cannot reach ${base}`);
+    } else if (first.id !== null && first.id !== undefined) {
+      members = new Map([[first.id, base], ...(first.peers ?? []).map((p) => [p.id, `http://${p.address}`])]);
     }
+    const ids = [...members.keys()].sort((a, b) => a - b);
+    const statuses = await Promise.all(ids.map((id) => (members.get(id) === base ? first : statusOf(members.get(id)))));
+    const nodes = ids.map((id, i) => {
+      const s = statuses[i];
+      if (!s) return { id, up: false, height: '?', round: '?', step: 'down', group: 0, role: { role: 'honest' } };
+      return {
+        id, up: true, height: s.height, round: s.round, proposer: s.proposer,
+        step: s.halted ? 'halted' : s.step, group: 0, role: { role: 'honest' },
+      };
+    });
+    state.nodes = nodes;
+    renderRing(nodes, [], 0);
+    if (nodes.some((n) => n.up)) renderQuorum(nodes);
+    const heights = nodes.filter((n) => n.up).map((n) => n.height);
+    $('committed-height').textContent = heights.length ? String(Math.min(...heights)) : '0';
+    $('phase').textContent = `${heights.length}/${nodes.length} nodes answering`;
+    $('clock').textContent = new Date().toLocaleTimeString();
   };
-  await poll();
-  setInterval(poll, 500);
+  const loop = async () => {
+    await poll();
+    setTimeout(loop, LIVE_POLL_MS);
+  };
+  await loop();
   const events = new EventSource(`${base}/events`);
   let seq = 0;
   events.onmessage = (m) => {
@@ -357,6 +588,7 @@ let WasmSim;
 async function main() {
   inputsFromUrl();
   wireControls();
+  window.tinyweb = { state, render }; // for tests and the curious
   if (params.has('live')) {
     await live(params.get('live'));
     return;
@@ -364,9 +596,11 @@ async function main() {
   const pkg = await import('./pkg/tinyweb_wasm.js');
   await pkg.default();
   WasmSim = pkg.WasmSim;
-  window.tinyweb = { pkg, state, render }; // for tests and the curious
+  window.tinyweb.pkg = pkg;
   newRun();
-  setPlaying(params.get('autoplay') === '1');
+  replayFromUrl();
+  render();
+  setPlaying(params.get('autoplay') === '1' && !params.has('at'));
   requestAnimationFrame(frame);
 }
 

@@ -190,6 +190,46 @@ impl Coalition {
         self.n - self.members.len()
     }
 
+    /// Honest `id`, the highest honest id, joins the coalition mid-run with its key, its
+    /// replica (which keeps following the chain; none for a silent member) and its chain.
+    /// `Mixed` draws a concrete strategy from the coalition's stream.
+    pub fn recruit(
+        &mut self,
+        id: NodeId,
+        key: Keypair,
+        strategy: Strategy,
+        replica: Option<Replica>,
+        chain: MemoryChain,
+    ) {
+        debug_assert_eq!(
+            id.index() + 1,
+            self.first_member(),
+            "members are the highest ids"
+        );
+        let strategy = match strategy {
+            Strategy::Mixed => CONCRETE[below(&mut self.rng, CONCRETE.len() as u64) as usize],
+            s => s,
+        };
+        self.half_a.retain(|h| *h != id);
+        self.half_b.retain(|h| *h != id);
+        // Equivocation plays one half off against the other: neither may be left empty.
+        if self.half_a.is_empty() && self.half_b.len() > 1 {
+            self.half_a.extend(self.half_b.pop());
+        } else if self.half_b.is_empty() && self.half_a.len() > 1 {
+            self.half_b.extend(self.half_a.pop());
+        }
+        self.members.insert(
+            0,
+            Member {
+                id,
+                strategy,
+                key,
+                replica: replica.filter(|_| strategy != Strategy::Silent),
+                chain,
+            },
+        );
+    }
+
     pub fn is_member(&self, id: NodeId) -> bool {
         self.index(id).is_some()
     }

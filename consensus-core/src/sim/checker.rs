@@ -216,6 +216,14 @@ impl Checker {
         node.index() < self.honest
     }
 
+    /// The highest honest node turned Byzantine: what it signs and commits from now on is
+    /// no longer checked (what it did while honest stays checked and recorded).
+    pub fn retire_highest(&mut self) {
+        self.honest = self.honest.saturating_sub(1);
+        self.diverged.truncate(self.honest);
+        self.lagging_store.truncate(self.honest);
+    }
+
     pub fn report(&mut self, v: Violation) {
         self.total += 1;
         if self.violations.len() < VIOLATIONS_KEPT_MAX {

@@ -124,6 +124,10 @@ pub enum TraceKind {
     Replica(Event),
     Crashed,
     Restarted,
+    /// An honest node joined the Byzantine coalition (the viewer's "make Byzantine").
+    TurnedByzantine {
+        strategy: Strategy,
+    },
     Partitioned {
         groups: Vec<u8>,
     },
@@ -148,6 +152,10 @@ pub enum FaultError {
     AlreadyDown(u16),
     #[error("node {0} is already up")]
     AlreadyUp(u16),
+    #[error("node {0} is down: restart it before it turns Byzantine")]
+    DownCannotTurn(u16),
+    #[error("node {0} is the last honest node: someone must be left to check")]
+    LastHonest(u16),
     #[error("a partition names one group per node: {expected} expected, {got} given")]
     Groups { expected: usize, got: usize },
     /// After the fault phase the run checks liveness: a fault then would be charged to
@@ -156,17 +164,64 @@ pub enum FaultError {
     FaultsOver,
 }
 
-/// A message on a link, for the visualizer's arrows.
+/// A message put on a link: what it is, between whom, and when it was sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct InFlight {
+pub struct OnLink {
     pub kind: MessageKind,
     pub from: u16,
     pub to: u16,
     /// Consensus coordinates, for consensus messages.
     pub height: Option<Height>,
     pub round: Option<Round>,
+    /// Who signed it, for consensus messages: not `from` when a node forwards others'
+    /// votes (a commit certificate to a node that lags).
+    pub signer: Option<u16>,
     pub sent_ms: u64,
+}
+
+impl OnLink {
+    fn new(from: NodeId, to: NodeId, sent_ms: u64, payload: &Payload) -> Self {
+        let message = match payload {
+            Payload::Message(m) => Some(m),
+            _ => None,
+        };
+        Self {
+            kind: payload.kind(),
+            from: from.0,
+            to: to.0,
+            height: message.map(|m| m.height()),
+            round: message.map(|m| m.round()),
+            signer: message.map(|m| m.signer().0),
+            sent_ms,
+        }
+    }
+}
+
+/// A message on its way, for the visualizer's arrows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InFlight {
+    #[serde(flatten)]
+    pub message: OnLink,
     pub arrives_ms: u64,
+}
+
+/// One message put on a link, as the visualizer's time-space diagram and per-round counts
+/// see it (kept only when [`Simulation::keep_sends`] asked for it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SentMessage {
+    /// Position among the run's sends (increasing).
+    pub seq: u64,
+    #[serde(flatten)]
+    pub message: OnLink,
+    /// `None`: lost, or cut off by a partition or a crashed receiver.
+    pub arrives_ms: Option<u64>,
+}
+
+/// The newest sends, bounded (a viewer reads them each frame and keeps what it needs).
+struct SendLog {
+    kept: usize,
+    next_seq: u64,
+    sends: VecDeque<SentMessage>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -253,6 +308,8 @@ pub struct Simulation {
     liveness_ms: Option<u64>,
     /// Stop `run` at the first safety violation (sweeps); the visualizer keeps going.
     stop_on_violation: bool,
+    /// Off in sweeps: only the visualizer reads sends one by one.
+    send_log: Option<SendLog>,
 }
 
 impl Simulation {
@@ -352,6 +409,7 @@ impl Simulation {
             entry_seq: 0,
             violations_seen: 0,
             messages: 0,
+            send_log: None,
             last_report: vec![u64::MAX; n * n],
             client_key,
             tx_count: 0,
@@ -455,6 +513,36 @@ impl Simulation {
         self.trace.tag(Tag::ViewerRestart);
         self.restart(node);
         Ok(())
+    }
+
+    /// Turns the highest-id honest node Byzantine now, with `strategy` (members are always
+    /// the highest ids). It keeps its key, chain and (unless silent) its replica, so it lies
+    /// from where it stands; the checker stops counting it as honest. Returns its id.
+    pub fn make_byzantine_now(&mut self, strategy: Strategy) -> Result<NodeId, FaultError> {
+        if self.phase != Phase::Faults {
+            return Err(FaultError::FaultsOver);
+        }
+        let Some(last) = self.honest.len().checked_sub(1) else {
+            return Err(FaultError::LastHonest(0));
+        };
+        let id = NodeId(last as u16);
+        if last == 0 {
+            return Err(FaultError::LastHonest(id.0));
+        }
+        if self.honest[last].replica.is_none() {
+            return Err(FaultError::DownCannotTurn(id.0));
+        }
+        let Some(node) = self.honest.pop() else {
+            return Err(FaultError::LastHonest(id.0));
+        };
+        self.trace.tag(Tag::ViewerTurnByzantine);
+        self.trace.u64(u64::from(id.0));
+        self.trace.json(&strategy);
+        self.coalition
+            .recruit(id, node.key, strategy, node.replica, node.chain);
+        self.checker.retire_highest();
+        self.record(Some(id), TraceKind::TurnedByzantine { strategy });
+        Ok(id)
     }
 
     /// Cuts the network into `groups` (one group number per node) now, until
@@ -811,6 +899,21 @@ impl Simulation {
         } else {
             self.net.route(&mut self.net_rng, from, to)
         };
+        if let Some(log) = &mut self.send_log {
+            let arrives_ms = match fate {
+                Fate::Delivered { latency_ms, .. } => Some(self.now_ms + latency_ms),
+                Fate::Blocked | Fate::Lost => None,
+            };
+            if log.sends.len() >= log.kept {
+                log.sends.pop_front();
+            }
+            log.sends.push_back(SentMessage {
+                seq: log.next_seq,
+                message: OnLink::new(from, to, self.now_ms, &payload),
+                arrives_ms,
+            });
+            log.next_seq += 1;
+        }
         match fate {
             Fate::Blocked => self.report_link(from, to, false, None),
             Fate::Lost => {}
@@ -1115,23 +1218,39 @@ impl Simulation {
                     to,
                     sent_ms,
                     payload,
-                } => {
-                    let coordinates = payload.height_round();
-                    Some(InFlight {
-                        kind: payload.kind(),
-                        from: from.0,
-                        to: to.0,
-                        height: coordinates.map(|(h, _)| h),
-                        round: coordinates.map(|(_, r)| r),
-                        sent_ms: *sent_ms,
-                        arrives_ms: at_ms,
-                    })
-                }
+                } => Some(InFlight {
+                    message: OnLink::new(*from, *to, *sent_ms, payload),
+                    arrives_ms: at_ms,
+                }),
                 _ => None,
             })
             .collect();
-        out.sort_by_key(|m| (m.arrives_ms, m.from, m.to, m.kind, m.sent_ms));
+        out.sort_by_key(|m| {
+            let o = &m.message;
+            (m.arrives_ms, o.from, o.to, o.kind, o.sent_ms)
+        });
         out
+    }
+
+    /// Keep the newest `kept` sends for [`Simulation::sends_since`] (0 stops keeping them).
+    /// Sweeps leave this off; it changes nothing in the run or its trace hash.
+    pub fn keep_sends(&mut self, kept: usize) {
+        self.send_log = (kept > 0).then(|| SendLog {
+            kept,
+            next_seq: 0,
+            sends: VecDeque::with_capacity(kept.min(4096)),
+        });
+    }
+
+    /// Kept sends with `seq >= from_seq`, oldest first.
+    pub fn sends_since(&self, from_seq: u64) -> impl Iterator<Item = &SentMessage> {
+        // Seqs are consecutive, so the first wanted one is found by subtraction.
+        let sends = self.send_log.as_ref().map(|log| &log.sends);
+        sends.into_iter().flat_map(move |s| {
+            let first = s.front().map_or(0, |m| m.seq);
+            let skip = usize::try_from(from_seq.saturating_sub(first)).unwrap_or(usize::MAX);
+            s.iter().skip(skip)
+        })
     }
 
     /// An honest node's replica (None for Byzantine ids and crashed nodes).

@@ -34,7 +34,10 @@ pub mod report;
 mod trace;
 
 pub use checker::{SignedStep, Violation};
-pub use cluster::{FaultError, InFlight, NodeView, Phase, Role, Simulation, TraceEntry, TraceKind};
+pub use cluster::{
+    FaultError, InFlight, NodeView, OnLink, Phase, Role, SentMessage, Simulation, TraceEntry,
+    TraceKind,
+};
 pub use network::MessageKind;
 pub use report::{run, sweep, SimReport, SweepProgress, SweepSummary};
 

@@ -27,6 +27,7 @@ pub(super) enum Tag {
     FaultsEnd = 9,
     ViewerCrash = 11,
     ViewerRestart = 12,
+    ViewerTurnByzantine = 13,
 }
 
 /// The running trace hash: a compact binary record of everything that happens. The

@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{join, now_ms, Control, Query, Shared, TxSubmission};
+use super::{join, now_ms, ui, Control, Query, Shared, TxSubmission};
 use crate::routes::{self, BodyLimit, Route, SMALL_BODY_LIMIT};
 use crate::wire::{
     self, kind, ChainNotice, Empty, Envelope, FromHeight, LastHash, PendingTransactions, WireBody,
@@ -83,6 +83,7 @@ fn endpoints() -> Vec<(Route, MethodRouter<Arc<Shared>>)> {
         (routes::METRICS, get(metrics)),
         (routes::EVENTS, get(events)),
         (routes::HEALTH, get(health)),
+        (routes::UI, get(ui::asset)),
     ]
 }
 
@@ -95,6 +96,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     }
     router
         .fallback(|| async { WireError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            ui::allow_cluster_origins,
+        ))
         .with_state(shared)
 }
 

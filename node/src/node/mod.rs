@@ -17,6 +17,7 @@ pub mod join;
 pub mod metrics;
 pub mod relay;
 pub mod transport;
+pub mod ui;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -612,7 +612,17 @@ mod tests {
         let odd = LmdbOptions { map_size: 100_000 };
         let store = LmdbStore::open(dir.path(), &odd, &genesis()).expect("open");
         assert_eq!(store.map_size(), 2 * MAP_SIZE_ALIGN);
-        assert_eq!(LmdbOptions::default().map_size, 1 << 30);
+        assert_eq!(LmdbOptions::default().map_size, 64 << 30);
+    }
+
+    #[test]
+    fn the_default_map_reserves_address_space_not_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LmdbStore::open(dir.path(), &LmdbOptions::default(), &genesis()).expect("open");
+        assert_eq!(store.map_size(), 64 << 30);
+        drop(store);
+        let file = std::fs::metadata(dir.path().join("data.mdb")).expect("data file");
+        assert!(file.len() < 1 << 20, "data.mdb is {} bytes", file.len());
     }
 
     #[test]
