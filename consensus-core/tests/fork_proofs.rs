@@ -200,6 +200,16 @@ fn n4_our_own_old_block_goes_to_the_host_and_proves_nothing() {
 }
 
 #[test]
+fn n4_one_old_block_per_answer_goes_to_the_host() {
+    let mut net = net_that_forgot_height_1();
+    let ours = net.committed[0][0].clone();
+    let theirs = conflicting_block(&net, &[1, 2, 3]);
+    // A peer replaying old blocks: only the first is checked and handed on.
+    let out = sync_page(&mut net, vec![ours.clone(), theirs, ours.clone(), ours]);
+    assert_eq!(compared(&out).len(), 1, "{out:?}");
+}
+
+#[test]
 fn n4_old_block_with_a_short_certificate_is_rejected_before_the_host_sees_it() {
     let mut net = net_that_forgot_height_1();
     let theirs = conflicting_block(&net, &[2, 3]);

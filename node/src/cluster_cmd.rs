@@ -980,7 +980,8 @@ impl Cluster {
                 match &self.visualizer {
                     Some(url) => println!("visualizer (live): {url}"),
                     None => println!(
-                        "visualizer: not built (run `bash wasm/build.sh`, then restart with --dir)"
+                        "visualizer: not built (run `bash wasm/build.sh` in the checkout, then start this cluster again: tinyweb cluster --dir {})",
+                        self.dir.display()
                     ),
                 }
             }

@@ -39,6 +39,10 @@ async fn the_node_serves_the_page_under_ui_and_nothing_outside_it() {
     let r = get("/ui").await.expect("GET /ui");
     assert_eq!(r.status(), 308);
     assert_eq!(r.headers()[LOCATION], "/ui/");
+    let r = get("/ui?live=http://127.0.0.1:1")
+        .await
+        .expect("GET /ui?live");
+    assert_eq!(r.headers()[LOCATION], "/ui/?live=http://127.0.0.1:1");
 
     let r = get("/ui/").await.expect("GET /ui/");
     assert_eq!(r.status(), 200);
@@ -91,6 +95,7 @@ async fn pages_of_the_clusters_own_nodes_may_read_status_and_strangers_may_not()
         async move {
             let r = request.send().await.expect("GET /status");
             assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()[reqwest::header::VARY], "Origin");
             r.headers()
                 .get(ACCESS_CONTROL_ALLOW_ORIGIN)
                 .map(|v| v.to_str().unwrap_or("").to_owned())

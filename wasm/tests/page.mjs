@@ -179,6 +179,13 @@ try {
     assert.ok(full, `a round with every verification vote sent: ${JSON.stringify(counts)}`);
     assert.ok(full.signed > 0 && full.messages > full.signed, JSON.stringify(full));
     assert.ok((await page.locator('#round-counts tr').count()) >= 2, 'a row under the header');
+    // A row picks its round for the quorum matrix.
+    const picked = page.locator('#round-counts tr[title]').last();
+    const key = await picked.locator('td').first().textContent();
+    await picked.click();
+    const [h, r] = key.split('/');
+    assert.match(await page.textContent('#quorum-title'), new RegExp(`height ${h}, round ${r} \\(picked`));
+    assert.ok((await page.locator('#quorum td.yes').count()) > 0, 'the picked round shows votes');
     assert.ok((await page.locator('#lamport line.msg').count()) > 0, 'messages drawn');
     assert.ok((await page.locator('#lamport circle.commit').count()) > 0, 'commits drawn');
   });

@@ -35,6 +35,7 @@ const state = {
   actions: [],
   nextSend: 0,
   panelsAt: -Infinity,
+  pinnedRound: null, // "h/r" shown in the quorum matrix instead of the current round
   sends: [], // recent sends, for the time-space diagram
   commits: [], // recent commits {node, at, height}
   rounds: new Map(), // "h/r" -> {height, round, kinds, messages, signed: Set}
@@ -152,6 +153,7 @@ function newRun() {
   state.sends = [];
   state.commits = [];
   state.rounds.clear();
+  state.pinnedRound = null;
   state.heights.clear();
   state.votes.clear();
   $('log').replaceChildren();
@@ -187,7 +189,8 @@ function absorb(entries) {
     log.prepend(li);
     if (entry.kind !== 'replica') continue;
     const d = entry.data;
-    if (d.event === 'committed' && entry.node !== null && entry.node !== undefined) {
+    // Commit dots for the time-space diagram (a simulation only; absorbSends trims them).
+    if (d.event === 'committed' && !state.live && entry.node !== null && entry.node !== undefined) {
       state.commits.push({ node: entry.node, at: entry.at_ms, height: d.height });
     }
     if (d.event === 'committed' && !state.heights.has(d.height)) {
@@ -220,9 +223,14 @@ function absorb(entries) {
 
 function renderQuorum(nodes) {
   const leader = nodes.find((n) => n.up && n.step) ?? nodes[0];
-  const height = leader.height + 1;
-  const key = `${height}/${leader.round}`;
-  $('quorum-title').textContent = `height ${height}, round ${leader.round} (as counted by n${leader.id})`;
+  let key = `${leader.height + 1}/${leader.round}`;
+  let title = `height ${leader.height + 1}, round ${leader.round} (the current one)`;
+  if (state.pinnedRound && state.votes.has(state.pinnedRound)) {
+    key = state.pinnedRound;
+    const [h, r] = key.split('/');
+    title = `height ${h}, round ${r} (picked below; click it again for the current round)`;
+  }
+  $('quorum-title').textContent = title;
   const byVoter = state.votes.get(key) ?? new Map();
   const table = $('quorum');
   table.replaceChildren();
@@ -298,7 +306,16 @@ function renderRoundCounts() {
     .slice(0, ROUNDS_SHOWN);
   for (const r of rows) {
     const row = table.insertRow();
-    row.insertCell().textContent = `${r.height}/${r.round}`;
+    const key = `${r.height}/${r.round}`;
+    // A row picks its round for the quorum matrix above (votes as the nodes counted them).
+    row.className = key === state.pinnedRound ? 'pinned' : '';
+    row.title = 'show this round in the quorum matrix';
+    row.onclick = () => {
+      state.pinnedRound = state.pinnedRound === key ? null : key;
+      state.panelsAt = -Infinity;
+      render();
+    };
+    row.insertCell().textContent = key;
     for (const k of ['proposal', 'verification_vote', 'commit_vote', 'new_round']) {
       row.insertCell().textContent = String(r.kinds[k] ?? 0);
     }
@@ -569,9 +586,15 @@ async function live(base) {
     $('phase').textContent = `${heights.length}/${nodes.length} nodes answering`;
     $('clock').textContent = new Date().toLocaleTimeString();
   };
+  // One odd answer must not stop the polling for good.
   const loop = async () => {
-    await poll();
-    setTimeout(loop, LIVE_POLL_MS);
+    try {
+      await poll();
+    } catch (e) {
+      notice(`live view: ${e.message ?? e}`);
+    } finally {
+      setTimeout(loop, LIVE_POLL_MS);
+    }
   };
   await loop();
   const events = new EventSource(`${base}/events`);

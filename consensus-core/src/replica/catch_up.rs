@@ -276,14 +276,22 @@ impl Replica {
     /// fork proof, and committing stops (DESIGN §3).
     fn apply_synced(&mut self, blocks: Vec<Block>, out: &mut Out) -> (usize, Option<SyncError>) {
         let mut applied = 0;
+        // Blocks below the kept hashes cost a certificate check and a store read each, and
+        // an honest page holds at most a few: a peer replaying old blocks gets one looked
+        // at per answer.
+        let mut compared = false;
         for block in blocks {
             let height = block.height();
             if height <= self.chain.height() {
                 match self.chain.own_hash(height) {
                     OwnHash::Known(ours) if ours == block.hash() => {}
+                    OwnHash::Forgotten if compared => {}
                     OwnHash::Forgotten => {
+                        compared = true;
                         // Too deep to compare here: the host compares it with its store
-                        // and hands back a fork proof if ours differs.
+                        // and hands back a fork proof if ours differs (the rest of this
+                        // answer is applied first; any block it commits must still extend
+                        // our own tip).
                         let verified = match &block.commit {
                             Some(cert) => {
                                 self.chain

@@ -862,7 +862,9 @@ impl Simulation {
             let h = tx.hash();
             if let Some(p) = self.pending_txs.get_mut(&h) {
                 p.committed_by.insert(id);
-                if p.committed_by == honest_all {
+                // Every honest node has it (a node turned Byzantine may have committed it
+                // too, while it was honest).
+                if p.committed_by.0 & honest_all.0 == honest_all.0 {
                     self.tx_latencies.push(self.now_ms - p.submitted_ms);
                     self.pending_txs.remove(&h);
                 }

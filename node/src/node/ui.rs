@@ -67,7 +67,12 @@ pub async fn asset(State(s): State<Arc<Shared>>, request: Request) -> Response {
         return WireError::NotFound.into_response();
     };
     if request.uri().path() == "/ui" {
-        return Redirect::permanent("/ui/").into_response();
+        // Keep the query: `/ui?live=...` must stay live.
+        let to = match request.uri().query() {
+            Some(q) => format!("/ui/?{q}"),
+            None => "/ui/".to_owned(),
+        };
+        return Redirect::permanent(&to).into_response();
     }
     let rel = request.uri().path().strip_prefix("/ui/").unwrap_or("");
     let Some(path) = asset_path(dir, rel) else {
@@ -127,14 +132,18 @@ pub async fn allow_cluster_origins(
     request: Request,
     next: Next,
 ) -> Response {
-    let origin = (request.method() == Method::GET)
+    let get = request.method() == Method::GET;
+    let origin = get
         .then(|| request.headers().get(header::ORIGIN).cloned())
         .flatten()
         .filter(|o| o.to_str().is_ok_and(|o| is_cluster_origin(&s, o)));
     let mut response = next.run(request).await;
+    let headers = response.headers_mut();
     if let Some(origin) = origin {
-        let headers = response.headers_mut();
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    if get {
+        // The answer depends on the Origin: a cache must not hand one origin's to another.
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
     }
     response

@@ -57,7 +57,12 @@ pub struct LmdbOptions {
 }
 
 impl LmdbOptions {
-    pub const DEFAULT_MAP_SIZE: usize = 64 << 30;
+    pub const DEFAULT_MAP_SIZE: usize = if usize::BITS >= 64 {
+        (64u64 << 30) as usize
+    } else {
+        // A 32-bit address space cannot reserve 64 GiB.
+        1 << 30
+    };
 }
 
 impl Default for LmdbOptions {
@@ -612,14 +617,14 @@ mod tests {
         let odd = LmdbOptions { map_size: 100_000 };
         let store = LmdbStore::open(dir.path(), &odd, &genesis()).expect("open");
         assert_eq!(store.map_size(), 2 * MAP_SIZE_ALIGN);
-        assert_eq!(LmdbOptions::default().map_size, 64 << 30);
+        assert_eq!(LmdbOptions::default().map_size as u64, 64 << 30);
     }
 
     #[test]
     fn the_default_map_reserves_address_space_not_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = LmdbStore::open(dir.path(), &LmdbOptions::default(), &genesis()).expect("open");
-        assert_eq!(store.map_size(), 64 << 30);
+        assert_eq!(store.map_size() as u64, 64 << 30);
         drop(store);
         let file = std::fs::metadata(dir.path().join("data.mdb")).expect("data file");
         assert!(file.len() < 1 << 20, "data.mdb is {} bytes", file.len());
