@@ -140,10 +140,7 @@ impl Coalition {
             .into_iter()
             .enumerate()
             .map(|(i, key)| {
-                let strategy = match strategy {
-                    Strategy::Mixed => CONCRETE[below(&mut rng, CONCRETE.len() as u64) as usize],
-                    s => s,
-                };
+                let strategy = concrete(strategy, &mut rng);
                 let seed = rng_u64(&mut rng);
                 let replica = (strategy != Strategy::Silent)
                     .then(|| Replica::new(config.clone(), genesis, key.clone(), seed));
@@ -206,10 +203,7 @@ impl Coalition {
             self.first_member(),
             "members are the highest ids"
         );
-        let strategy = match strategy {
-            Strategy::Mixed => CONCRETE[below(&mut self.rng, CONCRETE.len() as u64) as usize],
-            s => s,
-        };
+        let strategy = concrete(strategy, &mut self.rng);
         self.half_a.retain(|h| *h != id);
         self.half_b.retain(|h| *h != id);
         // Equivocation plays one half off against the other: neither may be left empty.
@@ -900,6 +894,14 @@ fn fake_hash(h: Height, r: Round) -> BlockHash {
     let mut b = SigningBytes::new("sim/fake_block");
     b.u64(h).u32(r);
     b.digest()
+}
+
+/// `Mixed` resolved to a concrete strategy drawn from `rng`; any other as it is.
+fn concrete(strategy: Strategy, rng: &mut ChaCha8Rng) -> Strategy {
+    match strategy {
+        Strategy::Mixed => CONCRETE[below(rng, CONCRETE.len() as u64) as usize],
+        s => s,
+    }
 }
 
 fn rng_u64(rng: &mut ChaCha8Rng) -> u64 {

@@ -181,10 +181,7 @@ pub struct OnLink {
 
 impl OnLink {
     fn new(from: NodeId, to: NodeId, sent_ms: u64, payload: &Payload) -> Self {
-        let message = match payload {
-            Payload::Message(m) => Some(m),
-            _ => None,
-        };
+        let message = payload.consensus_message();
         Self {
             kind: payload.kind(),
             from: from.0,
@@ -522,15 +519,12 @@ impl Simulation {
         if self.phase != Phase::Faults {
             return Err(FaultError::FaultsOver);
         }
-        let Some(last) = self.honest.len().checked_sub(1) else {
-            return Err(FaultError::LastHonest(0));
-        };
+        let last = self.honest.len().saturating_sub(1);
         let id = NodeId(last as u16);
-        if last == 0 {
-            return Err(FaultError::LastHonest(id.0));
-        }
-        if self.honest[last].replica.is_none() {
-            return Err(FaultError::DownCannotTurn(id.0));
+        match self.honest.get(last) {
+            _ if last == 0 => return Err(FaultError::LastHonest(id.0)),
+            Some(node) if node.replica.is_none() => return Err(FaultError::DownCannotTurn(id.0)),
+            _ => {}
         }
         let Some(node) = self.honest.pop() else {
             return Err(FaultError::LastHonest(id.0));

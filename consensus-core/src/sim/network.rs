@@ -14,7 +14,7 @@ use rand_core::RngCore;
 
 use crate::input::{SyncRequest, SyncResponse};
 use crate::message::{ConsensusMessage, Transaction};
-use crate::types::{Height, NodeId, Round, VoteKind};
+use crate::types::{NodeId, VoteKind};
 use serde::Serialize;
 
 use super::{below, between, chance};
@@ -55,10 +55,10 @@ impl Payload {
         }
     }
 
-    /// The consensus coordinates it carries, if it is a consensus message.
-    pub fn height_round(&self) -> Option<(Height, Round)> {
+    /// The consensus message it carries, if it is one.
+    pub fn consensus_message(&self) -> Option<&ConsensusMessage> {
         match self {
-            Payload::Message(m) => Some((m.height(), m.round())),
+            Payload::Message(m) => Some(m),
             _ => None,
         }
     }
