@@ -40,8 +40,9 @@ export TINYWEB_PYTHON="$venv/bin/python"
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-section "cargo clippy --workspace --all-targets -- -D warnings"
+section "cargo clippy --workspace --all-targets -- -D warnings (and with the test-only misbehave switch)"
 cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p tinyweb-node --all-targets --features misbehave -- -D warnings
 
 section "cargo build -p consensus-core --target wasm32-unknown-unknown"
 cargo build -p consensus-core --target wasm32-unknown-unknown
@@ -51,6 +52,50 @@ cargo bench --workspace --no-run
 
 section "cargo test --workspace"
 cargo test --workspace
+
+section "nix files: parse, builtins-only evaluation, pyflakes, shellcheck, wasm-bindgen pin (scripts/check-nix.sh)"
+# Nothing can be built with Nix here (no nixpkgs, no binary cache): these are the checks that
+# run without them (nixos-tests/README.md says what is and is not exercised).
+bash scripts/check-nix.sh
+
+section "testbed: every scenario on real nodes, one network namespace each (tinyweb testbed --netns)"
+# The Byzantine node's switch exists only in a `--features misbehave` build: every scenario
+# below runs this target/debug/tinyweb (the others never pass the switch).
+cargo build -p tinyweb-node --features misbehave --bin tinyweb
+cargo test -p tinyweb-node --features misbehave --test misbehave
+if ! command -v ip >/dev/null 2>&1; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2
+fi
+mkdir -p target/testbed
+testbed() {
+    local nodes=$1 scenario=$2
+    shift 2
+    local out="target/testbed/${scenario}-${nodes}.json"
+    if ! ./target/debug/tinyweb testbed --nodes "$nodes" --scenario "$scenario" --json "$@" >"$out"; then
+        cat "$out"
+        echo "ci.sh: testbed $scenario with $nodes nodes did not pass (verdict above)" >&2
+        exit 1
+    fi
+    python3 -c 'import json, sys
+v = json.load(open(sys.argv[1]))
+print("%-15s n=%-2s passed=%s p50=%s p99=%s recovery_ms=%s stall_ms=%s committed=%s/%s" % (
+    v["scenario"], v["nodes"], v["passed"], v["commit_latency_ms_p50"], v["commit_latency_ms_p99"],
+    v["recovery_ms"], v.get("view_change_stall_ms", "-"), v["transactions_committed"],
+    v["transactions_accepted"]))' "$out"
+}
+if [ "$(id -u)" -eq 0 ]; then
+    for scenario in baseline partition proposer-crash crash-restart join byzantine family; do
+        testbed 4 "$scenario" --netns
+    done
+    testbed 10 baseline --netns
+else
+    echo "ci.sh: not root, so no network namespaces: the scenarios run on loopback (partition needs --netns)"
+    for scenario in baseline proposer-crash crash-restart join byzantine family; do
+        testbed 4 "$scenario"
+    done
+    testbed 10 baseline
+fi
 
 section "visualizer: wasm/build.sh, then the page in headless Chromium (wasm/tests/page.mjs)"
 # Debian's chromium (never a downloaded browser) and playwright-core from npm, pinned by

@@ -1194,3 +1194,120 @@ fn a_full_mempool_refuses_a_valid_transaction_as_full_not_as_admitted() {
         Err(consensus_core::TxError::BadSignature)
     );
 }
+
+/// Two conflicting commit votes of `voter` at (height, 0), as `to` receives them.
+fn double_vote(net: &mut Net, to: usize, voter: usize, height: u64) -> Vec<Output> {
+    let chain_id = genesis(4).chain_id();
+    let mut out = Vec::new();
+    for target in [Hash32([1; 32]), Hash32([2; 32])] {
+        let vote = Vote::new_signed(
+            &chain_id,
+            &key(voter),
+            VoteKind::Commit,
+            height,
+            0,
+            Some(target),
+            NodeId(voter as u16),
+        );
+        out.extend(net.nodes[to].handle(
+            net.now,
+            Input::Message {
+                from: NodeId(voter as u16),
+                message: ConsensusMessage::Vote(vote),
+            },
+        ));
+    }
+    out
+}
+
+fn evidence_txs(out: &[Output]) -> Vec<consensus_core::Transaction> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::BroadcastTx { tx, .. } if tx.kind == consensus_core::TxKind::Evidence => {
+                Some(tx.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn n4f1_no_fresh_evidence_against_a_validator_already_convicted_on_chain() {
+    let mut net = Net::new(4);
+    net.max_height = 2;
+    for i in 0..4 {
+        net.input(i, Input::Start);
+    }
+    // Node 3 double-votes at height 1: node 0 puts the evidence on chain.
+    let out = double_vote(&mut net, 0, 3, 1);
+    let evidence = evidence_txs(&out);
+    assert_eq!(evidence.len(), 1, "evidence goes on chain");
+    for i in 0..4 {
+        net.input(
+            i,
+            Input::Transaction {
+                tx: evidence[0].clone(),
+                origin: Some(NodeId(0)),
+            },
+        );
+    }
+    net.next_block();
+    assert!(net.heights().iter().all(|h| *h >= 1), "{:?}", net.heights());
+    assert!(
+        net.nodes[0].chain_state().convicted().contains(NodeId(3)),
+        "the committed evidence convicts node 3"
+    );
+    // Suspended validators still vote, so node 3 double-votes again at the next height: it is
+    // seen and reported, but nothing new goes on chain (else every height would carry
+    // evidence against it, and the chain would never go quiet).
+    let next = net.nodes[0].height() + 1;
+    let out = double_vote(&mut net, 0, 3, next);
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::Event(Event::Equivocation {
+            voter: NodeId(3),
+            ..
+        })
+    )));
+    assert!(
+        evidence_txs(&out).is_empty(),
+        "no fresh evidence against a convicted validator"
+    );
+    // Another validator's first equivocation still goes on chain.
+    let out = double_vote(&mut net, 0, 2, next);
+    assert_eq!(evidence_txs(&out).len(), 1);
+}
+
+#[test]
+fn n4f1_a_conflicting_proposal_is_blamed_on_its_proposer_not_on_who_relayed_it() {
+    let g = genesis(4);
+    let genesis_hash = g.block().hash();
+    let mut r = Replica::new(ReplicaConfig::default(), &g, key(0), 0);
+    r.handle(1, Input::Start);
+    let first = proposal(&g, 1, 1, 0, genesis_hash, 5);
+    let second = proposal(&g, 1, 1, 0, genesis_hash, 6);
+    assert_ne!(first.block.hash(), second.block.hash());
+    r.handle(
+        2,
+        Input::Message {
+            from: NodeId(1),
+            message: ConsensusMessage::Proposal(first),
+        },
+    );
+    // Node 2 relays the proposer's second, conflicting proposal.
+    let out = r.handle(
+        3,
+        Input::Message {
+            from: NodeId(2),
+            message: ConsensusMessage::Proposal(second),
+        },
+    );
+    let blamed: Vec<NodeId> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::Rejected { from, .. }) => Some(*from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(blamed, vec![NodeId(1)], "{out:?}");
+}

@@ -14,8 +14,9 @@ use clap::error::ErrorKind;
 use clap::Args;
 use consensus_core::crypto::Keypair;
 use consensus_core::limits::TX_PAYLOAD_BYTES_MAX;
-use consensus_core::{Hash32, NodeId, Transaction, TxKind};
+use consensus_core::{Hash32, NodeId, Transaction};
 pub(crate) use tinyweb_node::api::{NodeStatus, TxState, TxStatus};
+pub(crate) use tinyweb_node::cluster::load::{message_tx, Submitted};
 use tinyweb_node::{config, routes};
 
 /// How long one request may take before the node counts as unreachable.
@@ -63,19 +64,6 @@ pub struct StatusArgs {
     json: bool,
 }
 
-/// What the node said to a submitted transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Submitted {
-    /// Admitted to the mempool; the hash is the node's if it named one, else ours.
-    Accepted { tx_hash: String },
-    /// Refused: the HTTP status and the node's `{"error", "message"}` body.
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
-}
-
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -111,33 +99,6 @@ pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A signed `message` transaction for the chain `chain_id` (the signature binds it: no other
-/// chain accepts it). The nonce is random: transactions are told apart by hash, so two
-/// identical messages sent in the same millisecond must still differ.
-pub(crate) fn message_tx(chain_id: &Hash32, key: &Keypair, payload: Vec<u8>) -> Transaction {
-    Transaction::new_signed(
-        chain_id,
-        key,
-        TxKind::Message,
-        payload,
-        tinyweb_node::api::random_nonce(),
-        now_ms(),
-    )
-}
-
-/// True when `GET {url}/health` answers 200 within `timeout`.
-pub(crate) async fn is_healthy(client: &reqwest::Client, url: &str, timeout: Duration) -> bool {
-    match client
-        .get(format!("{url}{}", routes::HEALTH.path))
-        .timeout(timeout)
-        .send()
-        .await
-    {
-        Ok(response) => response.status().is_success(),
-        Err(_) => false,
-    }
 }
 
 /// Sends `request` to the node at `url`: its status and body, or "could not ask".
@@ -206,33 +167,9 @@ pub(crate) async fn submit_tx(
     url: &str,
     tx: &Transaction,
 ) -> anyhow::Result<Submitted> {
-    let request = client.post(format!("{url}/Transaction")).json(tx);
-    let (status, body) = send(request, url).await?;
-    Ok(submit_outcome(status.as_u16(), &body, tx))
-}
-
-fn submit_outcome(status: u16, body: &str, tx: &Transaction) -> Submitted {
-    let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let field = |name: &str| {
-        json.as_ref()
-            .and_then(|j| j.get(name))
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned)
-    };
-    let accepted = json
-        .as_ref()
-        .and_then(|j| j.get("accepted"))
-        .and_then(serde_json::Value::as_bool);
-    if (200..300).contains(&status) && accepted != Some(false) {
-        return Submitted::Accepted {
-            tx_hash: field("txHash").unwrap_or_else(|| tx.hash().to_hex()),
-        };
-    }
-    Submitted::Rejected {
-        status,
-        code: field("error").unwrap_or_else(|| "rejected".to_owned()),
-        message: field("message").unwrap_or_else(|| body.trim().to_owned()),
-    }
+    tinyweb_node::cluster::load::submit_tx(client, url, tx)
+        .await
+        .with_context(|| format!("cannot reach the node at {url}"))
 }
 
 /// `GET {url}/Transaction/{hash}`.
@@ -593,47 +530,13 @@ mod tests {
     }
 
     #[test]
-    fn submit_outcomes_follow_the_status_and_body() {
-        let tx = message_tx(&Hash32::ZERO, &key(), b"hi".to_vec());
-        assert_eq!(
-            submit_outcome(200, r#"{"txHash":"aa","accepted":true}"#, &tx),
-            Submitted::Accepted {
-                tx_hash: "aa".into()
-            }
-        );
-        // A node that accepts without naming the hash: ours is the same hash.
-        assert_eq!(
-            submit_outcome(200, r#"{"accepted":true}"#, &tx),
-            Submitted::Accepted {
-                tx_hash: tx.hash().to_hex()
-            }
-        );
-        assert_eq!(
-            submit_outcome(409, r#"{"error":"replay","message":"seen before"}"#, &tx),
-            Submitted::Rejected {
-                status: 409,
-                code: "replay".into(),
-                message: "seen before".into()
-            }
-        );
-        assert_eq!(
-            submit_outcome(502, "bad gateway", &tx),
-            Submitted::Rejected {
-                status: 502,
-                code: "rejected".into(),
-                message: "bad gateway".into()
-            }
-        );
-    }
-
-    #[test]
     fn message_txs_verify_and_differ() {
         let chain = Hash32([3; 32]);
         let a = message_tx(&chain, &key(), b"same".to_vec());
         let b = message_tx(&chain, &key(), b"same".to_vec());
         a.verify(&chain).expect("signed for this chain");
         assert!(a.verify(&Hash32::ZERO).is_err(), "and no other");
-        assert_eq!(a.kind, TxKind::Message);
+        assert_eq!(a.kind, consensus_core::TxKind::Message);
         assert_ne!(
             a.hash(),
             b.hash(),

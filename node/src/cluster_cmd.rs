@@ -14,11 +14,11 @@
 //! child, so Ctrl-C leaves it running.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{ExitCode, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -26,20 +26,16 @@ use clap::error::ErrorKind;
 use clap::Args;
 use consensus_core::crypto::Keypair;
 use consensus_core::quorum::max_faulty;
-use consensus_core::{Genesis, Hash32};
-use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
-use tinyweb_node::{config, routes};
+use tinyweb_node::cluster::layout::{self, CLIENT_KEY_FILE, CLUSTER_FILE, LOG_FILE};
+use tinyweb_node::cluster::load::{self, LoadPlan, LoadStats};
+use tinyweb_node::cluster::probe::{self, Probe};
+use tinyweb_node::cluster::process::{self, exit_reason, log_tail};
+use tinyweb_node::cluster::{ClusterFile, ClusterNode, Launcher, NodeProcess};
+use tinyweb_node::config;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::client_cmd::{self, NodeStatus, Submitted};
-use crate::init_cmd::{self, CHAIN_NAME, CONFIG_FILE, DEFAULT_PORT};
-
-/// A family network is sized for up to 10 validators.
-pub(crate) const NODES_MAX: usize = 10;
-pub(crate) const CLUSTER_FILE: &str = "cluster.json";
-pub(crate) const CLIENT_KEY_FILE: &str = "client.key";
-const LOG_FILE: &str = "node.log";
+use crate::client_cmd::{self, NodeStatus};
+use crate::init_cmd::{CHAIN_NAME, CONFIG_FILE, DEFAULT_PORT};
 
 const HEALTH_DEADLINE: Duration = Duration::from_secs(30);
 const HEALTH_POLL: Duration = Duration::from_millis(100);
@@ -48,14 +44,12 @@ const REFRESH: Duration = Duration::from_secs(1);
 const STATUS_TIMEOUT: Duration = Duration::from_millis(800);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 const LOG_TAIL_LINES: usize = 30;
-/// Load transactions in flight at once; beyond it the load generator waits.
-const LOAD_IN_FLIGHT_MAX: usize = 256;
 
 /// Flags of `tinyweb cluster` (DESIGN §9).
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
     /// Validators to create (1..=10). May be left out when --dir holds a cluster to restart.
-    #[arg(long, value_name = "N", value_parser = parse_nodes)]
+    #[arg(long, value_name = "N", value_parser = layout::parse_node_count)]
     nodes: Option<usize>,
 
     /// Cluster directory [default: a fresh directory under the system temp dir]. If it holds
@@ -83,45 +77,6 @@ pub struct ClusterArgs {
     ui_dir: Option<PathBuf>,
 }
 
-/// `D/cluster.json`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ClusterFile {
-    pub nodes: Vec<ClusterNode>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ClusterNode {
-    pub id: u16,
-    pub url: String,
-    /// The child's process id; 0 until it is started.
-    pub pid: u32,
-    /// Holds the node's `config.toml`, key, genesis, data and `node.log`.
-    pub dir: PathBuf,
-}
-
-impl ClusterNode {
-    fn config_path(&self) -> PathBuf {
-        self.dir.join(CONFIG_FILE)
-    }
-    fn log_path(&self) -> PathBuf {
-        self.dir.join(LOG_FILE)
-    }
-    fn port(&self) -> Option<u16> {
-        self.url.rsplit_once(':')?.1.parse().ok()
-    }
-}
-
-fn parse_nodes(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of nodes"))?;
-    if n == 0 || n > NODES_MAX {
-        return Err(format!("must be between 1 and {NODES_MAX}, got {n}"));
-    }
-    Ok(n)
-}
-
 fn parse_rate(s: &str) -> Result<f64, String> {
     let rate: f64 = s
         .trim()
@@ -140,31 +95,6 @@ fn usage_error(kind: ErrorKind, message: String) -> ! {
     let mut cmd =
         ClusterArgs::augment_args(clap::Command::new("cluster").bin_name("tinyweb cluster"));
     cmd.error(kind, message).exit()
-}
-
-pub(crate) fn load_cluster_file(path: &Path) -> anyhow::Result<ClusterFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let file: ClusterFile = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a cluster file", path.display()))?;
-    let ids_in_order = file
-        .nodes
-        .iter()
-        .enumerate()
-        .all(|(i, n)| usize::from(n.id) == i);
-    if file.nodes.is_empty() || file.nodes.len() > NODES_MAX || !ids_in_order {
-        bail!(
-            "{} must list 1..={NODES_MAX} nodes with ids 0, 1, 2, ... in order",
-            path.display()
-        );
-    }
-    Ok(file)
-}
-
-pub(crate) fn save_cluster_file(path: &Path, file: &ClusterFile) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(file).context("encoding cluster.json")?;
-    config::write_file_atomic(path, format!("{text}\n").as_bytes(), false)?;
-    Ok(())
 }
 
 /// Why restarting `existing` with these flags would not do what they say.
@@ -191,56 +121,6 @@ fn restart_conflict(
     None
 }
 
-/// Creates the node directories of a new cluster: one key per node and one genesis, created
-/// once and shared (every node must derive the same chain id from it).
-pub(crate) fn create_cluster(
-    dir: &Path,
-    n: usize,
-    base_port: u16,
-    time_ms: u64,
-) -> anyhow::Result<ClusterFile> {
-    let last_port = usize::from(base_port) + n - 1;
-    if n == 0 || n > NODES_MAX || last_port > usize::from(u16::MAX) {
-        bail!(
-            "{n} nodes from port {base_port} do not fit (1..={NODES_MAX} nodes, ports up to 65535)"
-        );
-    }
-    let node_dirs: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("node{i}"))).collect();
-    if let Some(taken) = node_dirs.iter().find(|d| d.exists()) {
-        bail!(
-            "{} already exists but {} has no {CLUSTER_FILE}: refusing to mix a new cluster \
-             with it; pick another --dir",
-            taken.display(),
-            dir.display()
-        );
-    }
-    let keys: Vec<Keypair> = (0..n).map(|_| config::generate_key()).collect();
-    let addresses: Vec<String> = (0..n)
-        .map(|i| format!("127.0.0.1:{}", usize::from(base_port) + i))
-        .collect();
-    let genesis = Genesis::new(
-        CHAIN_NAME,
-        time_ms,
-        keys.iter()
-            .map(Keypair::public)
-            .zip(addresses.iter().cloned()),
-    );
-    let mut nodes = Vec::with_capacity(n);
-    for (i, ((key, address), node_dir)) in keys.iter().zip(&addresses).zip(node_dirs).enumerate() {
-        let listen = address
-            .parse()
-            .with_context(|| format!("address {address}"))?;
-        init_cmd::write_node_dir(&node_dir, key, false, &genesis, listen, address)?;
-        nodes.push(ClusterNode {
-            id: u16::try_from(i).context("node id")?,
-            url: format!("http://{address}"),
-            pid: 0,
-            dir: node_dir,
-        });
-    }
-    Ok(ClusterFile { nodes })
-}
-
 /// A port already bound means another process (often this same cluster, still running)
 /// would make the node exit at start; say so before starting anything.
 fn check_ports_free(ports: impl IntoIterator<Item = (u16, u16)>) -> anyhow::Result<()> {
@@ -261,6 +141,16 @@ fn default_dir() -> PathBuf {
         std::process::id(),
         client_cmd::now_ms()
     ))
+}
+
+/// `println!` that cannot panic: once children run, a closed stdout (`| head`) must not kill
+/// this process and orphan them. The watch loop notices the closed stdout at its next write
+/// and stops the nodes.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+    }};
 }
 
 /// Runs `tinyweb cluster`: 0 after a requested stop, 1 when the cluster did not come up.
@@ -284,7 +174,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
     let cluster_path = dir.join(CLUSTER_FILE);
 
     let mut file = if cluster_path.exists() {
-        let existing = load_cluster_file(&cluster_path)?;
+        let existing = layout::load(&cluster_path)?;
         if let Some(conflict) = restart_conflict(&existing, args.nodes, args.base_port) {
             usage_error(ErrorKind::ArgumentConflict, conflict);
         }
@@ -326,7 +216,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
             let id = u16::try_from(i).ok()?;
             Some((id, base_port.checked_add(id)?))
         }))?;
-        let file = create_cluster(&dir, n, base_port, client_cmd::now_ms())?;
+        let addresses = layout::loopback(n, base_port)?;
+        let file = layout::create(&dir, CHAIN_NAME, &addresses, client_cmd::now_ms(), &|_| {})?;
         println!("created a {n}-node cluster in {}", dir.display());
         file
     };
@@ -344,23 +235,27 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<ExitCode> {
         None => find_built_ui(&exe),
     };
 
+    let launcher = Launcher {
+        ui_dir: ui_dir.clone(),
+        ..Launcher::new(exe)
+    };
     client_cmd::runtime()?.block_on(async {
         let mut signals = Signals::new()?;
         let mut procs = Vec::with_capacity(file.nodes.len());
         for node in &mut file.nodes {
-            match spawn_node(&exe, node, ui_dir.as_deref()) {
+            match launcher.spawn(node, &[], &[]) {
                 Ok(proc) => procs.push(proc),
                 Err(e) => {
                     stop_all(&mut procs).await;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
-        if let Err(e) = save_cluster_file(&cluster_path, &file) {
+        if let Err(e) = layout::save(&cluster_path, &file) {
             stop_all(&mut procs).await;
-            return Err(e);
+            return Err(e.into());
         }
-        println!(
+        say!(
             "started {} nodes; pids and URLs in {}; logs in <node dir>/{LOG_FILE}",
             procs.len(),
             cluster_path.display()
@@ -403,68 +298,6 @@ fn visualizer_url(node0: &str) -> String {
     format!("{node0}/ui/?live={node0}")
 }
 
-fn spawn_node(
-    exe: &Path,
-    node: &mut ClusterNode,
-    ui_dir: Option<&Path>,
-) -> anyhow::Result<NodeProc> {
-    let log_path = node.log_path();
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    // Restarts append to the same log; a marker shows where each run begins.
-    writeln!(
-        log,
-        "=== tinyweb cluster: starting node {} at unix ms {} ===",
-        node.id,
-        client_cmd::now_ms()
-    )
-    .with_context(|| format!("writing {}", log_path.display()))?;
-    let stderr = log
-        .try_clone()
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut command = tokio::process::Command::new(exe);
-    command.arg("run").arg("--config").arg(node.config_path());
-    if let Some(dir) = ui_dir {
-        command.arg("--ui-dir").arg(dir);
-    }
-    let child = command
-        .stdin(Stdio::null())
-        // The log is a file: colour codes would only garble it.
-        .env("NO_COLOR", "1")
-        .stdout(log)
-        .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(false)
-        .spawn()
-        .with_context(|| format!("starting node {} ({})", node.id, exe.display()))?;
-    node.pid = child.id().unwrap_or(0);
-    Ok(NodeProc {
-        node: node.clone(),
-        child,
-        exited: None,
-    })
-}
-
-struct NodeProc {
-    node: ClusterNode,
-    child: tokio::process::Child,
-    exited: Option<ExitStatus>,
-}
-
-impl NodeProc {
-    fn poll_exit(&mut self) -> Option<ExitStatus> {
-        if self.exited.is_none() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.exited = Some(status);
-            }
-        }
-        self.exited
-    }
-}
-
 /// SIGINT, SIGTERM and SIGHUP all mean "stop the cluster".
 struct Signals {
     interrupt: Signal,
@@ -491,178 +324,13 @@ impl Signals {
     }
 }
 
-/// Sends SIGTERM directly (not through a `kill` helper process: a helper would sit in our
-/// process group, where a second Ctrl-C, or `timeout`'s group-wide signal, kills it
-/// before it delivers). False when it could not be sent.
-async fn send_sigterm(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
-}
-
-/// SIGTERM to every running child, up to `STOP_GRACE` for them to exit, then SIGKILL.
-async fn stop_all(procs: &mut [NodeProc]) {
-    for p in procs.iter_mut() {
-        if p.poll_exit().is_some() {
-            continue;
-        }
-        let sent = match p.child.id() {
-            Some(pid) => send_sigterm(pid).await,
-            None => false,
-        };
-        if !sent {
-            let _ = p.child.start_kill();
-        }
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        let mut running = 0;
-        for p in procs.iter_mut() {
-            if p.poll_exit().is_none() {
-                running += 1;
-            }
-        }
-        if running == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for p in procs.iter_mut() {
-        if p.poll_exit().is_none() {
-            eprintln!(
-                "node {} did not stop within {} s: killing it",
-                p.node.id,
-                STOP_GRACE.as_secs()
-            );
-            let _ = p.child.start_kill();
-            if let Ok(status) = p.child.wait().await {
-                p.exited = Some(status);
-            }
-        }
-    }
-}
-
-/// The last `lines` lines of a log, read from its end (a long-running node's log is large).
-fn log_tail(path: &Path, lines: usize) -> String {
-    const TAIL_BYTES: u64 = 64 * 1024;
-    let read = || -> std::io::Result<String> {
-        let mut f = std::fs::File::open(path)?;
-        let len = f.metadata()?.len();
-        f.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))?;
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes)?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    match read() {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
-}
-
-/// What the load generator did, shown in the view.
-#[derive(Debug, Default)]
-struct LoadStats {
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    unreachable: AtomicU64,
-    last_problem: Mutex<Option<String>>,
-}
-
-impl LoadStats {
-    fn problem(&self, text: String) {
-        if let Ok(mut last) = self.last_problem.lock() {
-            *last = Some(text);
-        }
-    }
-    fn summary(&self, rate: f64) -> String {
-        if rate <= 0.0 {
-            return "load off".to_owned();
-        }
-        let mut s = format!(
-            "load {rate} tx/s: {} accepted, {} rejected, {} unreachable",
-            self.accepted.load(Ordering::Relaxed),
-            self.rejected.load(Ordering::Relaxed),
-            self.unreachable.load(Ordering::Relaxed)
+/// Stops every child: SIGTERM, then SIGKILL for any still running after `STOP_GRACE`.
+async fn stop_all(procs: &mut [NodeProcess]) {
+    for id in process::stop_all(procs, STOP_GRACE).await {
+        eprintln!(
+            "node {id} did not stop within {} s: killed it",
+            STOP_GRACE.as_secs()
         );
-        if let Some(p) = self.last_problem.lock().ok().and_then(|p| p.clone()) {
-            let _ = write!(s, " (last: {p})");
-        }
-        s
-    }
-}
-
-/// Submits `rate` transactions per second, round-robin over the nodes marked up. Behind by
-/// more than two seconds' worth (all nodes slow or down), it skips ahead instead of bursting.
-async fn generate_load(
-    rate: f64,
-    chain_id: Hash32,
-    key: Keypair,
-    urls: Vec<String>,
-    up: Arc<Vec<AtomicBool>>,
-    stats: Arc<LoadStats>,
-) {
-    let Ok(client) = client_cmd::http_client() else {
-        stats.problem("cannot build an HTTP client".to_owned());
-        return;
-    };
-    let key = Arc::new(key);
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(LOAD_IN_FLIGHT_MAX));
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs_f64((1.0 / rate).max(0.01)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let backlog_max = (2.0 * rate).max(1.0) as u64;
-    let (mut sent, mut next) = (0_u64, 0_usize);
-    loop {
-        tick.tick().await;
-        // The first transaction goes out at once, then `rate` per second.
-        let due = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
-        if due.saturating_sub(sent) > backlog_max {
-            sent = due - 1;
-        }
-        while sent < due {
-            sent += 1;
-            let targets: Vec<usize> = (0..urls.len())
-                .filter(|i| up[*i].load(Ordering::Relaxed))
-                .collect();
-            if targets.is_empty() {
-                continue;
-            }
-            let url = urls[targets[next % targets.len()]].clone();
-            next = next.wrapping_add(1);
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return;
-            };
-            let payload = format!("tinyweb cluster load #{sent}").into_bytes();
-            let tx = client_cmd::message_tx(&chain_id, &key, payload);
-            let (client, stats) = (client.clone(), stats.clone());
-            tokio::spawn(async move {
-                match client_cmd::submit_tx(&client, &url, &tx).await {
-                    Ok(Submitted::Accepted { .. }) => {
-                        stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Submitted::Rejected {
-                        status,
-                        code,
-                        message,
-                    }) => {
-                        stats.rejected.fetch_add(1, Ordering::Relaxed);
-                        stats.problem(format!("{url}: {status} {code}: {message}"));
-                    }
-                    Err(e) => {
-                        stats.unreachable.fetch_add(1, Ordering::Relaxed);
-                        stats.problem(format!("{e:#}"));
-                    }
-                }
-                drop(permit);
-            });
-        }
     }
 }
 
@@ -724,60 +392,6 @@ impl NodeState {
             NodeState::NoAnswer(_) => "no-answer",
             NodeState::Down(_) => "down",
         }
-    }
-}
-
-/// What one `GET {url}/status` found.
-#[derive(Clone, Debug, PartialEq)]
-enum Probe {
-    Answered(Box<NodeStatus>),
-    /// The request timed out or the node answered 503 (its read queue is full).
-    Busy(String),
-    /// Nothing accepted the connection.
-    Refused(String),
-    /// Any other failure: another HTTP status, a body that is not the status JSON, a
-    /// connection dropped mid-answer.
-    Bad(String),
-}
-
-/// Asks `url` for its status within `timeout`. Typed by what reqwest reports, not by error
-/// text, so the view can tell a slow node from an absent one.
-async fn probe(client: &reqwest::Client, url: &str, timeout: Duration) -> Probe {
-    let failed = |e: reqwest::Error| {
-        if e.is_timeout() {
-            Probe::Busy(format!(
-                "/status did not answer within {} ms",
-                timeout.as_millis()
-            ))
-        } else if e.is_connect() {
-            Probe::Refused("connection refused".to_owned())
-        } else {
-            Probe::Bad(format!("{:#}", anyhow::Error::from(e)))
-        }
-    };
-    let response = match client
-        .get(format!("{url}{}", routes::STATUS.path))
-        .timeout(timeout)
-        .send()
-        .await
-    {
-        Ok(response) => response,
-        Err(e) => return failed(e),
-    };
-    let status = response.status();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        return Probe::Busy("/status answered 503 (busy)".to_owned());
-    }
-    if !status.is_success() {
-        return Probe::Bad(format!("/status answered {status}"));
-    }
-    let body = match response.bytes().await {
-        Ok(body) => body,
-        Err(e) => return failed(e),
-    };
-    match serde_json::from_slice::<NodeStatus>(&body) {
-        Ok(s) => Probe::Answered(Box::new(s)),
-        Err(e) => Probe::Bad(format!("/status is not the status JSON: {e}")),
     }
 }
 
@@ -952,7 +566,7 @@ struct Cluster {
     /// The visualizer's URL, when the nodes serve it.
     visualizer: Option<String>,
     client: reqwest::Client,
-    procs: Vec<NodeProc>,
+    procs: Vec<NodeProcess>,
 }
 
 enum Startup {
@@ -972,21 +586,21 @@ impl Cluster {
         let started = Instant::now();
         match self.wait_healthy(signals).await {
             Startup::Healthy => {
-                println!(
+                say!(
                     "all {} nodes healthy after {} ms",
                     self.procs.len(),
                     started.elapsed().as_millis()
                 );
                 match &self.visualizer {
-                    Some(url) => println!("visualizer (live): {url}"),
-                    None => println!(
+                    Some(url) => say!("visualizer (live): {url}"),
+                    None => say!(
                         "visualizer: not built (run `bash wasm/build.sh` in the checkout, then start this cluster again: tinyweb cluster --dir {})",
                         self.dir.display()
                     ),
                 }
             }
             Startup::Interrupted(sig) => {
-                println!("{sig}: stopping the nodes");
+                say!("{sig}: stopping the nodes");
                 stop_all(&mut self.procs).await;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -1009,12 +623,15 @@ impl Cluster {
         let genesis_path = self.procs[0].node.dir.join("genesis.json");
         let chain_id = config::load_genesis(&genesis_path)?.chain_id();
         let load_task = (load > 0.0).then(|| {
-            tokio::spawn(generate_load(
-                load,
-                chain_id,
-                client_key,
-                urls.clone(),
-                up.clone(),
+            tokio::spawn(load::generate(
+                LoadPlan {
+                    rate: load,
+                    chain_id,
+                    key: client_key,
+                    urls: urls.clone(),
+                    up: up.clone(),
+                    accepted: None,
+                },
                 stats.clone(),
             ))
         });
@@ -1072,13 +689,13 @@ impl Cluster {
         let running = self
             .procs
             .iter_mut()
-            .map(NodeProc::poll_exit)
+            .map(NodeProcess::poll_exit)
             .filter(Option::is_none)
             .count();
         eprintln!("{sig}: stopping {running} nodes");
         stop_all(&mut self.procs).await;
         for p in &mut self.procs {
-            if let Some(status) = p.exited {
+            if let Some(status) = p.poll_exit() {
                 eprintln!("node {}: {status}", p.node.id);
             }
         }
@@ -1108,8 +725,7 @@ impl Cluster {
                     };
                 }
                 if !healthy[i] {
-                    healthy[i] =
-                        client_cmd::is_healthy(&self.client, &p.node.url, STATUS_TIMEOUT).await;
+                    healthy[i] = probe::is_healthy(&self.client, &p.node.url, STATUS_TIMEOUT).await;
                 }
             }
             if healthy.iter().all(|h| *h) {
@@ -1146,7 +762,8 @@ impl Cluster {
             .map(|p| {
                 let exited_when_asked = p.poll_exit();
                 let (client, url) = (self.client.clone(), p.node.url.clone());
-                let ask = tokio::spawn(async move { probe(&client, &url, STATUS_TIMEOUT).await });
+                let ask =
+                    tokio::spawn(async move { probe::probe(&client, &url, STATUS_TIMEOUT).await });
                 (exited_when_asked, ask)
             })
             .collect();
@@ -1170,26 +787,21 @@ impl Cluster {
     }
 }
 
-fn exit_reason(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit {code}"),
-        (None, Some(9)) => "killed".to_owned(),
-        (None, Some(sig)) => format!("signal {sig}"),
-        (None, None) => "exited".to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn create_loopback(dir: &Path, n: usize, port: u16, time_ms: u64) -> ClusterFile {
+        let addresses = layout::loopback(n, port).expect("addresses");
+        layout::create(dir, CHAIN_NAME, &addresses, time_ms, &|_| {}).expect("created")
+    }
+
     #[test]
     fn node_counts_outside_1_to_10_are_refused() {
-        assert_eq!(parse_nodes("4"), Ok(4));
-        assert_eq!(parse_nodes("10"), Ok(10));
+        assert_eq!(layout::parse_node_count("4"), Ok(4));
+        assert_eq!(layout::parse_node_count("10"), Ok(10));
         for bad in ["0", "11", "-1", "x"] {
-            assert!(parse_nodes(bad).is_err(), "{bad}");
+            assert!(layout::parse_node_count(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_rate("0"), Ok(0.0));
         assert_eq!(parse_rate("2.5"), Ok(2.5));
@@ -1199,61 +811,9 @@ mod tests {
     }
 
     #[test]
-    fn a_new_cluster_shares_one_genesis_with_one_address_per_node() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let file = create_cluster(tmp.path(), 4, 9100, 42).expect("created");
-        assert_eq!(file.nodes.len(), 4);
-        let first = config::load_genesis(&file.nodes[0].dir.join("genesis.json")).expect("genesis");
-        assert_eq!(first.time_ms, 42);
-        for (i, node) in file.nodes.iter().enumerate() {
-            assert_eq!(usize::from(node.id), i);
-            assert_eq!(node.url, format!("http://127.0.0.1:{}", 9100 + i));
-            assert_eq!(node.dir, tmp.path().join(format!("node{i}")));
-            let cfg = config::NodeConfig::load(&node.config_path()).expect("config");
-            assert_eq!(cfg.node.listen.port(), 9100 + i as u16);
-            assert_eq!(cfg.node.advertise, format!("127.0.0.1:{}", 9100 + i));
-            let genesis = config::load_genesis(&cfg.node.genesis_file).expect("genesis");
-            assert_eq!(genesis, first, "one genesis for all");
-            let key = config::load_key(&cfg.node.key_file).expect("key");
-            assert_eq!(genesis.validators[i].public_key, key.public());
-            assert_eq!(genesis.validators[i].address, cfg.node.advertise);
-        }
-        let err = create_cluster(tmp.path(), 2, 9100, 42).expect_err("node dirs exist");
-        assert!(err.to_string().contains("node0"), "{err}");
-        assert!(create_cluster(tmp.path(), 11, 9100, 42).is_err());
-        assert!(create_cluster(&tmp.path().join("x"), 2, u16::MAX, 42).is_err());
-    }
-
-    #[test]
-    fn cluster_json_round_trips_in_the_documented_shape() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let path = tmp.path().join(CLUSTER_FILE);
-        let file = ClusterFile {
-            nodes: vec![ClusterNode {
-                id: 0,
-                url: "http://127.0.0.1:8700".into(),
-                pid: 1234,
-                dir: "/tmp/c/node0".into(),
-            }],
-        };
-        save_cluster_file(&path, &file).expect("save");
-        assert_eq!(load_cluster_file(&path).expect("load"), file);
-        let raw: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-        assert_eq!(
-            raw,
-            serde_json::json!({"nodes": [{"id": 0, "url": "http://127.0.0.1:8700",
-                                          "pid": 1234, "dir": "/tmp/c/node0"}]})
-        );
-        std::fs::write(&path, r#"{"nodes":[{"id":1,"url":"u","pid":1,"dir":"d"}]}"#)
-            .expect("write");
-        assert!(load_cluster_file(&path).is_err(), "ids must start at 0");
-    }
-
-    #[test]
     fn restarting_with_other_flags_says_what_differs() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let file = create_cluster(tmp.path(), 3, 9200, 1).expect("created");
+        let file = create_loopback(tmp.path(), 3, 9200, 1);
         assert_eq!(restart_conflict(&file, None, None), None);
         assert_eq!(restart_conflict(&file, Some(3), Some(9200)), None);
         let nodes = restart_conflict(&file, Some(4), None).expect("differs");
@@ -1379,81 +939,6 @@ mod tests {
         }
     }
 
-    /// A one-shot HTTP server on 127.0.0.1 that answers the first request with `status` and
-    /// `body`; its URL.
-    fn answer_once(status: &str, body: &str) -> String {
-        let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-             connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        use std::io::{BufRead, BufReader};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        std::thread::spawn(move || {
-            let Ok((stream, _)) = listener.accept() else {
-                return;
-            };
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            // The request ends with an empty line; it has no body.
-            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
-                line.clear();
-            }
-            let _ = reader.get_mut().write_all(response.as_bytes());
-        });
-        url
-    }
-
-    #[tokio::test]
-    async fn probes_are_told_apart_by_what_happened_not_by_error_text() {
-        let client = client_cmd::http_client_with_timeout(STATUS_TIMEOUT).expect("client");
-        let timeout = Duration::from_millis(300);
-
-        let ok = answer_once("200 OK", r#"{"height": 7}"#);
-        match probe(&client, &ok, timeout).await {
-            Probe::Answered(s) => assert_eq!(s.height, 7),
-            other => panic!("200 with status JSON: {other:?}"),
-        }
-        let full = answer_once("503 Service Unavailable", r#"{"error": "busy"}"#);
-        assert_eq!(
-            probe(&client, &full, timeout).await,
-            Probe::Busy("/status answered 503 (busy)".into())
-        );
-        let missing = answer_once("404 Not Found", "{}");
-        assert_eq!(
-            probe(&client, &missing, timeout).await,
-            Probe::Bad("/status answered 404 Not Found".into())
-        );
-        let garbage = answer_once("200 OK", r#"{"height": "x"}"#);
-        assert!(matches!(
-            probe(&client, &garbage, timeout).await,
-            Probe::Bad(_)
-        ));
-
-        // The kernel completes the handshake into the backlog; nobody ever reads it.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
-        let started = Instant::now();
-        match probe(&client, &silent_url, timeout).await {
-            Probe::Busy(why) => assert!(why.contains("300 ms"), "{why}"),
-            other => panic!("a silent listener is busy: {other:?}"),
-        }
-        assert!(
-            started.elapsed() < STATUS_TIMEOUT,
-            "the probe's own timeout applies"
-        );
-        drop(silent);
-
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let closed_url = format!("http://{}", closed.local_addr().expect("addr"));
-        drop(closed);
-        assert_eq!(
-            probe(&client, &closed_url, timeout).await,
-            Probe::Refused("connection refused".into())
-        );
-    }
-
     #[test]
     fn busy_and_by_hand_nodes_are_shown_as_such_and_counted_only_when_they_answer() {
         let busy = |by_hand| NodeState::Busy {
@@ -1519,15 +1004,5 @@ mod tests {
         }
         let table = status_table(Path::new("/c"), Duration::ZERO, &[halted], "load off");
         assert!(table.contains("HALTED (by hand)"), "{table}");
-    }
-
-    #[test]
-    fn the_log_tail_is_the_last_lines() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let path = tmp.path().join("node.log");
-        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
-        std::fs::write(&path, text).expect("write");
-        assert_eq!(log_tail(&path, 2), "line 98\nline 99");
-        assert!(log_tail(&tmp.path().join("none"), 2).contains("cannot read"));
     }
 }

@@ -58,6 +58,11 @@ pub struct NodeConfig {
     /// Set by `tinyweb init --join`: how this node asks to become a validator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinSection>,
+    /// Test builds only: set by `tinyweb run --misbehave`, never read from or written to
+    /// `config.toml`.
+    #[cfg(feature = "misbehave")]
+    #[serde(skip)]
+    pub misbehaviour: Option<crate::node::misbehave::Misbehaviour>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,11 @@
 //! - [`export`]: the chain export and its offline verification from genesis.
 //! - [`vectors`]: the test vectors of docs/PROTOCOL.md, built by the code.
 //! - [`config`]: `config.toml`, key and genesis files.
+//! - [`cluster`]: node directories, processes, probes and load: the one supervisor behind
+//!   `tinyweb cluster`, `tinyweb testbed` and the integration tests.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod export;
 pub mod node;

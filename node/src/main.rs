@@ -10,6 +10,7 @@ mod init_cmd;
 mod member_cmd;
 mod run_cmd;
 mod sim_cmd;
+mod testbed;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Command {
     Status(client_cmd::StatusArgs),
     /// Write every block of a node's chain, with its genesis, as one JSON document.
     ExportChain(chain_cmd::ExportArgs),
+    /// Run real nodes (each in its own network namespace with --netns) through one fault
+    /// scenario and check safety and the latency targets; exit 1 when it did not pass.
+    Testbed(testbed::TestbedArgs),
     /// Verify exports offline from genesis (links, hashes, Merkle roots, signatures,
     /// certificates, membership); two exports are also compared for a fork.
     VerifyChain(chain_cmd::VerifyArgs),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Status(args) => client_cmd::status(args),
         Command::ExportChain(args) => chain_cmd::export_chain(args),
         Command::VerifyChain(args) => chain_cmd::verify_chain(args),
+        Command::Testbed(args) => testbed::run(args),
     };
     match result {
         Ok(code) => code,

@@ -27,6 +27,11 @@ pub struct RunArgs {
     /// overrides `node.ui_dir` in the config.
     #[arg(long, value_name = "DIR")]
     ui_dir: Option<PathBuf>,
+    /// Test builds only: make this node Byzantine on purpose. `equivocate`: conflicting
+    /// proposals to two halves of the peers, every vote sent with a conflicting one.
+    #[cfg(feature = "misbehave")]
+    #[arg(long, value_enum, value_name = "HOW")]
+    misbehave: Option<tinyweb_node::node::misbehave::Misbehaviour>,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -49,6 +54,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = NodeConfig::load(&args.config)?;
     if let Some(dir) = args.ui_dir {
         config.node.ui_dir = Some(std::path::absolute(&dir).unwrap_or(dir));
+    }
+    #[cfg(feature = "misbehave")]
+    if let Some(misbehaviour) = args.misbehave {
+        tracing::warn!(
+            ?misbehaviour,
+            "this node is Byzantine on purpose: test build"
+        );
+        config.misbehaviour = Some(misbehaviour);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

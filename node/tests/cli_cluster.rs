@@ -430,3 +430,59 @@ fn a_killed_node_restarted_by_hand_shows_up_again_and_is_left_running_on_stop() 
         "the node started by hand is not the cluster's to stop"
     );
 }
+
+/// `tinyweb cluster | head -1`: the reader goes away right after the first line. The
+/// cluster must not die of the closed stdout and orphan its nodes; it stops them and exits.
+#[test]
+fn a_closed_stdout_stops_the_nodes_instead_of_orphaning_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = free_ports(2).to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "cluster",
+            "--nodes",
+            "2",
+            "--no-tui",
+            "--load",
+            "0",
+            "--base-port",
+            &base,
+        ])
+        .arg("--dir")
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tinyweb cluster starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a first line");
+    assert!(first.contains("created a 2-node cluster"), "{first}");
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the cluster did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("stdout closed"), "{stderr}");
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("cluster.json")).expect("cluster.json"),
+    )
+    .expect("json");
+    for node in file["nodes"].as_array().expect("nodes") {
+        let pid = node["pid"].as_u64().expect("pid");
+        assert!(pid > 0);
+        assert!(
+            !pid_alive(pid),
+            "node {} (pid {pid}) outlived its cluster",
+            node["id"]
+        );
+    }
+}

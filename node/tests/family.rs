@@ -32,20 +32,6 @@ async fn heights(cluster: &TestCluster, on: &[usize]) -> Vec<u64> {
     out
 }
 
-/// `/status` and the log tail of each node in `on`, for a failure message.
-async fn post_mortem(cluster: &TestCluster, on: &[usize]) -> String {
-    let mut out = String::new();
-    for &i in on {
-        let status = cluster.get_json(i, "/status").await;
-        out.push_str(&format!(
-            "\n--- node {i}: status {}\n{}\n",
-            status.map_or_else(|| "unavailable".to_owned(), |s| s.to_string()),
-            cluster.log_tail(i)
-        ));
-    }
-    out
-}
-
 /// Four validators (n = 4, f = 1, q = 3). Node 2 is switched off until the others suspend
 /// it; then node 3 hangs (SIGSTOP: the process is frozen, its TCP port stays open); then
 /// node 2 comes back. This used to halt the chain for good: with the quorum counted over
@@ -71,7 +57,7 @@ async fn n4_suspended_then_other_hangs_then_return_commits() {
     assert!(
         flowing,
         "four nodes did not commit blocks: {}",
-        post_mortem(&cluster, &all).await
+        cluster.post_mortem(&all).await
     );
     let s = status(&cluster, 0).await;
     assert_eq!(
@@ -94,7 +80,7 @@ async fn n4_suspended_then_other_hangs_then_return_commits() {
     assert!(
         suspended,
         "node 2 was not suspended: {}",
-        post_mortem(&cluster, &[0, 1, 3]).await
+        cluster.post_mortem(&[0, 1, 3]).await
     );
     let s = status(&cluster, 0).await;
     println!(
@@ -132,7 +118,7 @@ async fn n4_suspended_then_other_hangs_then_return_commits() {
         stalled_height <= stop_height + 1,
         "two of four validators committed on their own: height {stop_height} at the freeze, \
          {stalled_height} after it: {}",
-        post_mortem(&cluster, &[0, 1]).await
+        cluster.post_mortem(&[0, 1]).await
     );
     println!("node 3 frozen: heights of 0 and 1 {at_stop:?} -> stalled at {last:?}");
 
@@ -160,7 +146,7 @@ async fn n4_suspended_then_other_hangs_then_return_commits() {
         } else {
             "never seen"
         },
-        post_mortem(&cluster, &live).await
+        cluster.post_mortem(&live).await
     );
     assert!(cluster.is_frozen(3), "node 3 must still be frozen");
     let first_commit = first_commit.get().expect("first commit");
@@ -190,7 +176,7 @@ async fn n4_suspended_then_other_hangs_then_return_commits() {
     assert!(
         caught_up,
         "node 3 did not catch up to {target} after waking: {}",
-        post_mortem(&cluster, &all).await
+        cluster.post_mortem(&all).await
     );
     let common = cluster.assert_identical_chains(&all).await;
     println!(

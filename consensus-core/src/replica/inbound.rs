@@ -222,9 +222,10 @@ impl Replica {
         let hash = p.block.hash();
         if let Some(existing) = self.proposals.get(&p.round) {
             if existing.hash != hash {
-                // A second, different proposal for one round: the proposer equivocates.
-                // The first one stands; votes decide which block (if any) commits.
-                self.reject(from, RejectReason::Duplicate, out);
+                // A second, different proposal for one round: the proposer equivocates (both
+                // carry its signature), whoever relayed this copy. The first one stands;
+                // votes decide which block (if any) commits.
+                self.reject(p.proposer, RejectReason::Duplicate, out);
             }
             return;
         }
@@ -311,7 +312,13 @@ impl Replica {
             height: evidence.first.height,
             round: evidence.first.round,
         }));
-        if !self.is_validator() || !self.convicted_this_height.insert(offender) {
+        // Once convicted on chain there is nothing new to put there: suspended validators
+        // still vote, so a persistent equivocator would otherwise draw fresh evidence at
+        // every height, and the chain would never go quiet.
+        if !self.is_validator()
+            || self.chain.convicted().contains(offender)
+            || !self.convicted_this_height.insert(offender)
+        {
             return;
         }
         let Ok(payload) = serde_json::to_vec(&evidence) else {

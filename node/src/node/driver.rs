@@ -171,6 +171,10 @@ impl Driver {
         // would interleave a second batch of outputs with this one.
         let mut fork_proofs = Vec::new();
         for output in outputs {
+            #[cfg(feature = "misbehave")]
+            let Some(output) = self.misbehave(now, output) else {
+                continue;
+            };
             match output {
                 Output::PersistSignState(state) => self.shared.store.save_sign_state(&state)?,
                 Output::PersistLockedProposal(proposal) => {
@@ -197,6 +201,31 @@ impl Driver {
             self.step(Input::ForkProof(proof))?;
         }
         Ok(())
+    }
+
+    /// Test builds with `--misbehave`: this node's proposals and votes leave as a Byzantine
+    /// node's would ([`super::misbehave`]), sent here; every other output goes on (`Some`).
+    #[cfg(feature = "misbehave")]
+    fn misbehave(&self, now: u64, output: Output) -> Option<Output> {
+        let (Some(misbehaviour), Some(me)) = (self.shared.config.misbehaviour, self.replica.id())
+        else {
+            return Some(output);
+        };
+        let peers: Vec<NodeId> = self.peers().collect();
+        let (to, message) = match output {
+            Output::Broadcast(message) => (peers.clone(), message),
+            Output::Send { to, message } => (vec![to], message),
+            other => return Some(other),
+        };
+        let signer = super::misbehave::Signer {
+            chain_id: &self.shared.chain_id,
+            key: &self.shared.key,
+            id: me,
+        };
+        for (to, message) in misbehaviour.outgoing(&signer, &peers, &to, message) {
+            self.send_message(now, &to, &message);
+        }
+        None
     }
 
     /// Req 8.7: more than f validators signed conflicting blocks. The proof is kept for good
@@ -552,6 +581,13 @@ impl Driver {
         status.last_commit_latency_ms = self.last_commit_latency_ms;
         status.alerts = self.alerts.iter().cloned().collect();
         status.outgoing_queued = self.shared.transport.queued();
+        #[cfg(feature = "misbehave")]
+        if let Some(misbehaviour) = self.shared.config.misbehaviour {
+            status.alerts.insert(
+                0,
+                format!("this node is Byzantine on purpose ({misbehaviour:?}): test build"),
+            );
+        }
         status
     }
 
@@ -610,7 +646,7 @@ impl Driver {
                 height,
                 round,
             } => self.alert(format!(
-                "validator {voter} signed two {kind:?} votes at height {height} round {round}"
+                "equivocation: validator {voter} signed two {kind:?} votes at height {height} round {round}"
             )),
             Event::PeerDelinquent { peer, failures } => {
                 self.alert(format!("peer {peer} delinquent after {failures} failures"))

@@ -15,6 +15,8 @@ pub mod driver;
 pub mod http;
 pub mod join;
 pub mod metrics;
+#[cfg(feature = "misbehave")]
+pub mod misbehave;
 pub mod relay;
 pub mod transport;
 pub mod ui;

@@ -1,15 +1,18 @@
 //! Real `tinyweb run` processes on 127.0.0.1 for integration tests: every wait has a
 //! deadline, every process started here is killed when the test ends (and only those).
+//! Node directories and processes come from `tinyweb_node::cluster`, the supervisor behind
+//! `tinyweb cluster` and `tinyweb testbed`: the tests start nodes the way users do.
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use consensus_core::crypto::Keypair;
 use consensus_core::{Genesis, Hash32, Transaction, TxKind};
+use tinyweb_node::cluster::layout::{self, NodeAddress};
+use tinyweb_node::cluster::{ClusterNode, Launcher, NodeProcess};
 use tinyweb_node::config::{self, NodeConfig};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -26,7 +29,7 @@ pub struct TestNode {
     pub config_path: PathBuf,
     pub port: u16,
     pub key: Keypair,
-    pub child: Option<Child>,
+    pub child: Option<NodeProcess>,
 }
 
 impl TestNode {
@@ -77,47 +80,33 @@ pub fn free_ports(n: u16) -> u16 {
     panic!("no {n} free ports between {LOW} and {high}");
 }
 
-pub fn write_node(
-    dir: &Path,
-    key: &Keypair,
-    genesis: &Genesis,
-    port: u16,
-    tune: &dyn Fn(&mut NodeConfig),
-) -> PathBuf {
-    let mut c = NodeConfig::default();
-    c.node.listen = format!("127.0.0.1:{port}").parse().expect("addr");
-    c.node.advertise = format!("127.0.0.1:{port}");
-    tune(&mut c);
-    config::write_node_dir(dir, Some(key), genesis, &c).expect("node dir")
-}
-
 impl TestCluster {
     /// `n` validators in one genesis, not started.
     pub fn create(n: usize, tune: impl Fn(&mut NodeConfig)) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
-        let keys: Vec<Keypair> = (0..n).map(|_| config::generate_key()).collect();
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let genesis = Genesis::new(
+        let addresses: Vec<NodeAddress> = (0..n)
+            .map(|_| NodeAddress::at(SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .collect();
+        let file = layout::create(
+            root.path(),
             "test",
+            &addresses,
             tinyweb_node::node::now_ms(),
-            keys.iter()
-                .zip(&ports)
-                .map(|(k, p)| (k.public(), format!("127.0.0.1:{p}"))),
-        );
-        let nodes = keys
+            &tune,
+        )
+        .expect("node dirs");
+        let genesis =
+            config::load_genesis(&file.nodes[0].dir.join(config::GENESIS_FILE)).expect("genesis");
+        let nodes = file
+            .nodes
             .into_iter()
-            .zip(ports)
-            .enumerate()
-            .map(|(i, (key, port))| {
-                let dir = root.path().join(format!("node{i}"));
-                let config_path = write_node(&dir, &key, &genesis, port, &tune);
-                TestNode {
-                    dir,
-                    config_path,
-                    port,
-                    key,
-                    child: None,
-                }
+            .zip(&addresses)
+            .map(|(node, address)| TestNode {
+                key: config::load_key(&node.dir.join(config::KEY_FILE)).expect("key"),
+                config_path: node.config_path(),
+                dir: node.dir,
+                port: address.listen.port(),
+                child: None,
             })
             .collect();
         Self {
@@ -138,26 +127,40 @@ impl TestCluster {
     }
 
     pub fn start(&mut self, i: usize) {
+        self.start_with_args(i, &[]);
+    }
+
+    /// Starts node `i` with extra `tinyweb run` flags (e.g. `--misbehave equivocate`).
+    pub fn start_with_args(&mut self, i: usize, extra: &[&str]) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node.dir.join("node.log"))
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_tinyweb"))
-            .args(["run", "--config"])
-            .arg(&node.config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn tinyweb run");
-        node.child = Some(child);
+        let mut launcher = Launcher::new(env!("CARGO_BIN_EXE_tinyweb"));
+        // In the test's process group: Ctrl-C on `cargo test` stops the nodes too.
+        launcher.own_process_group = false;
+        launcher.env.push((
+            "RUST_LOG".into(),
+            std::env::var("TEST_NODE_LOG")
+                .unwrap_or_else(|_| "info".into())
+                .into(),
+        ));
+        let mut cluster_node = ClusterNode {
+            id: u16::try_from(i).expect("id"),
+            url: node.url(),
+            pid: 0,
+            dir: node.dir.clone(),
+        };
+        node.child = Some(
+            launcher
+                .spawn(
+                    &mut cluster_node,
+                    &[],
+                    &extra
+                        .iter()
+                        .map(std::ffi::OsString::from)
+                        .collect::<Vec<_>>(),
+                )
+                .expect("spawn tinyweb run"),
+        );
     }
 
     /// Starts node `i` and waits until it answers `/health`.
@@ -191,27 +194,39 @@ impl TestCluster {
 
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
         }
     }
 
     /// SIGTERM and wait (with a deadline) for a clean exit; returns the exit status.
     pub fn sigterm(&mut self, i: usize) -> std::process::ExitStatus {
         let mut child = self.nodes[i].child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
+        assert!(
+            child.signal(rustix::process::Signal::TERM),
+            "SIGTERM to node {i}"
+        );
         let deadline = Instant::now() + DEADLINE;
         loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
+            if let Some(status) = child.poll_exit() {
                 return status;
             }
             assert!(Instant::now() < deadline, "node {i} ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `/status` and the log tail of each node in `on`, for a failure message.
+    pub async fn post_mortem(&self, on: &[usize]) -> String {
+        let mut out = String::new();
+        for &i in on {
+            let status = self.get_json(i, "/status").await;
+            out.push_str(&format!(
+                "\n--- node {i}: status {}\n{}\n",
+                status.map_or_else(|| "unavailable".to_owned(), |s| s.to_string()),
+                self.log_tail(i)
+            ));
+        }
+        out
     }
 
     pub fn log_tail(&self, i: usize) -> String {
@@ -357,8 +372,7 @@ impl Drop for TestCluster {
         }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+                child.kill();
             }
         }
     }
@@ -392,41 +406,17 @@ pub fn median_and_max(mut v: Vec<u64>) -> (u64, u64) {
 /// the cluster is dropped: `Drop` (and `kill9`) send SIGKILL, which ends a stopped process
 /// too, also when the test panicked with a node still frozen.
 impl TestCluster {
-    /// Sends `signal` straight to node `i`'s process (no `kill` helper process).
-    fn signal(&self, i: usize, signal: rustix::process::Signal) {
-        let child = self.nodes[i].child.as_ref().expect("node running");
-        let pid = i32::try_from(child.id())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("pid");
-        rustix::process::kill_process(pid, signal)
-            .unwrap_or_else(|e| panic!("signal {signal:?} to node {i}: {e}"));
-    }
-
-    /// Waits (with a deadline) until node `i`'s process is stopped ('T' in `/proc/<pid>/stat`)
-    /// or, with `stopped` false, running again, so the signal has taken effect on return.
-    fn wait_proc_state(&self, i: usize, stopped: bool) {
-        let deadline = Instant::now() + DEADLINE;
-        while self.is_frozen(i) != stopped {
-            assert!(
-                Instant::now() < deadline,
-                "node {i} did not become {} (state {})",
-                if stopped { "stopped" } else { "running" },
-                self.proc_state(i)
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    fn running(&mut self, i: usize) -> &mut NodeProcess {
+        self.nodes[i].child.as_mut().expect("node running")
     }
 
     /// Node `i`'s process state letter from `/proc/<pid>/stat` ("R", "S", "T", ...).
     pub fn proc_state(&self, i: usize) -> String {
-        let pid = self.nodes[i].child.as_ref().expect("node running").id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // "pid (comm) S ...": the state follows the last ')'.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .unwrap_or("?")
-            .to_owned()
+        self.nodes[i]
+            .child
+            .as_ref()
+            .expect("node running")
+            .proc_state()
     }
 
     /// Whether node `i`'s process is stopped (SIGSTOP, not yet SIGCONT).
@@ -436,13 +426,21 @@ impl TestCluster {
 
     /// SIGSTOP: node `i` freezes (its TCP port stays open) until [`Self::sigcont`].
     pub fn sigstop(&mut self, i: usize) {
-        self.signal(i, rustix::process::Signal::STOP);
-        self.wait_proc_state(i, true);
+        let frozen = self.running(i).freeze(DEADLINE);
+        assert!(
+            frozen,
+            "node {i} did not stop (state {})",
+            self.proc_state(i)
+        );
     }
 
     /// SIGCONT: node `i` runs again where it stopped.
     pub fn sigcont(&mut self, i: usize) {
-        self.signal(i, rustix::process::Signal::CONT);
-        self.wait_proc_state(i, false);
+        let thawed = self.running(i).thaw(DEADLINE);
+        assert!(
+            thawed,
+            "node {i} did not run again (state {})",
+            self.proc_state(i)
+        );
     }
 }

@@ -1,25 +1,24 @@
 //! A real local cluster for one trial: `tinyweb cluster --no-tui` as a child process (which
-//! starts the nodes as its own children), stopped with SIGINT (the cluster's graceful stop)
-//! and, past a grace period, killed with its whole process group.
+//! starts the nodes as its own children, through `tinyweb_node::cluster`), stopped with
+//! SIGINT (the cluster's graceful stop) and, past a grace period, killed with its nodes.
+//! Its `cluster.json` is read and its nodes' health asked with the same library.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tinyweb_node::cluster::layout;
+use tinyweb_node::cluster::probe;
+use tinyweb_node::cluster::ClusterNode;
 
 const START_DEADLINE: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
-pub struct NodeProcess {
-    pub url: String,
-    pub pid: u32,
-}
-
 pub struct LocalCluster {
     child: Child,
     pub dir: PathBuf,
-    pub nodes: Vec<NodeProcess>,
+    pub nodes: Vec<ClusterNode>,
 }
 
 /// The `tinyweb` binary: `--tinyweb`, else `$TINYWEB_BIN`, else next to this executable
@@ -91,7 +90,10 @@ impl LocalCluster {
                 );
             }
             if cluster.nodes.is_empty() {
-                cluster.nodes = read_cluster_file(&cluster.dir).unwrap_or_default();
+                // Written as soon as the children run (DESIGN §9): until then, not yet.
+                cluster.nodes = layout::load(&cluster.dir.join(layout::CLUSTER_FILE))
+                    .map(|f| f.nodes)
+                    .unwrap_or_default();
             }
             if cluster.nodes.len() == nodes && all_healthy(client, &cluster.nodes).await {
                 return Ok(cluster);
@@ -145,32 +147,9 @@ impl Drop for LocalCluster {
     }
 }
 
-fn read_cluster_file(dir: &Path) -> anyhow::Result<Vec<NodeProcess>> {
-    let raw = std::fs::read(dir.join("cluster.json"))?;
-    let file: serde_json::Value = serde_json::from_slice(&raw)?;
-    let nodes = file["nodes"]
-        .as_array()
-        .context("cluster.json has no nodes")?;
-    nodes
-        .iter()
-        .map(|n| {
-            Ok(NodeProcess {
-                url: n["url"].as_str().context("node url")?.to_owned(),
-                pid: n["pid"].as_u64().context("node pid")? as u32,
-            })
-        })
-        .collect()
-}
-
-async fn all_healthy(client: &reqwest::Client, nodes: &[NodeProcess]) -> bool {
+async fn all_healthy(client: &reqwest::Client, nodes: &[ClusterNode]) -> bool {
     for node in nodes {
-        let ok = client
-            .get(format!("{}/health", node.url))
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if !ok {
+        if !probe::is_healthy(client, &node.url, Duration::from_secs(1)).await {
             return false;
         }
     }
