@@ -39,6 +39,7 @@ export TINYWEB_PYTHON="$venv/bin/python"
 
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 section "cargo clippy --workspace --all-targets -- -D warnings (and with the test-only misbehave switch)"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -97,13 +98,24 @@ else
     testbed 10 baseline
 fi
 
+section "fuzz: every decoder a peer reaches, 20 s each under libFuzzer (scripts/fuzz.sh)"
+# Short runs catch a decoder that falls over on the first mutations of a valid message; the
+# long runs (scripts/fuzz.sh 600, say) are for a person with time. Nightly and cargo-fuzz
+# are installed if missing.
+bash scripts/fuzz.sh 20
+
 section "visualizer: wasm/build.sh, then the page in headless Chromium (wasm/tests/page.mjs)"
 # Debian's chromium (never a downloaded browser) and playwright-core from npm, pinned by
 # wasm/package-lock.json. build.sh installs the pinned wasm-bindgen-cli if missing.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
-    || ! command -v npm >/dev/null 2>&1; then
+# Only what is missing: a machine with NodeSource's nodejs has npm already, and Debian's npm
+# package conflicts with it.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
     apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver npm
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 fi
 bash wasm/build.sh
 # The wasm-bindgen API in headless Chromium (wasm/tests/web.rs; runner in .cargo/config.toml).

@@ -210,7 +210,13 @@ impl NodeConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Toml {
+        Self::parse(&text, path)
+    }
+
+    /// [`Self::load`] of `text`, as if read from `path` (errors name it, relative paths
+    /// resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: NodeConfig = toml::from_str(text).map_err(|source| ConfigError::Toml {
             path: path.to_owned(),
             source,
         })?;

@@ -27,11 +27,16 @@ pub struct RunArgs {
     /// overrides `node.ui_dir` in the config.
     #[arg(long, value_name = "DIR")]
     ui_dir: Option<PathBuf>,
-    /// Test builds only: make this node Byzantine on purpose. `equivocate`: conflicting
-    /// proposals to two halves of the peers, every vote sent with a conflicting one.
+    /// Test builds only: make this node Byzantine on purpose (`equivocate`, `double-vote`,
+    /// `impersonate`; each is described below).
     #[cfg(feature = "misbehave")]
     #[arg(long, value_enum, value_name = "HOW")]
     misbehave: Option<tinyweb_node::node::misbehave::Misbehaviour>,
+    /// Test builds only: run with this node's wall clock off by MS milliseconds (negative:
+    /// behind), as a machine with a wrong clock would.
+    #[cfg(feature = "misbehave")]
+    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
+    clock_offset_ms: Option<i64>,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -62,6 +67,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "this node is Byzantine on purpose: test build"
         );
         config.misbehaviour = Some(misbehaviour);
+    }
+    #[cfg(feature = "misbehave")]
+    if let Some(ms) = args.clock_offset_ms {
+        tracing::warn!(
+            offset_ms = ms,
+            "this node's clock is off on purpose: test build"
+        );
+        tinyweb_node::node::misbehave::set_clock_offset_ms(ms);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

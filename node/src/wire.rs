@@ -333,7 +333,7 @@ impl<B: WireBody> Envelope<B> {
         self.own_signing_bytes(chain_id).digest()
     }
 
-    fn verify_signature(&self, chain_id: &Hash32) -> Result<(), WireError> {
+    pub fn verify_signature(&self, chain_id: &Hash32) -> Result<(), WireError> {
         let bytes = self.own_signing_bytes(chain_id);
         crypto::verify(&self.sender, &bytes, &self.signature).map_err(|_| WireError::BadSignature)
     }

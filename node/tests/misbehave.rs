@@ -1,7 +1,10 @@
-//! One Byzantine node in a real cluster: four `tinyweb run` processes on 127.0.0.1, one of
-//! them started with `--misbehave equivocate` (a test build: `--features misbehave`). Its
-//! conflicting votes must become equivocation evidence on chain, which suspends it
-//! (DESIGN §3), while the honest nodes agree block for block and keep committing.
+//! One faulty node in a real cluster: four `tinyweb run` processes on 127.0.0.1, one of
+//! them started with a test-only switch (a `--features misbehave` build). `--misbehave
+//! equivocate` / `double-vote`: its conflicting votes must become equivocation evidence on
+//! chain against it alone, which suspends it (DESIGN §3), while the honest nodes agree block
+//! for block and keep committing. `--misbehave impersonate`: votes forged in another
+//! validator's name convict nobody. `--clock-offset-ms`: a node hours off is refused as
+//! stale and alerted.
 
 #![cfg(feature = "misbehave")]
 
@@ -62,7 +65,7 @@ async fn commit_one(cluster: &mut TestCluster, on: &[usize], to: usize, text: &s
 /// (3) list node 3 as suspended in `/status`, and (4) keep committing afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4f1_equivocating_node_3_is_convicted_and_suspended() {
-    equivocator_is_convicted_and_suspended(3).await;
+    convicted_and_suspended(3, "equivocate").await;
 }
 
 /// The same with node 1, the proposer of height 1 (genesis counts as node 0's turn): its
@@ -70,17 +73,24 @@ async fn n4f1_equivocating_node_3_is_convicted_and_suspended() {
 /// and 3), so the proposal half of `equivocate` runs in a real cluster too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4f1_equivocating_first_proposer_is_convicted_and_suspended() {
-    equivocator_is_convicted_and_suspended(1).await;
+    convicted_and_suspended(1, "equivocate").await;
 }
 
-async fn equivocator_is_convicted_and_suspended(byzantine: usize) {
+/// Node 2 proposes honestly but sends a conflicting vote beside every vote: the double
+/// vote alone convicts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4f1_double_voting_node_2_is_convicted_and_suspended() {
+    convicted_and_suspended(2, "double-vote").await;
+}
+
+async fn convicted_and_suspended(byzantine: usize, how: &str) {
     let started = Instant::now();
     let mut cluster = TestCluster::create(4, |_| {});
     let honest: Vec<usize> = (0..4).filter(|i| *i != byzantine).collect();
     for &i in &honest {
         cluster.start(i);
     }
-    cluster.start_with_args(byzantine, &["--misbehave", "equivocate"]);
+    cluster.start_with_args(byzantine, &["--misbehave", how]);
     for i in 0..4 {
         cluster.wait_healthy(i).await;
     }
@@ -170,8 +180,10 @@ async fn equivocator_is_convicted_and_suspended(byzantine: usize) {
         assert_eq!(peer["suspended"], true, "node {i}: {s}");
     }
 
-    // (4) The honest nodes keep committing. No block of the equivocator ever commits: each
-    // of its blocks reaches at most one honest node plus itself, never a quorum of 3.
+    // (4) The honest nodes keep committing. No block of an equivocating proposer ever
+    // commits: each of its blocks reaches at most one honest node plus itself, never a
+    // quorum of 3. A double voter proposes honest blocks, which may commit until it is
+    // convicted; a suspended validator proposes no more.
     let mut last = 0;
     for k in 0..6 {
         let to = honest[k % honest.len()];
@@ -179,11 +191,16 @@ async fn equivocator_is_convicted_and_suspended(byzantine: usize) {
     }
     assert!(last > common_height, "no new height after the suspension");
     let final_height = cluster.assert_identical_chains(&honest).await;
-    for h in 1..=final_height {
+    let no_blocks_from = if how == "equivocate" {
+        1
+    } else {
+        convicted_at + 1
+    };
+    for h in no_blocks_from..=final_height {
         let b = block(&cluster, honest[0], h).await;
         assert_ne!(
             b.header.proposer, offender,
-            "a block of the equivocator committed at {h}"
+            "a block of node {byzantine} ({how}) committed at {h}"
         );
     }
     // (5) Conviction is for good: the equivocator keeps double-voting at every height, but
@@ -207,5 +224,141 @@ async fn equivocator_is_convicted_and_suspended(byzantine: usize) {
          to height {common_height}); honest chains identical up to {final_height}; test took \
          {:?}",
         started.elapsed()
+    );
+}
+
+/// n = 4, f = 1: beside every vote of its own, node 3 sends a conflicting vote in node 0's
+/// name, signed with its own key. The frame-up verifies under nobody's key: the honest
+/// nodes reject and count those votes, no evidence reaches the chain, nobody is
+/// suspended (node 0 least of all), and all four keep committing one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4f1_votes_forged_in_node_0s_name_convict_nobody() {
+    let mut cluster = TestCluster::create(4, |_| {});
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    cluster.start_with_args(3, &["--misbehave", "impersonate"]);
+    for i in 0..4 {
+        cluster.wait_healthy(i).await;
+    }
+    let all = [0, 1, 2, 3];
+    for k in 0..8 {
+        commit_one(&mut cluster, &all, k % 4, &format!("framed {k}")).await;
+    }
+    let height = cluster.assert_identical_chains(&all).await;
+    for h in 1..=height {
+        let b = block(&cluster, 0, h).await;
+        assert!(
+            b.txs.iter().all(|tx| tx.kind != TxKind::Evidence),
+            "evidence committed at height {h} though nobody signed two votes"
+        );
+    }
+    let mut rejected = 0.0;
+    for i in 0..3 {
+        let s = status(&cluster, i).await;
+        assert_eq!(s["suspended"], serde_json::json!([]), "node {i}: {s}");
+        rejected += cluster
+            .metric(
+                i,
+                "tinyweb_security_events_total{kind=\"rejected_message\"}",
+            )
+            .await;
+    }
+    assert!(rejected > 0.0, "no honest node rejected a forged vote");
+    println!("{rejected} forged votes rejected; one chain of {height} blocks, nobody convicted");
+}
+
+/// Two hours, either way: far outside the replay window (60 s by default).
+const SKEW_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// Envelopes refused for a timestamp outside the replay window (answered 409 `stale`).
+const STALE: &str = "tinyweb_http_rejected_total{code=\"stale\"}";
+
+/// Whether node `i`'s `/status` carries a clock alert.
+async fn has_clock_alert(cluster: &TestCluster, i: usize) -> bool {
+    cluster.get_json(i, "/status").await.is_some_and(|s| {
+        s["alerts"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|m| m.as_str().is_some_and(|m| m.starts_with("clock:")))
+        })
+    })
+}
+
+/// n = 4, f = 1: node 3's wall clock is two hours ahead, then two hours behind, then right.
+/// With a wrong clock everything it sends is refused as stale (409, counted), it raises a
+/// clock alert, and it commits nothing; the other three keep committing, and no block
+/// carries a time from the wrong clock. With the clock right it catches up to the same chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_a_clock_hours_off_is_refused_as_stale_and_alerted_while_the_rest_commit() {
+    let started_ms = tinyweb_node::node::now_ms();
+    let mut cluster = TestCluster::create(4, |_| {});
+    let honest = [0, 1, 2];
+    for i in honest {
+        cluster.start(i);
+    }
+    let mut sent = 0;
+    for offset in [SKEW_MS, -SKEW_MS] {
+        let stale_before = cluster.metric(0, STALE).await;
+        cluster.start_with_args(3, &["--clock-offset-ms", &offset.to_string()]);
+        cluster.wait_healthy(3).await;
+        let held = cluster.height(3).await.expect("node 3 answers");
+        // Rounds where node 3 proposes time out: a few transactions cross one of them.
+        for _ in 0..4 {
+            commit_one(
+                &mut cluster,
+                &honest,
+                sent % 3,
+                &format!("skew {offset} {sent}"),
+            )
+            .await;
+            sent += 1;
+        }
+        let alerted = wait_for(DEADLINE, || has_clock_alert(&cluster, 3)).await;
+        assert!(
+            alerted,
+            "node 3 (clock off by {offset} ms) raised no clock alert: {}",
+            cluster.post_mortem(&[3]).await
+        );
+        // Refused both ways: what node 3 sent (on start it asks its peers for their
+        // pending transactions) and what the others send it.
+        let stale_after = cluster.metric(0, STALE).await;
+        assert!(
+            stale_after > stale_before,
+            "node 0 refused nothing of node 3 as stale ({stale_before} -> {stale_after})"
+        );
+        let refused_by_3 = cluster.metric(3, STALE).await;
+        assert!(
+            refused_by_3 > 0.0,
+            "node 3 refused nothing of the others as stale"
+        );
+        assert_eq!(
+            cluster.height(3).await,
+            Some(held),
+            "node 3 committed with its clock {offset} ms off"
+        );
+        cluster.sigterm(3);
+    }
+
+    // The clock is right again: node 3 catches up and the four chains agree.
+    cluster.start_healthy(3).await;
+    let last = commit_one(&mut cluster, &[0, 1, 2, 3], 0, "clock fixed").await;
+    let height = cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
+    assert!(height >= last);
+
+    // Block time stayed on the real clock: every block after genesis between the start of
+    // this test and now (a block from a clock two hours off would be far outside).
+    let now_ms = tinyweb_node::node::now_ms();
+    let mut previous = 0;
+    for h in 1..=height {
+        let t = block(&cluster, 0, h).await.header.timestamp_ms;
+        assert!(
+            (started_ms..=now_ms).contains(&t) && t > previous,
+            "block {h} has time {t}, outside [{started_ms}, {now_ms}] or not after {previous}"
+        );
+        previous = t;
+    }
+    println!(
+        "clock off by +/-{SKEW_MS} ms: refused as stale and alerted; {sent} transactions \
+         committed meanwhile; chains identical up to {height} once the clock was right"
     );
 }

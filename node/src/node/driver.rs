@@ -20,7 +20,9 @@ use consensus_core::{
 use tokio::sync::{mpsc, watch};
 
 use super::transport::Outgoing;
-use super::{now_ms, Control, NodeError, NodeStatus, Query, Shared, TxStatus, TxSubmission};
+use super::{
+    now_ms, AlertKind, Control, NodeError, NodeStatus, Query, Shared, TxStatus, TxSubmission,
+};
 use crate::routes;
 use crate::store::StoreError;
 use crate::wire::{self, kind, ChainNotice, Envelope};
@@ -480,7 +482,11 @@ impl Driver {
                             "peer {} has block {hash} at height {h}, we have {our_hash}: conflicting chains",
                             peer.id
                         );
-                        let _ = shared.control.send(Control::Alert(alert)).await;
+                        let alert = Control::Alert {
+                            kind: AlertKind::ConflictingChain,
+                            message: alert,
+                        };
+                        let _ = shared.control.send(alert).await;
                     }
                 }
                 if !pending_fetched {
@@ -525,11 +531,12 @@ impl Driver {
             }
             Control::Sync { from, response } => self.step(Input::SyncResponse { from, response }),
             Control::PeerTip { peer, height } => self.step(Input::PeerTip { peer, height }),
-            Control::Alert(message) => {
+            Control::Alert { kind, message } => {
                 tracing::error!(security = true, %message, "alert");
-                self.shared
-                    .metrics
-                    .inc("tinyweb_security_events_total{kind=\"conflicting_chain\"}");
+                self.shared.metrics.inc(&format!(
+                    "tinyweb_security_events_total{{kind=\"{}\"}}",
+                    kind.label()
+                ));
                 self.alert(message);
                 Ok(())
             }

@@ -242,12 +242,20 @@ fn open<B: WireBody>(
             .any(|v| v.public_key == claimed)
             .then_some(claimed),
     };
-    let id = wire::authenticate(
-        &envelope,
-        &shared.chain_id,
-        key_of,
-        now_ms(),
-        shared.config.network.replay_window_ms,
+    let now = now_ms();
+    let window_ms = shared.config.network.replay_window_ms;
+    let id = wire::authenticate(&envelope, &shared.chain_id, key_of, now, window_ms).inspect_err(
+        |e| {
+            if let (WireError::Stale { .. }, Some(key)) = (e, key_of(envelope.from)) {
+                shared.transport.clock_skew().stale_from_validator(
+                    &envelope,
+                    &shared.chain_id,
+                    &key,
+                    now,
+                    window_ms,
+                );
+            }
+        },
     )?;
     check_replay(shared, id, envelope.ts)?;
     Ok((envelope, id))

@@ -6,6 +6,8 @@
 //! sends instead. The replica stays honest (its sign guard, its lock); only what leaves the
 //! driver changes, so the node keeps following the chain and keeps misbehaving.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use consensus_core::crypto::{sha256, Keypair};
 use consensus_core::{BlockHash, ConsensusMessage, Hash32, Height, NodeId, Proposal, Round, Vote};
 
@@ -16,6 +18,13 @@ pub enum Misbehaviour {
     /// proposal, the other half a conflicting one for the same (height, round); every vote
     /// goes to every recipient together with a conflicting vote for the same step.
     Equivocate,
+    /// Proposals stay honest; every vote goes to every recipient together with a
+    /// conflicting vote for the same step (a double vote, provable from the two signatures).
+    DoubleVote,
+    /// Every vote goes out together with a conflicting vote in the name of another validator
+    /// (the lowest peer id), signed with this node's key: a frame-up, which must never become
+    /// evidence against the validator it names.
+    Impersonate,
 }
 
 /// Who signs the Byzantine messages: this node.
@@ -43,6 +52,24 @@ impl Misbehaviour {
     ) -> Outgoing {
         match self {
             Misbehaviour::Equivocate => equivocate(signer, peers, to, message),
+            Misbehaviour::DoubleVote => match &message {
+                ConsensusMessage::Vote(v) if v.voter == signer.id => {
+                    let conflicting = ConsensusMessage::Vote(conflicting_vote(signer, v));
+                    vec![(to.to_vec(), message), (to.to_vec(), conflicting)]
+                }
+                _ => vec![(to.to_vec(), message)],
+            },
+            Misbehaviour::Impersonate => match (&message, peers.iter().min()) {
+                (ConsensusMessage::Vote(v), Some(&victim)) if v.voter == signer.id => {
+                    let mut forged = conflicting_vote(signer, v);
+                    forged.voter = victim;
+                    vec![
+                        (to.to_vec(), message),
+                        (to.to_vec(), ConsensusMessage::Vote(forged)),
+                    ]
+                }
+                _ => vec![(to.to_vec(), message)],
+            },
         }
     }
 }
@@ -119,6 +146,19 @@ fn fake_hash(height: Height, round: Round) -> BlockHash {
     bytes.extend_from_slice(&height.to_be_bytes());
     bytes.extend_from_slice(&round.to_be_bytes());
     sha256(&bytes)
+}
+
+/// How far this node's wall clock is off (`tinyweb run --clock-offset-ms`): a clock-fault
+/// test's node, hours ahead or behind, without touching the machine's clock.
+static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Set once at start, before the node reads the clock.
+pub fn set_clock_offset_ms(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms, Ordering::Relaxed);
+}
+
+pub fn clock_offset_ms() -> i64 {
+    CLOCK_OFFSET_MS.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -250,6 +290,61 @@ mod tests {
     }
 
     #[test]
+    fn double_vote_leaves_proposals_alone_and_doubles_every_own_vote() {
+        let (chain_id, key) = (chain_id(), key());
+        let signer = Signer {
+            chain_id: &chain_id,
+            key: &key,
+            id: ME,
+        };
+        let p = ConsensusMessage::Proposal(proposal(&chain_id, &key, ME));
+        let out = Misbehaviour::DoubleVote.outgoing(&signer, &PEERS, &PEERS, p.clone());
+        assert_eq!(out, vec![(PEERS.to_vec(), p)]);
+        let v = vote(&chain_id, &key, VoteKind::Commit, Some(sha256(b"a block")));
+        let out = Misbehaviour::DoubleVote.outgoing(
+            &signer,
+            &PEERS,
+            &PEERS,
+            ConsensusMessage::Vote(v.clone()),
+        );
+        assert_eq!(out.len(), 2, "{out:?}");
+        let ConsensusMessage::Vote(alt) = &out[1].1 else {
+            panic!("not a vote: {:?}", out[1].1);
+        };
+        let evidence = EquivocationEvidence {
+            first: v,
+            second: alt.clone(),
+        };
+        assert!(evidence.is_conflict());
+        assert!(alt.verify(&chain_id, &key.public()).is_ok());
+    }
+
+    #[test]
+    fn impersonate_sends_a_vote_in_another_validators_name_that_its_key_does_not_sign() {
+        let (chain_id, key) = (chain_id(), key());
+        let signer = Signer {
+            chain_id: &chain_id,
+            key: &key,
+            id: ME,
+        };
+        let v = vote(&chain_id, &key, VoteKind::Verification, None);
+        let out = Misbehaviour::Impersonate.outgoing(
+            &signer,
+            &PEERS,
+            &PEERS,
+            ConsensusMessage::Vote(v.clone()),
+        );
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0], (PEERS.to_vec(), ConsensusMessage::Vote(v)));
+        let ConsensusMessage::Vote(forged) = &out[1].1 else {
+            panic!("not a vote: {:?}", out[1].1);
+        };
+        assert_eq!(forged.voter, NodeId(0), "named after the lowest peer");
+        let victim = Keypair::from_secret([8; 32]);
+        assert!(forged.verify(&chain_id, &victim.public()).is_err());
+    }
+
+    #[test]
     fn other_messages_and_other_signers_pass_unchanged() {
         let (chain_id, key) = (chain_id(), key());
         let signer = Signer {
@@ -272,9 +367,15 @@ mod tests {
                 NodeId(1),
             )),
         ];
-        for m in unchanged {
-            let out = Misbehaviour::Equivocate.outgoing(&signer, &PEERS, &PEERS, m.clone());
-            assert_eq!(out, vec![(PEERS.to_vec(), m)]);
+        for how in [
+            Misbehaviour::Equivocate,
+            Misbehaviour::DoubleVote,
+            Misbehaviour::Impersonate,
+        ] {
+            for m in &unchanged {
+                let out = how.outgoing(&signer, &PEERS, &PEERS, m.clone());
+                assert_eq!(out, vec![(PEERS.to_vec(), m.clone())], "{how:?}");
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 //!                                                    └─ Event → tracing, /metrics, /events
 //! ```
 
+pub mod clock_skew;
 pub mod driver;
 pub mod http;
 pub mod join;
@@ -57,6 +58,8 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    #[cfg(feature = "misbehave")]
+    let system = system.saturating_add_signed(misbehave::clock_offset_ms());
     let previous = LAST.fetch_max(system, std::sync::atomic::Ordering::SeqCst);
     previous.max(system)
 }
@@ -78,7 +81,29 @@ pub enum Control {
         height: Height,
     },
     /// Something an operator must look at (shown in `/status` and logged at error).
-    Alert(String),
+    Alert {
+        kind: AlertKind,
+        message: String,
+    },
+}
+
+/// What an alert is about: the `kind` label of `tinyweb_security_events_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertKind {
+    /// A peer holds a different block at a height we committed.
+    ConflictingChain,
+    /// Peers refuse this node's messages as stale: the two clocks disagree by more than the
+    /// replay window, and nothing this node sends gets through.
+    ClockSkew,
+}
+
+impl AlertKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertKind::ConflictingChain => "conflicting_chain",
+            AlertKind::ClockSkew => "clock_skew",
+        }
+    }
 }
 
 /// Read requests answered by the driver from the replica's own state. They have their own
@@ -193,24 +218,26 @@ impl Shared {
     }
 }
 
-/// Why a node could not start, or stopped on its own (a fail-stop).
+/// Why a node could not start, or stopped on its own (a fail-stop). Variants with a
+/// `source` leave the cause out of their own message: the binary prints the chain with
+/// `{:#}`, which would otherwise say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot create data dir {}: {source}", dir.display())]
+    #[error("cannot create data dir {}", dir.display())]
     DataDir {
         dir: PathBuf,
         source: std::io::Error,
     },
     #[error("another tinyweb process is using {} (two nodes with one key would sign twice)", dir.display())]
     DataDirInUse { dir: PathBuf },
-    #[error("cannot lock {}: {source}", path.display())]
+    #[error("cannot lock {}", path.display())]
     Lock {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the store in {}: {source}", dir.display())]
+    #[error("cannot open the store in {}", dir.display())]
     OpenStore { dir: PathBuf, source: StoreError },
     /// Reading or writing the store failed: consensus stops rather than run on without
     /// durable state.

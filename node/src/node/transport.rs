@@ -19,6 +19,7 @@ use consensus_core::{Hash32, NodeId, Transaction, Validator};
 use rand::Rng;
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::clock_skew::ClockSkewAlarm;
 use super::metrics::Metrics;
 use super::relay::RelayLane;
 use super::Control;
@@ -68,6 +69,7 @@ pub struct Transport {
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    clock_skew: ClockSkewAlarm,
 }
 
 /// `host:port` or a full URL → the base URL.
@@ -99,10 +101,17 @@ impl Transport {
             chain_id,
             key,
             links: Mutex::new(HashMap::new()),
+            clock_skew: ClockSkewAlarm::new(control.clone()),
             control,
             metrics,
             shutdown,
         }))
+    }
+
+    /// Raises clock-skew alerts, from this side (our messages refused as stale) and from
+    /// the HTTP side (a validator's messages arriving stale).
+    pub fn clock_skew(&self) -> &ClockSkewAlarm {
+        &self.clock_skew
     }
 
     /// Queues `message` for `peer` at `address`.
@@ -289,6 +298,10 @@ impl Transport {
                     let stale = body.contains("\"stale\"");
                     if stale {
                         tracing::warn!(%url, "peer refuses our timestamps: check both clocks");
+                        let said = serde_json::from_str::<crate::api::ErrorBody>(&body)
+                            .map(|e| e.message)
+                            .unwrap_or_default();
+                        self.clock_skew.refused_by_peer(url, &said);
                     }
                     return (!stale, Some(rtt));
                 }

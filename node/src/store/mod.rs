@@ -68,7 +68,7 @@ pub enum StoreError {
     },
     /// The LMDB map is full: the write was refused as a whole and nothing of it is stored.
     /// The store is still readable. Raise the map size in the config and restart.
-    #[error("storage map is full (the write was refused, nothing was lost); raise the storage map size and restart")]
+    #[error("storage map is full (the write was refused, nothing was lost); raise [storage] map_size_mib in config.toml and restart")]
     MapFull,
     /// The disk (not the map) is full.
     #[error("disk full: {0}")]

@@ -155,15 +155,3 @@ async fn all_healthy(client: &reqwest::Client, nodes: &[ClusterNode]) -> bool {
     }
     true
 }
-
-/// A process's resident memory in MiB: (all, anonymous). Anonymous memory is the heap;
-/// the rest is mostly LMDB's memory-mapped file, which grows with the chain by design.
-pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<f64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb / 1024.0)
-    };
-    Some((field("VmRSS:")?, field("RssAnon:")?))
-}

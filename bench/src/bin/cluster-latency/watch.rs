@@ -192,7 +192,7 @@ pub async fn sample_memory(
         tick.tick().await;
         let samples: Vec<(f64, f64)> = pids
             .iter()
-            .filter_map(|p| super::cluster::rss_mib(*p))
+            .filter_map(|p| tinyweb_node::cluster::process::rss_mib(*p))
             .collect();
         let rss = samples.iter().map(|s| s.0).fold(0.0, f64::max);
         let anon = samples.iter().map(|s| s.1).fold(0.0, f64::max);
