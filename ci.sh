@@ -41,9 +41,9 @@ section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
-section "cargo clippy --workspace --all-targets -- -D warnings (and with the test-only misbehave switch)"
+section "cargo clippy --workspace --all-targets -- -D warnings (and with the test-only misbehave and failpoints features)"
 cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p tinyweb-node --all-targets --features misbehave -- -D warnings
+cargo clippy -p tinyweb-node --all-targets --features misbehave,failpoints -- -D warnings
 
 section "cargo build -p consensus-core --target wasm32-unknown-unknown"
 cargo build -p consensus-core --target wasm32-unknown-unknown
@@ -62,8 +62,16 @@ bash scripts/check-nix.sh
 section "testbed: every scenario on real nodes, one network namespace each (tinyweb testbed --netns)"
 # The Byzantine node's switch exists only in a `--features misbehave` build: every scenario
 # below runs this target/debug/tinyweb (the others never pass the switch).
-cargo build -p tinyweb-node --features misbehave --bin tinyweb
-cargo test -p tinyweb-node --features misbehave --test misbehave
+# The fail points (`failpoints`) are inert unless TINYWEB_FAIL_POINT is set; one build with
+# both test features serves the Byzantine tests, the durability sweep and the testbed.
+cargo build -p tinyweb-node --features misbehave,failpoints --bin tinyweb
+cargo test -p tinyweb-node --features misbehave,failpoints --test misbehave
+# The kill -9 durability sweep: 24 crashes per seed (every fail point three times, and
+# random kill -9s), three seeds.
+for seed in 12 13 14; do
+    TEST_SEED=$seed cargo test -p tinyweb-node --features misbehave,failpoints --test durability \
+        -- --nocapture
+done
 if ! command -v ip >/dev/null 2>&1; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y iproute2

@@ -39,6 +39,7 @@ python3 fuzz/seeds.py "$seeds"
 # Optimised, with debug assertions and overflow checks (the replica checks its own
 # invariants in debug assertions) and AddressSanitizer: cargo-fuzz's defaults.
 cargo +nightly fuzz build
+host=$(rustc +nightly -vV | sed -n 's/^host: //p')
 
 # User + system CPU of every finished child so far, in ms: bash's `times` (second line),
 # which must run in this shell, not in a command substitution's subshell.
@@ -64,7 +65,11 @@ for target in "${targets[@]}"; do
     echo "fuzz.sh: $target for ${seconds}s"
     children_cpu_ms
     cpu_before=$(<"$seeds/cpu_ms")
-    if ! cargo +nightly fuzz run "$target" "$corpus" -- \
+    mkdir -p "fuzz/artifacts/$target"
+    # The binary `cargo fuzz build` made, run directly: `cargo fuzz run` would check the
+    # build again and count that as fuzzing time.
+    if ! "fuzz/target/$host/release/$target" "$corpus" \
+        -artifact_prefix="fuzz/artifacts/$target/" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=262144 \
         -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log"

@@ -98,6 +98,15 @@ pub fn parse_membership(tx: &Transaction) -> Result<Option<MembershipOp>, TxErro
     }
 }
 
+/// Whom an evidence transaction convicts (`None` for any other transaction, or evidence
+/// that does not parse).
+pub fn evidence_offender(tx: &Transaction) -> Option<NodeId> {
+    (tx.kind == TxKind::Evidence)
+        .then(|| parse_evidence(tx).ok())
+        .flatten()
+        .map(|ev| ev.offender())
+}
+
 pub fn parse_evidence(tx: &Transaction) -> Result<EquivocationEvidence, TxError> {
     serde_json::from_slice(&tx.payload).map_err(|e| TxError::MalformedPayload {
         kind: TxKind::Evidence,
@@ -474,6 +483,13 @@ impl ChainState {
             return Err(JoinRefusal::ValidatorsFull);
         }
         Ok(())
+    }
+
+    /// Evidence against a validator convicted already: still valid (a block holding it
+    /// verifies, so chains that have some stay valid), but it convicts nobody new, so a
+    /// proposer leaves it out and mempools drop it rather than spend block space on it.
+    pub fn is_redundant_evidence(&self, tx: &Transaction) -> bool {
+        evidence_offender(tx).is_some_and(|offender| self.convicted.contains(offender))
     }
 
     fn check_evidence(&self, ev: &EquivocationEvidence) -> Result<(), TxError> {

@@ -1311,3 +1311,52 @@ fn n4f1_a_conflicting_proposal_is_blamed_on_its_proposer_not_on_who_relayed_it()
         .collect();
     assert_eq!(blamed, vec![NodeId(1)], "{out:?}");
 }
+
+#[test]
+fn n4f1_one_double_vote_convicts_once_however_many_nodes_report_it() {
+    let mut net = Net::new(4);
+    net.max_height = 3;
+    // Node 1, the proposer of height 1, starts last: by then its mempool holds what the
+    // others reported.
+    for i in [0, 2, 3] {
+        net.input(i, Input::Start);
+    }
+    // Nodes 0 and 2 each see node 3 double-vote at height 1 and each submit evidence: two
+    // transactions against one offender.
+    let mut evidence = Vec::new();
+    for reporter in [0, 2] {
+        evidence.extend(evidence_txs(&double_vote(&mut net, reporter, 3, 1)));
+    }
+    assert_eq!(evidence.len(), 2, "one evidence transaction per reporter");
+    assert_ne!(evidence[0].hash(), evidence[1].hash());
+    for i in 0..4 {
+        for tx in &evidence {
+            net.input(
+                i,
+                Input::Transaction {
+                    tx: tx.clone(),
+                    origin: Some(NodeId(0)),
+                },
+            );
+        }
+    }
+    assert_eq!(net.nodes[1].mempool().len(), 2);
+    net.input(1, Input::Start);
+    net.next_block();
+    assert!(net.heights().iter().all(|h| *h >= 1), "{:?}", net.heights());
+    let in_block = net.committed[0][0]
+        .txs
+        .iter()
+        .filter(|tx| tx.kind == consensus_core::TxKind::Evidence)
+        .count();
+    assert_eq!(in_block, 1, "one evidence transaction convicts node 3");
+    assert!(net.nodes[0].chain_state().convicted().contains(NodeId(3)));
+    // The other convicts nobody new: every mempool dropped it, so no later block carries it.
+    for (i, r) in net.nodes.iter().enumerate() {
+        assert_eq!(
+            r.mempool().len(),
+            0,
+            "node {i} still holds redundant evidence"
+        );
+    }
+}

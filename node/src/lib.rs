@@ -17,6 +17,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod export;
+pub mod failpoint;
 pub mod node;
 pub mod routes;
 pub mod store;

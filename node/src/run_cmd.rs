@@ -28,7 +28,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     ui_dir: Option<PathBuf>,
     /// Test builds only: make this node Byzantine on purpose (`equivocate`, `double-vote`,
-    /// `impersonate`; each is described below).
+    /// `impersonate`, `replay`, `forge-sync`; each is described below).
     #[cfg(feature = "misbehave")]
     #[arg(long, value_enum, value_name = "HOW")]
     misbehave: Option<tinyweb_node::node::misbehave::Misbehaviour>,

@@ -2,8 +2,9 @@
 //! them started with a test-only switch (a `--features misbehave` build). `--misbehave
 //! equivocate` / `double-vote`: its conflicting votes must become equivocation evidence on
 //! chain against it alone, which suspends it (DESIGN §3), while the honest nodes agree block
-//! for block and keep committing. `--misbehave impersonate`: votes forged in another
-//! validator's name convict nobody. `--clock-offset-ms`: a node hours off is refused as
+//! for block and keep committing. `impersonate` (votes forged in another validator's
+//! name), `replay` (old messages again) and `forge-sync` (a forged chain served in sync)
+//! convict nobody and get nothing in. `--clock-offset-ms`: a node hours off is refused as
 //! stale and alerted.
 
 #![cfg(feature = "misbehave")]
@@ -18,6 +19,20 @@ use consensus_core::{Block, NodeId, TxKind};
 
 /// Room for a few round changes while the Byzantine node still counts as a proposer.
 const SUSPENSION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Four validators: `faulty` runs `--misbehave how`, the nodes in `honest` run plainly,
+/// the rest stay down; returns once every started node answers.
+async fn four_with(faulty: usize, how: &str, honest: &[usize]) -> TestCluster {
+    let mut cluster = TestCluster::create(4, |_| {});
+    for &i in honest {
+        cluster.start(i);
+    }
+    cluster.start_with_args(faulty, &["--misbehave", how]);
+    for &i in honest.iter().chain([&faulty]) {
+        cluster.wait_healthy(i).await;
+    }
+    cluster
+}
 
 async fn status(cluster: &TestCluster, i: usize) -> serde_json::Value {
     cluster.get_json(i, "/status").await.expect("status")
@@ -38,25 +53,6 @@ async fn block(cluster: &TestCluster, i: usize, height: u64) -> Block {
         .await
         .unwrap_or_else(|| panic!("node {i} has no block {height}"));
     serde_json::from_value(json).expect("a block")
-}
-
-/// Submits a transaction to node `to` and waits until every node in `on` committed it;
-/// returns the height it committed at.
-async fn commit_one(cluster: &mut TestCluster, on: &[usize], to: usize, text: &str) -> u64 {
-    let tx = cluster.message_tx(text);
-    let (code, body) = cluster.submit(to, &tx).await;
-    assert_eq!(code, 200, "node {to} refused {text}: {body}");
-    let committed = cluster.wait_committed_on(on, &tx.hash(), DEADLINE).await;
-    if committed.is_none() {
-        panic!(
-            "{text} not committed on nodes {on:?} in time: {}",
-            cluster.post_mortem(&[0, 1, 2, 3]).await
-        );
-    }
-    cluster
-        .committed_at(to, &tx.hash())
-        .await
-        .expect("committed")
 }
 
 /// n = 4, f = 1: node 3 equivocates on every proposal and vote it signs. The honest nodes
@@ -85,15 +81,8 @@ async fn n4f1_double_voting_node_2_is_convicted_and_suspended() {
 
 async fn convicted_and_suspended(byzantine: usize, how: &str) {
     let started = Instant::now();
-    let mut cluster = TestCluster::create(4, |_| {});
     let honest: Vec<usize> = (0..4).filter(|i| *i != byzantine).collect();
-    for &i in &honest {
-        cluster.start(i);
-    }
-    cluster.start_with_args(byzantine, &["--misbehave", how]);
-    for i in 0..4 {
-        cluster.wait_healthy(i).await;
-    }
+    let mut cluster = four_with(byzantine, how, &honest).await;
     let byzantine_status = status(&cluster, byzantine).await;
     assert!(
         byzantine_status["alerts"]
@@ -129,7 +118,9 @@ async fn convicted_and_suspended(byzantine: usize, how: &str) {
             cluster.post_mortem(&[0, 1, 2, 3]).await
         );
         let to = honest[sent % honest.len()];
-        commit_one(&mut cluster, &honest, to, &format!("before {sent}")).await;
+        cluster
+            .commit_through(&honest, to, &format!("before {sent}"))
+            .await;
         sent += 1;
     }
     let suspended_after = started.elapsed();
@@ -164,6 +155,13 @@ async fn convicted_and_suspended(byzantine: usize, how: &str) {
     let convicted_at = convicted_at.unwrap_or_else(|| {
         panic!("node {byzantine} suspended but no evidence on chain up to {common_height}")
     });
+    // Every honest node that saw the double vote submits evidence, but one conviction
+    // needs one transaction: proposers leave out the rest and mempools drop them.
+    assert_eq!(
+        evidence_txs, 1,
+        "{evidence_txs} evidence transactions against node {byzantine} up to height \
+         {common_height}"
+    );
 
     // (3) Every honest node lists the equivocator as suspended (checked above), and its
     // peer entry says so too.
@@ -187,7 +185,9 @@ async fn convicted_and_suspended(byzantine: usize, how: &str) {
     let mut last = 0;
     for k in 0..6 {
         let to = honest[k % honest.len()];
-        last = commit_one(&mut cluster, &honest, to, &format!("after {k}")).await;
+        last = cluster
+            .commit_through(&honest, to, &format!("after {k}"))
+            .await;
     }
     assert!(last > common_height, "no new height after the suspension");
     let final_height = cluster.assert_identical_chains(&honest).await;
@@ -233,17 +233,12 @@ async fn convicted_and_suspended(byzantine: usize, how: &str) {
 /// suspended (node 0 least of all), and all four keep committing one chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn n4f1_votes_forged_in_node_0s_name_convict_nobody() {
-    let mut cluster = TestCluster::create(4, |_| {});
-    for i in 0..3 {
-        cluster.start(i);
-    }
-    cluster.start_with_args(3, &["--misbehave", "impersonate"]);
-    for i in 0..4 {
-        cluster.wait_healthy(i).await;
-    }
+    let mut cluster = four_with(3, "impersonate", &[0, 1, 2]).await;
     let all = [0, 1, 2, 3];
     for k in 0..8 {
-        commit_one(&mut cluster, &all, k % 4, &format!("framed {k}")).await;
+        cluster
+            .commit_through(&all, k % 4, &format!("framed {k}"))
+            .await;
     }
     let height = cluster.assert_identical_chains(&all).await;
     for h in 1..=height {
@@ -266,6 +261,102 @@ async fn n4f1_votes_forged_in_node_0s_name_convict_nobody() {
     }
     assert!(rejected > 0.0, "no honest node rejected a forged vote");
     println!("{rejected} forged votes rejected; one chain of {height} blocks, nobody convicted");
+}
+
+/// n = 4, f = 1: node 3 sends every message again a second later, as the same bytes and
+/// re-sealed in a fresh envelope. The honest nodes refuse the byte-for-byte replays (409
+/// `replayed`, counted), ignore the old votes and proposals that pass the envelope checks,
+/// convict nobody (a replayed message is not a second signature), and all four keep
+/// committing one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4f1_replayed_messages_are_refused_or_ignored_and_convict_nobody() {
+    let mut cluster = four_with(3, "replay", &[0, 1, 2]).await;
+    let all = [0, 1, 2, 3];
+    let replayed = "tinyweb_http_rejected_total{code=\"replayed\"}";
+    let started = Instant::now();
+    let mut k = 0;
+    // Transactions until the replays (a second behind) have been refused for a while.
+    loop {
+        cluster
+            .commit_through(&all, k % 4, &format!("replayed {k}"))
+            .await;
+        k += 1;
+        let mut refused = 0.0;
+        for i in 0..3 {
+            refused += cluster.metric(i, replayed).await;
+        }
+        if refused > 0.0 && k >= 8 {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no replay refused after {k} transactions: {}",
+            cluster.post_mortem(&all).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let height = cluster.assert_identical_chains(&all).await;
+    for h in 1..=height {
+        let b = block(&cluster, 0, h).await;
+        assert!(
+            b.txs.iter().all(|tx| tx.kind != TxKind::Evidence),
+            "evidence committed at height {h} for replayed messages"
+        );
+    }
+    let mut refused = 0.0;
+    for i in 0..3 {
+        let s = status(&cluster, i).await;
+        assert_eq!(s["suspended"], serde_json::json!([]), "node {i}: {s}");
+        refused += cluster.metric(i, replayed).await;
+    }
+    println!("{refused} replays refused; one chain of {height} blocks, nobody convicted");
+}
+
+/// n = 4, f = 1: node 3 is honest in consensus but serves a forged chain to anyone who
+/// syncs from it. Node 2, behind by ten blocks with only node 3 up to ask, refuses every
+/// forged block (counted as rejected) and commits nothing from it; once nodes 0 and 1 are
+/// back it catches up from them, and the four chains are identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n4f1_a_forged_chain_served_in_sync_is_refused_and_the_real_one_taken() {
+    let mut cluster = four_with(3, "forge-sync", &[0, 1]).await;
+    for k in 0..10 {
+        cluster
+            .commit_through(&[0, 1, 3], k % 2, &format!("while node 2 is away {k}"))
+            .await;
+    }
+    let tip = cluster.height(0).await.expect("height");
+
+    // Only the forger is up when node 2 comes back.
+    cluster.sigterm(0);
+    cluster.sigterm(1);
+    cluster.start_healthy(2).await;
+    let rejected = "tinyweb_security_events_total{kind=\"rejected_message\"}";
+    let refused = wait_for(DEADLINE, || async {
+        cluster.metric(2, rejected).await > 0.0
+    })
+    .await;
+    assert!(
+        refused,
+        "node 2 never refused the forged chain: {}",
+        cluster.post_mortem(&[2, 3]).await
+    );
+    assert_eq!(
+        cluster.height(2).await,
+        Some(0),
+        "node 2 took blocks from the forger"
+    );
+
+    // The honest nodes return: with the next block, node 2 sees it is behind and syncs
+    // the real chain from them.
+    cluster.start(0);
+    cluster.start(1);
+    cluster.wait_healthy(0).await;
+    cluster.wait_healthy(1).await;
+    let all = [0, 1, 2, 3];
+    cluster.commit_through(&all, 0, "node 2 is back").await;
+    let height = cluster.assert_identical_chains(&all).await;
+    assert!(height > tip);
+    println!("forged sync refused; node 2 caught up from the honest nodes to {height}");
 }
 
 /// Two hours, either way: far outside the replay window (60 s by default).
@@ -296,6 +387,9 @@ async fn a_node_with_a_clock_hours_off_is_refused_as_stale_and_alerted_while_the
     for i in honest {
         cluster.start(i);
     }
+    for i in honest {
+        cluster.wait_healthy(i).await;
+    }
     let mut sent = 0;
     for offset in [SKEW_MS, -SKEW_MS] {
         let stale_before = cluster.metric(0, STALE).await;
@@ -304,13 +398,9 @@ async fn a_node_with_a_clock_hours_off_is_refused_as_stale_and_alerted_while_the
         let held = cluster.height(3).await.expect("node 3 answers");
         // Rounds where node 3 proposes time out: a few transactions cross one of them.
         for _ in 0..4 {
-            commit_one(
-                &mut cluster,
-                &honest,
-                sent % 3,
-                &format!("skew {offset} {sent}"),
-            )
-            .await;
+            cluster
+                .commit_through(&honest, sent % 3, &format!("skew {offset} {sent}"))
+                .await;
             sent += 1;
         }
         let alerted = wait_for(DEADLINE, || has_clock_alert(&cluster, 3)).await;
@@ -341,7 +431,9 @@ async fn a_node_with_a_clock_hours_off_is_refused_as_stale_and_alerted_while_the
 
     // The clock is right again: node 3 catches up and the four chains agree.
     cluster.start_healthy(3).await;
-    let last = commit_one(&mut cluster, &[0, 1, 2, 3], 0, "clock fixed").await;
+    let last = cluster
+        .commit_through(&[0, 1, 2, 3], 0, "clock fixed")
+        .await;
     let height = cluster.assert_identical_chains(&[0, 1, 2, 3]).await;
     assert!(height >= last);
 

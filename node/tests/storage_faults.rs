@@ -98,12 +98,7 @@ async fn a_read_only_data_dir_is_refused_at_start_and_the_node_starts_once_writa
     }
     let mut cluster = TestCluster::create(1, |_| {});
     cluster.start_healthy(0).await;
-    let tx = cluster.message_tx("before");
-    cluster.submit(0, &tx).await;
-    assert!(cluster
-        .wait_committed_on(&[0], &tx.hash(), DEADLINE)
-        .await
-        .is_some());
+    cluster.commit_through(&[0], 0, "before").await;
     let height = cluster.height(0).await.expect("height");
     assert!(cluster.sigterm(0).success());
 
@@ -157,10 +152,5 @@ async fn a_read_only_data_dir_is_refused_at_start_and_the_node_starts_once_writa
     // Writable again: the same node starts with its chain.
     cluster.start_healthy(0).await;
     assert_eq!(cluster.height(0).await, Some(height));
-    let tx = cluster.message_tx("after");
-    cluster.submit(0, &tx).await;
-    assert!(cluster
-        .wait_committed_on(&[0], &tx.hash(), DEADLINE)
-        .await
-        .is_some());
+    cluster.commit_through(&[0], 0, "after").await;
 }

@@ -252,8 +252,13 @@ impl Replica {
             .now_ms
             .max(self.chain.last_timestamp_ms().saturating_add(1));
         let max = self.config.block_txs_max.min(BLOCK_TXS_MAX);
+        // One conviction per offender: evidence against a validator convicted already, or
+        // by evidence picked above, would only take block space (every honest node that saw
+        // the double vote submits its own evidence transaction).
+        let mut convicted = self.chain.convicted();
         let txs = self.mempool.select(max, self.config.block_bytes_max, |tx| {
             self.chain.validate_tx(tx, timestamp_ms, true).is_ok()
+                && crate::chain::evidence_offender(tx).is_none_or(|o| convicted.insert(o))
         });
         self.chain.next_block(self.round, me, timestamp_ms, txs)
     }

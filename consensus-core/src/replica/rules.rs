@@ -132,6 +132,7 @@ impl Replica {
             chain
                 .validate_hashed_tx(tx, hash, self.now_ms, true)
                 .is_ok()
+                && !chain.is_redundant_evidence(tx)
         });
         if self.chain.byzantine_overload() {
             self.halt(

@@ -69,6 +69,9 @@ pub struct Driver {
     alerts: VecDeque<String>,
     /// When the `/status` snapshot must be published next (something changed since).
     status_due: Option<Instant>,
+    /// Test builds: what `--misbehave replay` sends again.
+    #[cfg(feature = "misbehave")]
+    replay: super::misbehave::ReplayLog,
 }
 
 impl Driver {
@@ -96,6 +99,8 @@ impl Driver {
             last_block_timestamp_ms: 0,
             alerts: VecDeque::new(),
             status_due: None,
+            #[cfg(feature = "misbehave")]
+            replay: Default::default(),
         };
         driver.load_peers_from_blockchain();
         Ok(driver)
@@ -178,11 +183,19 @@ impl Driver {
                 continue;
             };
             match output {
-                Output::PersistSignState(state) => self.shared.store.save_sign_state(&state)?,
-                Output::PersistLockedProposal(proposal) => {
-                    self.shared.store.save_locked_proposal(&proposal)?
+                Output::PersistSignState(state) => {
+                    crate::fail_point!(SIGN_STATE_BEFORE_PERSIST);
+                    self.shared.store.save_sign_state(&state)?;
+                    crate::fail_point!(SIGN_STATE_AFTER_PERSIST);
                 }
-                Output::Commit(block) => self.commit(block)?,
+                Output::PersistLockedProposal(proposal) => {
+                    self.shared.store.save_locked_proposal(&proposal)?;
+                    crate::fail_point!(LOCKED_AFTER_PERSIST);
+                }
+                Output::Commit(block) => {
+                    self.commit(block)?;
+                    crate::fail_point!(COMMIT_AFTER_STORE);
+                }
                 Output::Broadcast(message) => {
                     let to: Vec<NodeId> = self.peers().collect();
                     self.send_message(now, &to, &message);
@@ -213,6 +226,21 @@ impl Driver {
         else {
             return Some(output);
         };
+        if misbehaviour == super::misbehave::Misbehaviour::Replay {
+            // What was sent a second ago goes again: the same bytes, then re-sealed now
+            // (queued directly: a replay is not recorded to be replayed again).
+            for old in self.replay.due(Instant::now()) {
+                self.queue_for(old.to.iter().copied(), old.path, old.body);
+                let resealed = wire::seal_message(
+                    &self.shared.chain_id,
+                    &self.shared.key,
+                    me,
+                    now,
+                    &old.message,
+                );
+                self.queue_for(old.to, old.path, axum::body::Bytes::from(resealed));
+            }
+        }
         let peers: Vec<NodeId> = self.peers().collect();
         let (to, message) = match output {
             Output::Broadcast(message) => (peers.clone(), message),
@@ -304,7 +332,19 @@ impl Driver {
             now,
             message,
         ));
-        self.queue_for(to.iter().copied(), wire::path_of(message), body);
+        let path = wire::path_of(message);
+        #[cfg(feature = "misbehave")]
+        if self.shared.config.misbehaviour == Some(super::misbehave::Misbehaviour::Replay) {
+            self.replay.record(super::misbehave::Sent {
+                at: Instant::now(),
+                to: to.to_vec(),
+                path,
+                body: body.clone(),
+                message: message.clone(),
+            });
+        }
+        self.queue_for(to.iter().copied(), path, body);
+        crate::fail_point!(MESSAGE_QUEUED);
     }
 
     /// Queues one sealed body for each of `peers` (at their address on chain).
@@ -627,6 +667,9 @@ impl Driver {
         }
         if admitted || forged_by_peer {
             self.step(Input::Transaction { tx, origin })?;
+        }
+        if admitted && origin.is_none() {
+            crate::fail_point!(TRANSACTION_ADMITTED);
         }
         Ok(())
     }

@@ -516,6 +516,13 @@ async fn sync_answer(shared: Arc<Shared>, request: SyncRequest) -> Result<Respon
         };
         let store: &dyn crate::store::Store = shared.store.as_ref();
         let response = sync::serve_within(&store, &request, fits);
+        #[cfg(feature = "misbehave")]
+        let response = match shared.config.misbehaviour {
+            Some(super::misbehave::Misbehaviour::ForgeSync) => {
+                super::misbehave::forge_sync(response)
+            }
+            _ => response,
+        };
         let answer_kind = match &response {
             SyncResponse::ChainPage { .. } => kind::CHAIN_PAGE,
             _ => kind::MISSING_BLOCKS,

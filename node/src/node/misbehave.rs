@@ -2,14 +2,22 @@
 //! real cluster can hold one and show what the simulator shows (DESIGN §3: committed
 //! equivocation evidence suspends the equivocator).
 //!
-//! One idea: an honest outgoing consensus message of this node becomes what a Byzantine node
-//! sends instead. The replica stays honest (its sign guard, its lock); only what leaves the
-//! driver changes, so the node keeps following the chain and keeps misbehaving.
+//! One idea: what leaves an honest node becomes what a Byzantine one sends instead (its
+//! proposals and votes, replays of them, the sync answers it serves), or its wall clock is
+//! off. The replica stays honest (its sign guard, its lock); only what leaves the driver
+//! and the sync server changes, so the node keeps following the chain and keeps misbehaving.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
 
 use consensus_core::crypto::{sha256, Keypair};
-use consensus_core::{BlockHash, ConsensusMessage, Hash32, Height, NodeId, Proposal, Round, Vote};
+use consensus_core::{
+    Block, BlockHash, ConsensusMessage, Hash32, Height, NodeId, Proposal, Round, SyncResponse, Vote,
+};
 
 /// How a test node misbehaves (`tinyweb run --misbehave <how>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +33,14 @@ pub enum Misbehaviour {
     /// (the lowest peer id), signed with this node's key: a frame-up, which must never become
     /// evidence against the validator it names.
     Impersonate,
+    /// Honest messages, and each sent again a second later twice: as the same bytes (a
+    /// replay, for the receivers' replay guard) and re-sealed in a fresh envelope (an old
+    /// vote or proposal the envelope checks pass and the replica must ignore as stale).
+    Replay,
+    /// Honest in consensus, but every sync answer it serves is a forged chain: each block's
+    /// transactions dropped and its time moved, the real certificate kept (which no
+    /// longer matches the block's hash).
+    ForgeSync,
 }
 
 /// Who signs the Byzantine messages: this node.
@@ -59,6 +75,7 @@ impl Misbehaviour {
                 }
                 _ => vec![(to.to_vec(), message)],
             },
+            Misbehaviour::Replay | Misbehaviour::ForgeSync => vec![(to.to_vec(), message)],
             Misbehaviour::Impersonate => match (&message, peers.iter().min()) {
                 (ConsensusMessage::Vote(v), Some(&victim)) if v.voter == signer.id => {
                     let mut forged = conflicting_vote(signer, v);
@@ -148,6 +165,75 @@ fn fake_hash(height: Height, round: Round) -> BlockHash {
     sha256(&bytes)
 }
 
+/// `forge-sync`: the answer a forger serves instead of `response`.
+pub fn forge_sync(response: SyncResponse) -> SyncResponse {
+    let forge = |blocks: Vec<Block>| -> Vec<Block> {
+        blocks
+            .into_iter()
+            .map(|mut block| {
+                block.txs.clear();
+                block.header.tx_root = Block::compute_tx_root(&block.txs);
+                block.header.timestamp_ms = block.header.timestamp_ms.saturating_add(1);
+                block
+            })
+            .collect()
+    };
+    match response {
+        SyncResponse::MissingBlocks { blocks } => SyncResponse::MissingBlocks {
+            blocks: forge(blocks),
+        },
+        SyncResponse::ChainPage {
+            blocks,
+            chain_length,
+        } => SyncResponse::ChainPage {
+            blocks: forge(blocks),
+            chain_length,
+        },
+        other => other,
+    }
+}
+
+/// What `replay` sends again after [`REPLAY_AFTER`].
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub at: Instant,
+    pub to: Vec<NodeId>,
+    pub path: &'static str,
+    /// The sealed envelope, byte for byte.
+    pub body: Bytes,
+    pub message: ConsensusMessage,
+}
+
+const REPLAY_AFTER: Duration = Duration::from_secs(1);
+/// Messages kept for replay at most; the oldest go first.
+const REPLAY_KEPT_MAX: usize = 256;
+
+/// The messages `replay` sent and will send again, once each. Owned by the driver's task.
+#[derive(Debug, Default)]
+pub struct ReplayLog {
+    sent: RefCell<VecDeque<Sent>>,
+}
+
+impl ReplayLog {
+    pub fn record(&self, sent: Sent) {
+        let mut log = self.sent.borrow_mut();
+        if log.len() >= REPLAY_KEPT_MAX {
+            log.pop_front();
+        }
+        log.push_back(sent);
+    }
+
+    /// The recorded messages at least [`REPLAY_AFTER`] old at `now`, removed from the log.
+    pub fn due(&self, now: Instant) -> Vec<Sent> {
+        let mut log = self.sent.borrow_mut();
+        let ready = log
+            .iter()
+            .take_while(|s| now.duration_since(s.at) >= REPLAY_AFTER)
+            .count();
+        log.drain(..ready).collect()
+    }
+}
+
 /// How far this node's wall clock is off (`tinyweb run --clock-offset-ms`): a clock-fault
 /// test's node, hours ahead or behind, without touching the machine's clock.
 static CLOCK_OFFSET_MS: AtomicI64 = AtomicI64::new(0);
@@ -178,6 +264,14 @@ mod tests {
         sha256(b"misbehave test chain")
     }
 
+    fn signer<'a>(chain_id: &'a Hash32, key: &'a Keypair) -> Signer<'a> {
+        Signer {
+            chain_id,
+            key,
+            id: ME,
+        }
+    }
+
     fn proposal(chain_id: &Hash32, key: &Keypair, proposer: NodeId) -> Proposal {
         let block = Block {
             header: BlockHeader {
@@ -203,11 +297,7 @@ mod tests {
     #[test]
     fn proposal_goes_to_half_a_and_a_valid_conflicting_one_to_half_b() {
         let (chain_id, key) = (chain_id(), key());
-        let signer = Signer {
-            chain_id: &chain_id,
-            key: &key,
-            id: ME,
-        };
+        let signer = signer(&chain_id, &key);
         let p = proposal(&chain_id, &key, ME);
         let out = Misbehaviour::Equivocate.outgoing(
             &signer,
@@ -240,11 +330,7 @@ mod tests {
     #[test]
     fn a_send_to_one_peer_gets_that_peers_half() {
         let (chain_id, key) = (chain_id(), key());
-        let signer = Signer {
-            chain_id: &chain_id,
-            key: &key,
-            id: ME,
-        };
+        let signer = signer(&chain_id, &key);
         let p = ConsensusMessage::Proposal(proposal(&chain_id, &key, ME));
         let to_a = Misbehaviour::Equivocate.outgoing(&signer, &PEERS, &[NodeId(0)], p.clone());
         assert_eq!(to_a, vec![(vec![NodeId(0)], p.clone())]);
@@ -257,11 +343,7 @@ mod tests {
     #[test]
     fn every_vote_goes_out_with_a_valid_conflicting_vote() {
         let (chain_id, key) = (chain_id(), key());
-        let signer = Signer {
-            chain_id: &chain_id,
-            key: &key,
-            id: ME,
-        };
+        let signer = signer(&chain_id, &key);
         for kind in [VoteKind::Verification, VoteKind::Commit] {
             for target in [Some(sha256(b"a block")), None] {
                 let v = vote(&chain_id, &key, kind, target);
@@ -292,11 +374,7 @@ mod tests {
     #[test]
     fn double_vote_leaves_proposals_alone_and_doubles_every_own_vote() {
         let (chain_id, key) = (chain_id(), key());
-        let signer = Signer {
-            chain_id: &chain_id,
-            key: &key,
-            id: ME,
-        };
+        let signer = signer(&chain_id, &key);
         let p = ConsensusMessage::Proposal(proposal(&chain_id, &key, ME));
         let out = Misbehaviour::DoubleVote.outgoing(&signer, &PEERS, &PEERS, p.clone());
         assert_eq!(out, vec![(PEERS.to_vec(), p)]);
@@ -322,11 +400,7 @@ mod tests {
     #[test]
     fn impersonate_sends_a_vote_in_another_validators_name_that_its_key_does_not_sign() {
         let (chain_id, key) = (chain_id(), key());
-        let signer = Signer {
-            chain_id: &chain_id,
-            key: &key,
-            id: ME,
-        };
+        let signer = signer(&chain_id, &key);
         let v = vote(&chain_id, &key, VoteKind::Verification, None);
         let out = Misbehaviour::Impersonate.outgoing(
             &signer,
@@ -345,13 +419,31 @@ mod tests {
     }
 
     #[test]
+    fn the_replay_log_hands_out_each_message_once_after_a_second() {
+        let (chain_id, key) = (chain_id(), key());
+        let log = ReplayLog::default();
+        let start = Instant::now();
+        let message = ConsensusMessage::Vote(vote(&chain_id, &key, VoteKind::Commit, None));
+        for i in 0..3u64 {
+            log.record(Sent {
+                at: start + Duration::from_millis(400 * i),
+                to: PEERS.to_vec(),
+                path: "/CommitVote",
+                body: Bytes::from(vec![i as u8]),
+                message: message.clone(),
+            });
+        }
+        assert!(log.due(start + Duration::from_millis(999)).is_empty());
+        let due = log.due(start + Duration::from_millis(1_400));
+        assert_eq!(due.iter().map(|s| s.body[0]).collect::<Vec<_>>(), [0, 1]);
+        assert!(log.due(start + Duration::from_millis(1_400)).is_empty());
+        assert_eq!(log.due(start + Duration::from_secs(5)).len(), 1);
+    }
+
+    #[test]
     fn other_messages_and_other_signers_pass_unchanged() {
         let (chain_id, key) = (chain_id(), key());
-        let signer = Signer {
-            chain_id: &chain_id,
-            key: &key,
-            id: ME,
-        };
+        let signer = signer(&chain_id, &key);
         let other = Keypair::from_secret([9; 32]);
         let unchanged = [
             ConsensusMessage::NewRound(NewRound::new_signed(&chain_id, &key, 5, 2, ME)),
@@ -371,6 +463,8 @@ mod tests {
             Misbehaviour::Equivocate,
             Misbehaviour::DoubleVote,
             Misbehaviour::Impersonate,
+            Misbehaviour::Replay,
+            Misbehaviour::ForgeSync,
         ] {
             for m in &unchanged {
                 let out = how.outgoing(&signer, &PEERS, &PEERS, m.clone());

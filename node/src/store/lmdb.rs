@@ -392,6 +392,7 @@ impl Store for LmdbStore {
             hash: block.hash(),
         };
         self.put_block(&mut wtxn, block, next.hash)?;
+        crate::fail_point!(COMMIT_MID_TRANSACTION);
         self.meta.put(&mut wtxn, META_TIP, &encode(&next)?)?;
         // Dropping `wtxn` on any error above aborts it: a refused or failed append leaves
         // nothing behind. `commit` returns only after the fsync.

@@ -132,6 +132,12 @@ impl TestCluster {
 
     /// Starts node `i` with extra `tinyweb run` flags (e.g. `--misbehave equivocate`).
     pub fn start_with_args(&mut self, i: usize, extra: &[&str]) {
+        self.start_with(i, extra, &[]);
+    }
+
+    /// Starts node `i` with extra `tinyweb run` flags and environment variables (e.g.
+    /// `TINYWEB_FAIL_POINT` in a `--features failpoints` build).
+    pub fn start_with(&mut self, i: usize, extra: &[&str], env: &[(&str, &str)]) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} already running");
         let mut launcher = Launcher::new(env!("CARGO_BIN_EXE_tinyweb"));
@@ -143,6 +149,9 @@ impl TestCluster {
                 .unwrap_or_else(|_| "info".into())
                 .into(),
         ));
+        for (name, value) in env {
+            launcher.env.push(((*name).into(), (*value).into()));
+        }
         let mut cluster_node = ClusterNode {
             id: u16::try_from(i).expect("id"),
             url: node.url(),
@@ -301,6 +310,25 @@ impl TestCluster {
         let status = resp.status().as_u16();
         let json = resp.json().await.unwrap_or(serde_json::Value::Null);
         (status, json)
+    }
+
+    /// Submits a fresh transaction to node `to` (it must accept it) and waits until every
+    /// node in `on` committed it; returns the height it committed at on `to`.
+    pub async fn commit_through(&mut self, on: &[usize], to: usize, text: &str) -> u64 {
+        let tx = self.message_tx(text);
+        let (code, body) = self.submit(to, &tx).await;
+        assert_eq!(code, 200, "node {to} refused {text}: {body}");
+        if self
+            .wait_committed_on(on, &tx.hash(), DEADLINE)
+            .await
+            .is_none()
+        {
+            panic!(
+                "{text} not committed on nodes {on:?} in time: {}",
+                self.post_mortem(on).await
+            );
+        }
+        self.committed_at(to, &tx.hash()).await.expect("committed")
     }
 
     /// Height at which `hash` committed on node `i`, if it has.
