@@ -58,9 +58,11 @@ summary=()
 for target in "${targets[@]}"; do
     corpus="fuzz/corpus/$target"
     mkdir -p "$corpus"
-    if [ -d "$seeds/$target" ]; then
-        cp -n "$seeds/$target"/* "$corpus"/
-    fi
+    # Seeds the corpus lacks (not `cp -n`: some coreutils fail when it skips a file).
+    for seed in "$seeds/$target"/*; do
+        [ -e "$seed" ] || continue
+        [ -e "$corpus/${seed##*/}" ] || cp "$seed" "$corpus/"
+    done
     log="fuzz/corpus/$target.log"
     echo "fuzz.sh: $target for ${seconds}s"
     children_cpu_ms

@@ -114,6 +114,10 @@ pub enum TxError {
     MempoolFull,
     #[error("already pending")]
     Duplicate,
+    /// Evidence against a validator the chain has convicted already: it would convict
+    /// nobody new (an admission rule; blocks holding such evidence stay valid).
+    #[error("validator {offender} is convicted already")]
+    AlreadyConvicted { offender: NodeId },
     #[error("approve_node refused: {0}")]
     Join(#[from] JoinRefusal),
 }

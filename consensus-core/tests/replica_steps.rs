@@ -1359,4 +1359,13 @@ fn n4f1_one_double_vote_convicts_once_however_many_nodes_report_it() {
             "node {i} still holds redundant evidence"
         );
     }
+    // Nor does it come back: submitted again (relayed, say), it is refused at admission.
+    for tx in &evidence {
+        assert_eq!(
+            net.nodes[0].check_transaction(net.now, tx, false),
+            Err(consensus_core::TxError::AlreadyConvicted {
+                offender: NodeId(3)
+            })
+        );
+    }
 }

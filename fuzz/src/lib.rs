@@ -10,11 +10,12 @@ use std::sync::OnceLock;
 
 use arbitrary::Arbitrary;
 use consensus_core::message::{Block, BlockHeader, Genesis, Proposal, Vote, VoteKind};
+use consensus_core::sync::{self, MemoryChain};
 use consensus_core::timer::{Timer, TimerKind};
 use consensus_core::{
     chain::{self, ChainState},
     ConsensusMessage, Hash32, Input, NewRound, NodeId, Replica, ReplicaConfig, Signature,
-    SyncResponse, Transaction, TxKind,
+    SyncRequest, SyncResponse, Transaction, TxKind,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use tinyweb_node::export::{self, ChainExport};
@@ -125,8 +126,20 @@ pub fn envelope(data: &[u8]) {
             let _ = ctx.chain.validate_tx(tx, e.ts, false);
         }
     }
-    let _ = open::<FromHeight>(data, &[kind::MISSING_BLOCKS_REQUEST]);
-    let _ = open::<LastHash>(data, &[kind::ENTIRE_CHAIN_REQUEST]);
+    // Sync requests, answered from a store as the node answers them.
+    let store = MemoryChain::new(ctx.genesis.block());
+    if let Some(e) = open::<LastHash>(data, &[kind::MISSING_BLOCKS_REQUEST]) {
+        let request = SyncRequest::MissingBlocks {
+            last_hash: e.body.last_hash,
+        };
+        let _ = sync::serve(&store, &request);
+    }
+    if let Some(e) = open::<FromHeight>(data, &[kind::ENTIRE_CHAIN_REQUEST]) {
+        let request = SyncRequest::EntireChain {
+            from_height: e.body.from_height,
+        };
+        let _ = sync::serve(&store, &request);
+    }
     let _ = open::<ChainNotice>(data, &[kind::NEW_BLOCKCHAIN]);
     let _ = open::<Empty>(data, &[kind::PENDING_REQUEST]);
     if let Some(e) = open::<PendingTransactions>(data, &[kind::PENDING]) {

@@ -260,6 +260,15 @@ async fn n4f1_votes_forged_in_node_0s_name_convict_nobody() {
             .await;
     }
     assert!(rejected > 0.0, "no honest node rejected a forged vote");
+    for i in 0..3 {
+        assert_eq!(
+            cluster
+                .metric(i, "tinyweb_security_events_total{kind=\"equivocation\"}")
+                .await,
+            0.0,
+            "node {i} took a forged vote for node 0's"
+        );
+    }
     println!("{rejected} forged votes rejected; one chain of {height} blocks, nobody convicted");
 }
 
@@ -345,6 +354,13 @@ async fn n4f1_a_forged_chain_served_in_sync_is_refused_and_the_real_one_taken() 
         Some(0),
         "node 2 took blocks from the forger"
     );
+    let log = cluster.log_tail(2);
+    assert!(
+        log.lines().any(|l| l.contains("message rejected")
+            && l.contains("from=n3")
+            && l.contains("certificate")),
+        "node 2's log names no rejection of node 3's answer: {log}"
+    );
 
     // The honest nodes return: with the next block, node 2 sees it is behind and syncs
     // the real chain from them.
@@ -409,6 +425,27 @@ async fn a_node_with_a_clock_hours_off_is_refused_as_stale_and_alerted_while_the
             "node 3 (clock off by {offset} ms) raised no clock alert: {}",
             cluster.post_mortem(&[3]).await
         );
+        // The receiving side too: node 0 checked node 3's stale envelope's signature and
+        // names it (one alert a minute, so only in the first phase).
+        if offset > 0 {
+            let named = wait_for(DEADLINE, || async {
+                cluster.get_json(0, "/status").await.is_some_and(|s| {
+                    s["alerts"].as_array().is_some_and(|a| {
+                        a.iter().any(|m| {
+                            m.as_str().is_some_and(|m| {
+                                m.contains("validator n3's messages are 7200 s ahead")
+                            })
+                        })
+                    })
+                })
+            })
+            .await;
+            assert!(
+                named,
+                "node 0 did not name node 3's clock: {}",
+                cluster.post_mortem(&[0]).await
+            );
+        }
         // Refused both ways: what node 3 sent (on start it asks its peers for their
         // pending transactions) and what the others send it.
         let stale_after = cluster.metric(0, STALE).await;

@@ -444,6 +444,11 @@ impl Replica {
                 }));
             }
         }
+        if let Some(offender) = crate::chain::evidence_offender(tx) {
+            if self.chain.convicted().contains(offender) {
+                return Err(TxError::AlreadyConvicted { offender });
+            }
+        }
         let known = signature_checked || self.verified_txs.contains_hashed(tx, hash);
         self.chain.validate_hashed_tx(tx, hash, now_ms, known)?;
         self.verified_txs.insert_hashed(tx, hash);

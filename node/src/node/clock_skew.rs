@@ -4,20 +4,25 @@
 //! only an operator can do, so it becomes an alert (`/status`, the log, the
 //! `clock_skew` security-event count) rather than a log line among thousands.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use consensus_core::{Hash32, PublicKey};
+use consensus_core::{Hash32, NodeId, PublicKey};
 use tokio::sync::mpsc;
 
 use super::{AlertKind, Control};
 use crate::wire::{Envelope, WireBody};
 
-/// Alerts at most this often: every message to and from the peer would raise one.
+/// Alerts at most this often from each side: every message to and from the peer would
+/// raise one.
 const ALERT_EVERY: Duration = Duration::from_secs(60);
-/// A stale envelope's signature is checked (to tell a peer's clock from a stranger's
-/// forgery in its name) at most this often: stale envelopes are otherwise refused unverified.
+/// A stale envelope's signature is checked (to tell a validator's clock from a stranger's
+/// forgery in its name) at most this often per validator: stale envelopes are otherwise
+/// refused unverified, and a forger filling one validator's slot cannot hide another's.
 const VERIFY_EVERY: Duration = Duration::from_secs(1);
+/// How much of a peer's refusal message goes into the alert.
+const SAID_MAX_CHARS: usize = 200;
 
 pub struct ClockSkewAlarm {
     control: mpsc::Sender<Control>,
@@ -26,8 +31,16 @@ pub struct ClockSkewAlarm {
 
 #[derive(Default)]
 struct State {
-    alerted: Option<Instant>,
-    verified: Option<Instant>,
+    /// The last alert from our messages being refused, and from theirs arriving stale: a
+    /// Byzantine peer answering "stale" must not mute the other side's alert.
+    refused_alerted: Option<Instant>,
+    stale_alerted: Option<Instant>,
+    /// Per validator (at most the validator set): when its stale envelope was last verified.
+    verified: HashMap<NodeId, Instant>,
+}
+
+fn recently(at: Option<Instant>, now: Instant, every: Duration) -> bool {
+    at.is_some_and(|at| now.duration_since(at) < every)
 }
 
 impl ClockSkewAlarm {
@@ -41,21 +54,30 @@ impl ClockSkewAlarm {
     /// The peer at `url` answered one of our messages with 409 `stale`; `said` is its
     /// error message (our timestamp, its clock, its window).
     pub fn refused_by_peer(&self, url: &str, said: &str) {
-        if !self.may_alert(Instant::now()) {
-            return;
+        let now = Instant::now();
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            if recently(state.refused_alerted, now, ALERT_EVERY) {
+                return;
+            }
+            state.refused_alerted = Some(now);
         }
         let peer = url.split('/').take(3).collect::<Vec<_>>().join("/");
+        let said: String = said.chars().take(SAID_MAX_CHARS).collect();
         self.raise(format!(
             "clock: {peer} refuses our messages as stale ({said}); this node's clock and the \
              peer's disagree by more than the replay window: check both clocks (NTP)"
         ));
     }
 
-    /// A validator's envelope (`key` is its registered key) came `ts - now_ms` off our
+    /// Validator `id`'s envelope (`key` is its registered key) came `ts - now_ms` off our
     /// clock, outside `window_ms`. Alerts only if the signature is the validator's: anyone
     /// can send a stale envelope in a validator's name.
     pub fn stale_from_validator<B: WireBody>(
         &self,
+        id: NodeId,
         envelope: &Envelope<B>,
         chain_id: &Hash32,
         key: &PublicKey,
@@ -67,17 +89,24 @@ impl ClockSkewAlarm {
             let Ok(mut state) = self.state.lock() else {
                 return;
             };
-            let recently = |at: Option<Instant>, every| at.is_some_and(|at| now - at < every);
-            if recently(state.alerted, ALERT_EVERY) || recently(state.verified, VERIFY_EVERY) {
+            if recently(state.stale_alerted, now, ALERT_EVERY)
+                || recently(state.verified.get(&id).copied(), now, VERIFY_EVERY)
+            {
                 return;
             }
-            state.verified = Some(now);
+            state.verified.insert(id, now);
         }
         if envelope.sender != *key || envelope.verify_signature(chain_id).is_err() {
             return;
         }
-        if !self.may_alert(now) {
-            return;
+        {
+            let Ok(mut state) = self.state.lock() else {
+                return;
+            };
+            if recently(state.stale_alerted, now, ALERT_EVERY) {
+                return;
+            }
+            state.stale_alerted = Some(now);
         }
         let (direction, by) = if envelope.ts > now_ms {
             ("ahead of", envelope.ts - now_ms)
@@ -87,22 +116,10 @@ impl ClockSkewAlarm {
         self.raise(format!(
             "clock: validator {}'s messages are {} s {direction} this node's clock (the \
              replay window is {} s), so both refuse each other's: check both clocks (NTP)",
-            envelope.from,
+            id,
             by / 1000,
             window_ms / 1000
         ));
-    }
-
-    /// Marks an alert as raised now, unless one was within [`ALERT_EVERY`].
-    fn may_alert(&self, now: Instant) -> bool {
-        let Ok(mut state) = self.state.lock() else {
-            return false;
-        };
-        if state.alerted.is_some_and(|at| now - at < ALERT_EVERY) {
-            return false;
-        }
-        state.alerted = Some(now);
-        true
     }
 
     fn raise(&self, message: String) {

@@ -247,7 +247,12 @@ fn open<B: WireBody>(
     let id = wire::authenticate(&envelope, &shared.chain_id, key_of, now, window_ms).inspect_err(
         |e| {
             if let (WireError::Stale { .. }, Some(key)) = (e, key_of(envelope.from)) {
+                // By key: a request matched by key alone may carry any `from`.
+                let Some(id) = shared.validator_id_of(&key) else {
+                    return;
+                };
                 shared.transport.clock_skew().stale_from_validator(
+                    id,
                     &envelope,
                     &shared.chain_id,
                     &key,

@@ -208,12 +208,16 @@ impl Shared {
     }
 
     pub fn my_id(&self) -> Option<NodeId> {
-        let me = self.key.public();
+        self.validator_id_of(&self.key.public())
+    }
+
+    /// The id of the validator with `key`, if it is one.
+    pub fn validator_id_of(&self, key: &consensus_core::PublicKey) -> Option<NodeId> {
         self.validators
             .read()
             .ok()?
             .iter()
-            .find(|v| v.public_key == me)
+            .find(|v| v.public_key == *key)
             .map(|v| v.id)
     }
 }
@@ -241,11 +245,11 @@ pub enum NodeError {
     OpenStore { dir: PathBuf, source: StoreError },
     /// Reading or writing the store failed: consensus stops rather than run on without
     /// durable state.
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the stored chain does not validate: {0}")]
+    #[error("the stored chain does not validate")]
     StoredChainInvalid(#[from] consensus_core::SyncError),
-    #[error("cannot build the HTTP client: {0}")]
+    #[error("cannot build the HTTP client")]
     HttpClient(#[from] reqwest::Error),
     #[error("the listener has no local address: {0}")]
     Listener(std::io::Error),

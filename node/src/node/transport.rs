@@ -294,14 +294,13 @@ impl Transport {
                     // "replayed": an earlier attempt landed. "stale": our clock and the
                     // peer's disagree by more than the replay window; nothing we send gets
                     // through, which must show as a failing peer, not as success.
-                    let body = resp.text().await.unwrap_or_default();
-                    let stale = body.contains("\"stale\"");
-                    if stale {
+                    // A refusal is a few hundred bytes; read no more of what a peer sends.
+                    let body = read_capped(resp, 4 * 1024).await.unwrap_or_default();
+                    let refusal = serde_json::from_slice::<crate::api::ErrorBody>(&body).ok();
+                    let stale = refusal.as_ref().is_some_and(|e| e.error == "stale");
+                    if let Some(refusal) = refusal.filter(|_| stale) {
                         tracing::warn!(%url, "peer refuses our timestamps: check both clocks");
-                        let said = serde_json::from_str::<crate::api::ErrorBody>(&body)
-                            .map(|e| e.message)
-                            .unwrap_or_default();
-                        self.clock_skew.refused_by_peer(url, &said);
+                        self.clock_skew.refused_by_peer(url, &refusal.message);
                     }
                     return (!stale, Some(rtt));
                 }
